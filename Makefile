@@ -1,0 +1,38 @@
+# Both entry points create .venv when missing and install with constraints.txt, so no command
+# ever pulls a CUDA build of torch.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo demo-quick test bench lint type clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[torch,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pytest-npu demo
+
+demo-quick: $(STAMP)
+	$(BIN)/pytest-npu demo --quick
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest benchmarks -q -p no:xdist --benchmark-only --benchmark-columns=min,mean,rounds
+
+lint: $(STAMP)
+	$(BIN)/ruff check pytest_npu reference_models tests benchmarks
+
+type: $(STAMP)
+	$(BIN)/mypy pytest_npu
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
