@@ -1,0 +1,1 @@
+"""Reference models: a digits CNN trained on real data, and MLPerf-Tiny-shaped networks."""
