@@ -49,5 +49,9 @@ class BudgetUsageError(NpuError):
     """An npu_budget / npu_target marker or option is malformed (names the key, suggests a fix)."""
 
 
+class MetricError(NpuError):
+    """Reference and measured arrays cannot be compared (names both shapes or the bad labels)."""
+
+
 class BaselineError(NpuError):
     """A baseline or history file is corrupt, too new, or cannot be written (names the file)."""

@@ -84,6 +84,7 @@ class Target:
     host_overhead_us: float      # fixed cost of handing a tensor to the host and back
     energy: Energy
     path: Path | None = field(default=None, compare=False)
+    model_note: str = ""         # says plainly that this is a model following public figures
 
     @property
     def macs_per_cycle(self) -> int:

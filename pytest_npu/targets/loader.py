@@ -1,0 +1,356 @@
+"""Read a target TOML file, check every key, and build a :class:`Target`.
+
+The schema is one table (``SCHEMA``): each TOML key has a kind, a check, the Target field it
+fills, and a hint of what to write instead. Validation collects every problem in the file and
+raises one :class:`TargetError` listing them, each naming the file and the dotted key, so a user
+fixes a hand-written target in one pass instead of one error per run.
+
+TOML layout (the built-ins in ``builtin/`` document every key with a comment)::
+
+    name, description, sources, model_note, clock_mhz, cores, rounding, fallback
+    [core]   ofm_lanes, ifm_lanes, pixel_lanes, macs_per_cycle, int16_factor,
+             elementwise_width, lut_width, overhead_cycles
+    [memory] sram_kib, sram_bytes_per_cycle, dram_mib, dram_bytes_per_cycle,
+             dram_latency_cycles, dram_burst_bytes, dma_channels
+    [isa]    operations, dtypes, max_kernel, max_stride, max_dilation, max_channels, max_padding
+    [host]   ops_per_second, overhead_us
+    [energy] mac_int8_pj, mac_int16_pj, sram_read_pj_per_byte, sram_write_pj_per_byte,
+             dram_pj_per_byte, elementwise_pj, lut_pj, host_pj_per_op, static_mw
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import TargetError
+from ..npu.isa import OPERATIONS
+from .model import Energy, Limits, MacArray, Target
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on 3.10
+    import tomli as tomllib
+
+KIB = 1024
+MIB = 1024 * 1024
+ACTIVATION_DTYPES = ("int8", "int16")
+ROUNDING_MODES = ("single", "double")
+FALLBACKS = ("host", "error")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+Check = Callable[[Any], "str | None"]
+
+
+@dataclass(frozen=True)
+class Key:
+    """One TOML key: its kind ("str", "int", "number", "str_list") and an optional value check.
+
+    ``check`` returns ``None`` when the value is fine, else the fix to suggest.
+    """
+
+    kind: str
+    check: Check | None = None
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def _at_least_one(value: int) -> str | None:
+    return None if value >= 1 else "must be at least 1"
+
+
+def _fraction(value: float) -> str | None:
+    return None if 0 < value <= 1 else "must be in (0, 1]: the int16 MAC rate relative to int8"
+
+
+def _one_of(*allowed: str) -> Check:
+    def check(value: str) -> str | None:
+        return None if value in allowed else f"must be one of {', '.join(map(repr, allowed))}"
+    return check
+
+
+def _subset_of(allowed: frozenset[str] | tuple[str, ...], required: str) -> Check:
+    def check(values: list[str]) -> str | None:
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            hints = [f"{u!r}" + did_you_mean(u, allowed) for u in unknown]
+            return f"has unknown entries {', '.join(hints)}; allowed: {', '.join(sorted(allowed))}"
+        duplicated = sorted({v for v in values if values.count(v) > 1})
+        if duplicated:
+            return f"lists {', '.join(map(repr, duplicated))} more than once"
+        if required not in values:
+            return f"must include {required!r}"
+        return None
+    return check
+
+
+def _target_name(value: str) -> str | None:
+    if NAME_PATTERN.fullmatch(value):
+        return None
+    return "must be a short identifier (letters, digits, '.', '_', '-'), e.g. \"my-npu\""
+
+
+def _not_blank(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+def _sources(values: list[str]) -> str | None:
+    return None if values and all(v.strip() for v in values) else (
+        "must list at least one public reference the figures follow")
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "": {
+        "name": Key("str", _target_name),
+        "description": Key("str", _not_blank),
+        "sources": Key("str_list", _sources),
+        "model_note": Key("str", _not_blank),
+        "clock_mhz": Key("number", _positive),
+        "cores": Key("int", _at_least_one),
+        "rounding": Key("str", _one_of(*ROUNDING_MODES)),
+        "fallback": Key("str", _one_of(*FALLBACKS)),
+    },
+    "core": {
+        "ofm_lanes": Key("int", _at_least_one),
+        "ifm_lanes": Key("int", _at_least_one),
+        "pixel_lanes": Key("int", _at_least_one),
+        "macs_per_cycle": Key("int", _at_least_one),
+        "int16_factor": Key("number", _fraction),
+        "elementwise_width": Key("int", _at_least_one),
+        "lut_width": Key("int", _at_least_one),
+        "overhead_cycles": Key("int", _non_negative),
+    },
+    "memory": {
+        "sram_kib": Key("number", _positive),
+        "sram_bytes_per_cycle": Key("number", _positive),
+        "dram_mib": Key("number", _positive),
+        "dram_bytes_per_cycle": Key("number", _positive),
+        "dram_latency_cycles": Key("int", _non_negative),
+        "dram_burst_bytes": Key("int", _at_least_one),
+        "dma_channels": Key("int", _at_least_one),
+    },
+    "isa": {
+        "operations": Key("str_list", _subset_of(OPERATIONS, "dma")),
+        "dtypes": Key("str_list", _subset_of(ACTIVATION_DTYPES, "int8")),
+        "max_kernel": Key("int", _at_least_one),
+        "max_stride": Key("int", _at_least_one),
+        "max_dilation": Key("int", _at_least_one),
+        "max_channels": Key("int", _at_least_one),
+        "max_padding": Key("int", _non_negative),
+    },
+    "host": {
+        "ops_per_second": Key("number", _positive),
+        "overhead_us": Key("number", _non_negative),
+    },
+    "energy": {name: Key("number", _non_negative) for name in (
+        "mac_int8_pj", "mac_int16_pj", "sram_read_pj_per_byte", "sram_write_pj_per_byte",
+        "dram_pj_per_byte", "elementwise_pj", "lut_pj", "host_pj_per_op", "static_mw")},
+}
+
+_KIND_TEXT = {"str": "a string", "int": "an integer", "number": "a number",
+              "str_list": "a list of strings"}
+
+
+def _dotted(section: str, key: str) -> str:
+    return f"{section}.{key}" if section else key
+
+
+def did_you_mean(word: str, candidates) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _suggest_key(section: str, key: str) -> str:
+    """Suggest the closest key in the same table, else the table a known key belongs to."""
+    hint = did_you_mean(key, SCHEMA[section])
+    if hint:
+        return hint
+    homes = [_dotted(s, key) for s, keys in SCHEMA.items() if key in keys and s != section]
+    if homes:
+        return f" (it belongs in {'[' + homes[0].split('.')[0] + ']' if '.' in homes[0] else 'the top level'})"
+    return ""
+
+
+def _kind_ok(kind: str, value: Any) -> bool:
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _value_problem(spec: Key, value: Any) -> str | None:
+    if not _kind_ok(spec.kind, value):
+        return f"must be {_KIND_TEXT[spec.kind]}"
+    return spec.check(value) if spec.check is not None else None
+
+
+class _Problems:
+    """Collects problems as ``dotted.key: what is wrong and what to do`` lines."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.lines: list[str] = []
+
+    def add(self, dotted: str, message: str) -> None:
+        self.lines.append(f"{dotted}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            count = len(self.lines)
+            listing = "\n".join(f"  - {line}" for line in self.lines)
+            raise TargetError(
+                f"target file {self.source} has {count} problem{'s' if count > 1 else ''}:\n{listing}\n"
+                "Fix the keys above (see the built-in targets, `pytest-npu targets NAME`, for a complete file).")
+
+
+def _check_layout(data: dict[str, Any], problems: _Problems) -> dict[str, dict[str, Any]]:
+    """Split the document into its tables, reporting unknown, missing and mistyped keys."""
+    tables: dict[str, dict[str, Any]] = {"": {}}
+    for key, value in data.items():
+        if key in SCHEMA and key:
+            if isinstance(value, dict):
+                tables[key] = value
+            else:
+                problems.add(key, f"must be a table: write [{key}] on its own line and its keys below it")
+        elif key in SCHEMA[""]:
+            tables[""][key] = value
+        else:
+            kind = "table" if isinstance(value, dict) else "key"
+            hint = did_you_mean(key, [s for s in SCHEMA if s]) if kind == "table" else _suggest_key("", key)
+            problems.add(key, f"unknown {kind}{hint}; remove it or fix the spelling")
+    for section, keys in SCHEMA.items():
+        if section not in tables:
+            problems.add(section, f"missing table [{section}] (keys: {', '.join(keys)})")
+            continue
+        table = tables[section]
+        for key, value in table.items():
+            dotted = _dotted(section, key)
+            if key not in keys:
+                problems.add(dotted, f"unknown key{_suggest_key(section, key)}; remove it or fix the spelling")
+            elif message := _value_problem(keys[key], value):
+                problems.add(dotted, f"{message}, got {value!r}")
+        for key in keys:
+            if key not in table:
+                problems.add(_dotted(section, key), f"missing; add `{key} = ...` under "
+                             f"{'[' + section + ']' if section else 'the top level (before any table)'}")
+    return tables
+
+
+def _whole_bytes(problems: _Problems, dotted: str, amount: float, unit: int) -> int:
+    total = amount * unit
+    if total != int(total):
+        problems.add(dotted, f"{amount!r} x {unit} is not a whole number of bytes; round it")
+    return int(total)
+
+
+def from_dict(data: dict[str, Any], source: str = "<dict>", path: Path | None = None) -> Target:
+    """Validate parsed TOML (``source`` names it in errors) and build the Target."""
+    problems = _Problems(source)
+    tables = _check_layout(data, problems)
+    problems.raise_if_any()
+    top, core, memory, isa = tables[""], tables["core"], tables["memory"], tables["isa"]
+    host, energy = tables["host"], tables["energy"]
+    mac = MacArray(core["ofm_lanes"], core["ifm_lanes"], core["pixel_lanes"])
+    if mac.macs_per_cycle != core["macs_per_cycle"]:
+        problems.add("core.macs_per_cycle",
+                     f"is {core['macs_per_cycle']} but ofm_lanes x ifm_lanes x pixel_lanes = "
+                     f"{mac.ofm_lanes} x {mac.ifm_lanes} x {mac.pixel_lanes} = {mac.macs_per_cycle}; "
+                     "fix the lanes or set macs_per_cycle to their product")
+    sram_bytes = _whole_bytes(problems, "memory.sram_kib", memory["sram_kib"], KIB)
+    dram_bytes = _whole_bytes(problems, "memory.dram_mib", memory["dram_mib"], MIB)
+    problems.raise_if_any()
+    return Target(
+        name=top["name"], description=top["description"], sources=tuple(top["sources"]),
+        clock_mhz=float(top["clock_mhz"]), cores=top["cores"], mac=mac,
+        int16_factor=float(core["int16_factor"]), elementwise_width=core["elementwise_width"],
+        lut_width=core["lut_width"], overhead_cycles=core["overhead_cycles"],
+        sram_bytes=sram_bytes, sram_bytes_per_cycle=float(memory["sram_bytes_per_cycle"]),
+        dram_bytes=dram_bytes, dram_bytes_per_cycle=float(memory["dram_bytes_per_cycle"]),
+        dram_latency_cycles=memory["dram_latency_cycles"], dram_burst_bytes=memory["dram_burst_bytes"],
+        dma_channels=memory["dma_channels"], rounding=top["rounding"],
+        operations=frozenset(isa["operations"]), dtypes=frozenset(isa["dtypes"]),
+        limits=Limits(**{k: isa[k] for k in ("max_kernel", "max_stride", "max_dilation",
+                                             "max_channels", "max_padding")}),
+        fallback=top["fallback"], host_ops_per_second=float(host["ops_per_second"]),
+        host_overhead_us=float(host["overhead_us"]),
+        energy=Energy(**{k: float(v) for k, v in energy.items()}),
+        path=path, model_note=top["model_note"],
+    )
+
+
+def parse(text: str, source: str = "<string>", path: Path | None = None) -> Target:
+    """Parse TOML text; a syntax error becomes a TargetError naming ``source`` and the line."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TargetError(f"target file {source} is not valid TOML: {exc}. Fix the syntax there "
+                          "(strings need quotes, tables are written [name]).") from None
+    return from_dict(data, source, path)
+
+
+def load_file(path: Path) -> Target:
+    """Load and validate one TOML file."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise TargetError(f"target file {path} does not exist; pass a built-in name or the path "
+                          "of an existing .toml file") from None
+    except IsADirectoryError:
+        raise TargetError(f"target file {path} is a directory; pass the path of a .toml file") from None
+    except UnicodeDecodeError as exc:
+        raise TargetError(f"target file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise TargetError(f"target file {path} cannot be read: {exc.strerror}") from None
+    return parse(text, str(path), path)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, (list, tuple, frozenset, set)):
+        items = sorted(value) if isinstance(value, (set, frozenset)) else value
+        return "[" + ", ".join(_toml_value(v) for v in items) + "]"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return repr(value)
+
+
+def to_toml(target: Target) -> str:
+    """Write a Target back as TOML that :func:`parse` reads to an equal Target (no comments)."""
+    values: dict[str, dict[str, Any]] = {
+        "": {"name": target.name, "description": target.description, "sources": list(target.sources),
+             "model_note": target.model_note, "clock_mhz": target.clock_mhz, "cores": target.cores,
+             "rounding": target.rounding, "fallback": target.fallback},
+        "core": {"ofm_lanes": target.mac.ofm_lanes, "ifm_lanes": target.mac.ifm_lanes,
+                 "pixel_lanes": target.mac.pixel_lanes, "macs_per_cycle": target.mac.macs_per_cycle,
+                 "int16_factor": target.int16_factor, "elementwise_width": target.elementwise_width,
+                 "lut_width": target.lut_width, "overhead_cycles": target.overhead_cycles},
+        "memory": {"sram_kib": target.sram_bytes / KIB, "sram_bytes_per_cycle": target.sram_bytes_per_cycle,
+                   "dram_mib": target.dram_bytes / MIB, "dram_bytes_per_cycle": target.dram_bytes_per_cycle,
+                   "dram_latency_cycles": target.dram_latency_cycles,
+                   "dram_burst_bytes": target.dram_burst_bytes, "dma_channels": target.dma_channels},
+        "isa": {"operations": target.operations, "dtypes": target.dtypes,
+                **{k: getattr(target.limits, k) for k in SCHEMA["isa"] if k.startswith("max_")}},
+        "host": {"ops_per_second": target.host_ops_per_second, "overhead_us": target.host_overhead_us},
+        "energy": {k: getattr(target.energy, k) for k in SCHEMA["energy"]},
+    }
+    lines: list[str] = []
+    for section, table in values.items():
+        if section:
+            lines.append(f"\n[{section}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
+    return "\n".join(lines) + "\n"
