@@ -1,0 +1,61 @@
+"""``pytest-npu compare REF_A REF_B``: gate a release pipeline on two recorded runs, outside pytest.
+
+Exit status: 0 when nothing regressed, 1 on a regression, 2 on bad input (unknown ref, no database).
+With ``--fail`` only the named metrics gate (a new compiler release is expected to move figures);
+without it every metric gates with the baseline defaults (exact for integers, 1e-9 relative for floats).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from . import history
+from .baseline import tolerances_from
+
+EXIT_REGRESSION = 1
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("ref_a", metavar="REF_A", help="the reference run: release label, commit prefix, "
+                                                       "#ID, latest or previous")
+    parser.add_argument("ref_b", metavar="REF_B", help="the run under test (same forms)")
+    parser.add_argument("--db", default=str(history.DEFAULT_PATH), help="history database (default: %(default)s)")
+    parser.add_argument("--fail", action="append", default=[], metavar="METRIC:N%|ABS",
+                        help="gate METRIC with this tolerance, e.g. latency_ms:2%% (repeatable)")
+    parser.add_argument("--test", help="glob or substring of the test name / node id")
+    parser.add_argument("--metric", help="glob of the metric names to show")
+    parser.add_argument("--target", help="glob of the target name")
+    parser.add_argument("--all", action="store_true", help="show unchanged figures too")
+
+
+def run(args: argparse.Namespace) -> int:
+    tolerances = tolerances_from(args.fail, where="--fail")
+    with history.connect(args.db, create=False) as connection:
+        run_a = history.resolve_ref(connection, args.ref_a, path=args.db)
+        run_b = history.resolve_ref(connection, args.ref_b, path=args.db)
+        filters = {"test": args.test, "metric": args.metric, "target": args.target}
+        before = history.points(connection, run_ids=[run_a.id or 0], **filters)
+        after = history.points(connection, run_ids=[run_b.id or 0], **filters)
+    rows = history.changes(before, after, tolerances, gated=list(tolerances) or None)
+    regressed = [row for row in rows if row.status == "regressed"]
+    shown = rows if args.all else [row for row in rows if row.status != "ok"]
+    from tabulate import tabulate
+
+    print(f"comparing {run_a.label} (run #{run_a.id}, {run_a.started_utc}) -> "
+          f"{run_b.label} (run #{run_b.id}, {run_b.started_utc})")
+    if shown:
+        print(tabulate([[r.test, r.target, r.metric, _num(r.before), _num(r.after), r.delta_text, r.tolerance,
+                         r.status.upper() if r.status == "regressed" else r.status] for r in shown],
+                       headers=["test", "target", "metric", run_a.label, run_b.label, "change", "tolerance",
+                                "status"], tablefmt="simple", disable_numparse=True))
+    counts = {status: sum(row.status == status for row in rows)
+              for status in ("ok", "regressed", "improved", "changed", "new", "gone")}
+    print(", ".join(f"{count} {status}" for status, count in counts.items() if count) or "no figures to compare")
+    if regressed:
+        print(f"FAILED: {len(regressed)} figures regressed from {run_a.label} to {run_b.label}")
+        return EXIT_REGRESSION
+    return 0
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
