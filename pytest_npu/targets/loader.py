@@ -173,15 +173,16 @@ def did_you_mean(word: str, candidates) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _suggest_key(section: str, key: str) -> str:
-    """Suggest the closest key in the same table, else the table a known key belongs to."""
+def _unknown_key(section: str, key: str) -> str:
+    """Say what to do with an unknown key: fix a misspelling, or move a key to its table."""
     hint = did_you_mean(key, SCHEMA[section])
     if hint:
-        return hint
-    homes = [_dotted(s, key) for s, keys in SCHEMA.items() if key in keys and s != section]
+        return f"unknown key{hint}; fix the spelling"
+    homes = [s for s, keys in SCHEMA.items() if key in keys and s != section]
     if homes:
-        return f" (it belongs in {'[' + homes[0].split('.')[0] + ']' if '.' in homes[0] else 'the top level'})"
-    return ""
+        return f"not a key of {'[' + section + ']' if section else 'the top level'}; move it " + (
+            f"under [{homes[0]}]" if homes[0] else "to the top level, before any table")
+    return "unknown key; remove it (the known keys are listed in `pytest-npu targets NAME`)"
 
 
 def _kind_ok(kind: str, value: Any) -> bool:
@@ -231,20 +232,24 @@ def _check_layout(data: dict[str, Any], problems: _Problems) -> dict[str, dict[s
         elif key in SCHEMA[""]:
             tables[""][key] = value
         else:
-            kind = "table" if isinstance(value, dict) else "key"
-            hint = did_you_mean(key, [s for s in SCHEMA if s]) if kind == "table" else _suggest_key("", key)
-            problems.add(key, f"unknown {kind}{hint}; remove it or fix the spelling")
+            if isinstance(value, dict):
+                hint = did_you_mean(key, [s for s in SCHEMA if s])
+                problems.add(key, f"unknown table{hint}; fix the spelling or remove it")
+            else:
+                problems.add(key, _unknown_key("", key))
     for section, keys in SCHEMA.items():
         if section not in tables:
-            problems.add(section, f"missing table [{section}] (keys: {', '.join(keys)})")
+            if section not in data:  # a table written as a plain value is reported above
+                problems.add(section, f"missing table [{section}] (keys: {', '.join(keys)})")
             continue
         table = tables[section]
         for key, value in table.items():
             dotted = _dotted(section, key)
             if key not in keys:
-                problems.add(dotted, f"unknown key{_suggest_key(section, key)}; remove it or fix the spelling")
+                problems.add(dotted, _unknown_key(section, key))
             elif message := _value_problem(keys[key], value):
-                problems.add(dotted, f"{message}, got {value!r}")
+                shown = "" if keys[key].kind == "str_list" and isinstance(value, list) else f", got {value!r}"
+                problems.add(dotted, message + shown)
         for key in keys:
             if key not in table:
                 problems.add(_dotted(section, key), f"missing; add `{key} = ...` under "
