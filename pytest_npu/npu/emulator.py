@@ -1,0 +1,473 @@
+"""The emulated NPU: runs a Program on a batch of inputs with exact integer semantics.
+
+``Emulator(target).run(program, inputs) -> Execution``. Memory is real: DRAM and SRAM are
+``(N, bytes)`` uint8 buffers, one row per inference of the batch (the N inferences run the same
+program in lock-step), and every operand is a strided view of a buffer. Before anything runs the
+program is checked against the target (bounds, SRAM capacity, supported operations and dtypes,
+operand shapes, dependencies) and scheduled by :mod:`npu.cost`, which also checks hazards; any
+violation is an :class:`~pytest_npu.errors.EmulatorFault` naming the instruction and operand.
+
+Constant operands (weights, bias) are read from sample 0 of the batch: they come from the
+constants image, identical in every sample. SRAM and DRAM buffers are sized to what the program
+touches (the target's capacities are enforced by the checks, not by allocating them).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import EmulatorFault, NpuError, ProgramError
+from ..targets.model import Target
+from . import host, kernels
+from .cost import Timing, time_program
+from .execution import Execution
+from .isa import (
+    DTYPES,
+    Conv2D,
+    DepthwiseConv2D,
+    DmaIn,
+    DmaOut,
+    Elementwise,
+    FullyConnected,
+    HostOp,
+    Instruction,
+    Lut,
+    MatMul,
+    Operand,
+    Pool,
+    Requant,
+    Rescale,
+    Resize,
+    dtype_range,
+)
+from .program import Program, check_program, format_operand, operand_span
+
+_ACTIVATION_CLASS = {"int8": "int8", "uint8": "int8", "int16": "int16"}
+_PLAN_CACHE_SIZE = 8
+
+
+def _where(index: int, ins: Instruction, operand: str | None = None) -> str:
+    layer = f" (layer {ins.layer})" if ins.layer else ""
+    tail = f", operand {operand!r}" if operand else ""
+    return f"instruction {index} {ins.opcode}{layer}{tail}"
+
+
+def _fault(index: int, ins: Instruction, operand: str | None, kind: str, message: str) -> EmulatorFault:
+    return EmulatorFault(f"{_where(index, ins, operand)}: {message}", index=index, operand=operand, kind=kind)
+
+
+# ---------------------------------------------------------------------------------------------
+# static checks that need the target
+def _check_target(index: int, ins: Instruction, target: Target) -> None:
+    if isinstance(ins, HostOp):
+        if target.fallback != "host":
+            raise _fault(index, ins, None, "unsupported",
+                         f"host fallback op {ins.op!r} but target {target.name} has fallback="
+                         f"{target.fallback!r}; run it on a target with fallback = \"host\"")
+    elif not target.supports(ins.operation):
+        raise _fault(index, ins, None, "unsupported",
+                     f"operation {ins.operation!r} is not in target {target.name}'s instruction set "
+                     f"({', '.join(sorted(target.operations))}); recompile for this target")
+    engine = ins.engine()
+    if engine.startswith("dma") and not 0 <= getattr(ins, "channel", 0) < target.dma_channels:
+        raise _fault(index, ins, "channel", "unsupported",
+                     f"DMA channel {ins.channel} but target {target.name} has {target.dma_channels}")
+    if engine.startswith("core") and not 0 <= getattr(ins, "core", 0) < target.cores:
+        raise _fault(index, ins, "core", "unsupported",
+                     f"core {ins.core} but target {target.name} has {target.cores} core(s)")
+    for name, op in ins.operands().items():
+        cls = _ACTIVATION_CLASS.get(op.dtype)
+        if name in ("weights", "bias") or cls is None or isinstance(ins, (DmaIn, DmaOut, HostOp)):
+            continue
+        if cls not in target.dtypes:
+            raise _fault(index, ins, name, "unsupported",
+                         f"{op.dtype} activations are not supported by target {target.name} "
+                         f"(dtypes: {', '.join(sorted(target.dtypes))})")
+    _check_memories(index, ins)
+
+
+def _check_memories(index: int, ins: Instruction) -> None:
+    if isinstance(ins, (DmaIn, DmaOut)):
+        want = {"src": "dram", "dst": "sram"} if isinstance(ins, DmaIn) else {"src": "sram", "dst": "dram"}
+        for name, mem in want.items():
+            if getattr(ins, name).mem != mem:
+                raise _fault(index, ins, name, "unsupported",
+                             f"{ins.opcode} moves DRAM<->SRAM: {name} must be in {mem.upper()}, got "
+                             f"{format_operand(getattr(ins, name))}")
+        return
+    want_mem = "dram" if isinstance(ins, HostOp) else "sram"
+    for name, op in ins.operands().items():
+        if op.mem != want_mem:
+            what = "the host reads and writes DRAM" if want_mem == "dram" else "compute engines address SRAM only"
+            raise _fault(index, ins, name, "unsupported",
+                         f"{format_operand(op)}: {what}; move the tensor with a DMA first")
+
+
+def _check_sram_capacity(program: Program, target: Target) -> None:
+    need = program.memory_needed("sram")
+    if need <= target.sram_bytes:
+        return
+    for index, ins in enumerate(program.instructions):
+        for name, op in ins.operands().items():
+            if op.mem == "sram" and operand_span(op)[1] > target.sram_bytes:
+                raise _fault(index, ins, name, "sram_overflow",
+                             f"{format_operand(op)} ends at byte {operand_span(op)[1]}, beyond target "
+                             f"{target.name}'s SRAM of {target.sram_bytes} bytes: the program's SRAM plan "
+                             f"needs {need} bytes; recompile it for this target (or a smaller sram_limit_bytes)")
+    raise EmulatorFault(f"program tensors need {need} bytes of SRAM, target {target.name} has "
+                        f"{target.sram_bytes}; recompile the program for this target", kind="sram_overflow")
+
+
+def _conv_out(size: int, pad: int, kernel: int, stride: int, dilation: int) -> int:
+    return (size + pad - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _check_requant(index, ins, requant: Requant | None, ofm: Operand, channels: int) -> None:
+    if requant is None:
+        if ofm.dtype != "int32":
+            raise _fault(index, ins, "requant", "shape",
+                         f"no requant but ofm is {ofm.dtype}: give a Requant, or write the raw "
+                         "accumulator to an int32 ofm")
+        return
+    n = len(requant.multiplier)
+    if n != len(requant.shift) or n not in (1, channels):
+        raise _fault(index, ins, "requant", "shape",
+                     f"requant has {n} multipliers and {len(requant.shift)} shifts; need 1 (per tensor) "
+                     f"or {channels} (per channel), the same number of each")
+
+
+def _check_shapes(index: int, ins: Instruction) -> None:
+    def expect(ok: bool, operand: str, message: str) -> None:
+        if not ok:
+            raise _fault(index, ins, operand, "shape", message)
+
+    if isinstance(ins, (DmaIn, DmaOut)):
+        expect(ins.src.shape == ins.dst.shape and ins.src.dtype == ins.dst.dtype, "dst",
+               f"DMA copies element by element: dst {ins.dst.dtype}{list(ins.dst.shape)} must equal "
+               f"src {ins.src.dtype}{list(ins.src.shape)}")
+    elif isinstance(ins, (Conv2D, DepthwiseConv2D)):
+        depthwise = isinstance(ins, DepthwiseConv2D)
+        expect(len(ins.ifm.shape) == 3, "ifm", f"ifm must be (H, W, C), got {list(ins.ifm.shape)}")
+        expect(len(ins.weights.shape) == (3 if depthwise else 4), "weights",
+               f"weights must be {'(KH, KW, C)' if depthwise else '(KH, KW, Cin, Cout)'}, got {list(ins.weights.shape)}")
+        expect(len(ins.ofm.shape) == 3, "ofm", f"ofm must be (OH, OW, C), got {list(ins.ofm.shape)}")
+        h, w, cin = ins.ifm.shape
+        kh, kw = ins.weights.shape[:2]
+        cout = ins.weights.shape[2] if depthwise else ins.weights.shape[3]
+        expect(ins.weights.shape[2] == cin, "weights",
+               f"weights {list(ins.weights.shape)} do not match the ifm's {cin} channels")
+        expect(ins.bias.shape == (cout,), "bias", f"bias must be ({cout},), got {list(ins.bias.shape)}")
+        expect(min(ins.stride) >= 1 and min(ins.dilation) >= 1 and min(ins.padding) >= 0 and len(ins.padding) == 4,
+               "stride", f"stride {ins.stride} / dilation {ins.dilation} must be >= 1, padding {ins.padding} 4 values >= 0")
+        t, b, left, r = ins.padding
+        oh = _conv_out(h, t + b, kh, ins.stride[0], ins.dilation[0])
+        ow = _conv_out(w, left + r, kw, ins.stride[1], ins.dilation[1])
+        expect(ins.ofm.shape == (oh, ow, cout), "ofm",
+               f"ofm must be {[oh, ow, cout]} for ifm {list(ins.ifm.shape)}, kernel {kh}x{kw}, stride "
+               f"{ins.stride}, dilation {ins.dilation}, padding {ins.padding}; got {list(ins.ofm.shape)}")
+        _check_requant(index, ins, ins.requant, ins.ofm, cout)
+    elif isinstance(ins, FullyConnected):
+        expect(len(ins.ifm.shape) == 2, "ifm", f"ifm must be (M, K), got {list(ins.ifm.shape)}")
+        expect(len(ins.weights.shape) == 2 and ins.weights.shape[0] == ins.ifm.shape[-1], "weights",
+               f"weights must be (K={ins.ifm.shape[-1]}, N), got {list(ins.weights.shape)}")
+        n = ins.weights.shape[1]
+        expect(ins.bias.shape == (n,), "bias", f"bias must be ({n},), got {list(ins.bias.shape)}")
+        expect(ins.ofm.shape == (ins.ifm.shape[0], n), "ofm",
+               f"ofm must be {[ins.ifm.shape[0], n]}, got {list(ins.ofm.shape)}")
+        _check_requant(index, ins, ins.requant, ins.ofm, n)
+    elif isinstance(ins, MatMul):
+        expect(len(ins.a.shape) == 2 and len(ins.b.shape) == 2 and ins.a.shape[1] == ins.b.shape[0], "b",
+               f"a (M, K) x b (K, N): got a {list(ins.a.shape)}, b {list(ins.b.shape)}")
+        expect(ins.ofm.shape == (ins.a.shape[0], ins.b.shape[-1]), "ofm",
+               f"ofm must be {[ins.a.shape[0], ins.b.shape[-1]]}, got {list(ins.ofm.shape)}")
+        _check_requant(index, ins, ins.requant, ins.ofm, 1)
+    elif isinstance(ins, Pool):
+        expect(ins.kind in ("max", "avg"), "kind", f"pool kind {ins.kind!r}; use 'max' or 'avg'")
+        expect(len(ins.ifm.shape) == 3 and len(ins.ofm.shape) == 3, "ofm", "pool ifm and ofm must be (H, W, C)")
+        h, w, c = ins.ifm.shape
+        t, b, left, r = ins.padding
+        oh = _conv_out(h, t + b, ins.kernel[0], ins.stride[0], 1)
+        ow = _conv_out(w, left + r, ins.kernel[1], ins.stride[1], 1)
+        expect(ins.ofm.shape == (oh, ow, c), "ofm",
+               f"ofm must be {[oh, ow, c]} for ifm {list(ins.ifm.shape)}, kernel {ins.kernel}, stride "
+               f"{ins.stride}, padding {ins.padding}; got {list(ins.ofm.shape)}")
+        if ins.kind == "avg":
+            _check_requant(index, ins, ins.requant, ins.ofm, c)
+    elif isinstance(ins, Elementwise):
+        expect(ins.op in ("add", "sub", "mul", "min", "max"), "op", f"op {ins.op!r}; use add, sub, mul, min, max")
+        expect(ins.a.shape == ins.ofm.shape, "ofm", f"ofm {list(ins.ofm.shape)} must equal a {list(ins.a.shape)}")
+        channels = ins.a.shape[-1] if ins.a.shape else 1
+        expect(ins.b.shape == ins.a.shape or ins.b.shape in ((1,), (channels,)), "b",
+               f"b {list(ins.b.shape)} must equal a {list(ins.a.shape)} or be (1,) or ({channels},)")
+        _check_requant(index, ins, ins.requant, ins.ofm, channels)
+    elif isinstance(ins, Lut):
+        expect(ins.ifm.shape == ins.ofm.shape, "ofm", f"ofm {list(ins.ofm.shape)} must equal ifm {list(ins.ifm.shape)}")
+        expect(ins.ifm.dtype == "int8" and ins.ofm.dtype == "int8", "ifm", "LUT maps int8 to int8")
+        expect(len(ins.table) == 256, "table", f"table has {len(ins.table)} entries; need 256")
+    elif isinstance(ins, Rescale):
+        expect(ins.ifm.shape == ins.ofm.shape, "ofm", f"ofm {list(ins.ofm.shape)} must equal ifm {list(ins.ifm.shape)}")
+        _check_requant(index, ins, ins.requant, ins.ofm, ins.ofm.shape[-1] if ins.ofm.shape else 1)
+    elif isinstance(ins, Resize):
+        expect(len(ins.ifm.shape) == 3 and min(ins.scale) >= 1, "ifm", "resize ifm must be (H, W, C), scale >= 1")
+        h, w, c = ins.ifm.shape
+        want = (h * ins.scale[0], w * ins.scale[1], c)
+        expect(ins.ofm.shape == want, "ofm", f"ofm must be {list(want)}, got {list(ins.ofm.shape)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# execution
+@dataclass
+class _Plan:
+    """What a program needs at run time, computed once: checks passed, timing, memory sizes."""
+
+    program: Program
+    timing: Timing
+    dram_size: int
+    sram_size: int
+    bound: OrderedDict = field(default_factory=OrderedDict)   # batch N -> (dram, sram, steps)
+
+
+class Emulator:
+    """Runs programs on one target. Reuse the instance: plans and buffers are cached per program."""
+
+    def __init__(self, target: Target):
+        self.target = target
+        self._plans: OrderedDict[int, _Plan] = OrderedDict()
+
+    # -- public -------------------------------------------------------------------------------
+    def run(self, program: Program, inputs: dict[str, np.ndarray]) -> Execution:
+        plan = self.plan(program)
+        batch = self._batch_size(program, inputs)
+        dram, sram, steps = self._bind(plan, batch)
+        dram.fill(0)
+        sram.fill(0)
+        if program.constants:
+            dram[:, program.constants_offset:program.constants_offset + len(program.constants)] = \
+                np.frombuffer(program.constants, np.uint8)
+        for name in program.inputs:
+            info = program.tensors[name]
+            self._view(dram, info.operand())[...] = inputs[name]
+        for index, step in steps:
+            try:
+                step()
+            except EmulatorFault as exc:
+                if exc.index is not None:
+                    raise
+                ins = program.instructions[index]
+                raise EmulatorFault(f"{_where(index, ins, exc.operand)}: {exc}", index=index,
+                                    operand=exc.operand, kind=exc.kind) from exc
+            except NpuError:
+                raise
+            except (ValueError, TypeError, IndexError, FloatingPointError) as exc:
+                ins = program.instructions[index]
+                raise _fault(index, ins, None, "kernel", f"failed: {exc}") from exc
+        outputs = {name: np.array(self._view(dram, program.tensors[name].operand())) for name in program.outputs}
+        return Execution(outputs, list(plan.timing.trace), plan.timing.summary, extra={"batch": batch})
+
+    def plan(self, program: Program) -> _Plan:
+        """Check and time ``program`` (cached by identity; a Program is not modified after build)."""
+        key = id(program)
+        plan = self._plans.get(key)
+        if plan is not None and plan.program is program:
+            self._plans.move_to_end(key)
+            return plan
+        plan = self._make_plan(program)
+        self._plans[key] = plan
+        while len(self._plans) > _PLAN_CACHE_SIZE:
+            self._plans.popitem(last=False)
+        return plan
+
+    def timing(self, program: Program) -> Timing:
+        """Trace and summary without running (timing does not depend on data)."""
+        return self.plan(program).timing
+
+    # -- internals ----------------------------------------------------------------------------
+    def _make_plan(self, program: Program) -> _Plan:
+        target = self.target
+        for name in list(program.inputs) + list(program.outputs):
+            info = program.tensors.get(name)
+            if info is None or info.mem != "dram":
+                raise ProgramError(f"program input/output {name!r} must be a DRAM tensor of the memory map "
+                                   f"(found {info})")
+        check_program(program, memory_sizes={"dram": target.dram_bytes, "sram": 1 << 62})
+        dram_size = max(program.memory_needed("dram"), 1)
+        if dram_size > target.dram_bytes:
+            raise ProgramError(f"program tensors or constants need {dram_size} bytes of DRAM, target "
+                               f"{target.name} has {target.dram_bytes}")
+        _check_sram_capacity(program, target)
+        for index, ins in enumerate(program.instructions):
+            _check_target(index, ins, target)
+            _check_shapes(index, ins)
+        timing = time_program(program, target)
+        return _Plan(program, timing, dram_size, max(program.memory_needed("sram"), 1))
+
+    @staticmethod
+    def _batch_size(program: Program, inputs: dict[str, np.ndarray]) -> int:
+        if not isinstance(inputs, dict):
+            raise EmulatorFault(f"inputs must be a dict name -> array for {program.inputs}",
+                                kind="input")
+        missing = [n for n in program.inputs if n not in inputs]
+        extra = [n for n in inputs if n not in program.inputs]
+        if missing or extra:
+            raise EmulatorFault(f"inputs {sorted(inputs)} do not match the program's inputs {program.inputs}"
+                                f" (missing {missing}, unexpected {extra})",
+                                operand=(missing or extra)[0], kind="input")
+        batch = None
+        for name in program.inputs:
+            info = program.tensors[name]
+            arr = np.asarray(inputs[name])
+            if arr.shape[1:] != info.shape or arr.ndim != len(info.shape) + 1:
+                raise EmulatorFault(f"input {name!r} has shape {arr.shape}; the program expects "
+                                    f"(N, {', '.join(map(str, info.shape))}) with a leading batch axis",
+                                    operand=name, kind="input")
+            if arr.dtype.kind not in "iu":
+                raise EmulatorFault(f"input {name!r} is {arr.dtype}; the NPU takes quantised integers "
+                                    f"({info.dtype}): quantise it first", operand=name, kind="input")
+            lo, hi = dtype_range(info.dtype)
+            if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
+                raise EmulatorFault(f"input {name!r} has values in [{arr.min()}, {arr.max()}], outside "
+                                    f"{info.dtype} [{lo}, {hi}]", operand=name, kind="input")
+            if batch is None:
+                batch = arr.shape[0]
+            elif arr.shape[0] != batch:
+                raise EmulatorFault(f"input {name!r} has batch {arr.shape[0]}, another input has {batch}; "
+                                    "all inputs need the same leading batch size", operand=name, kind="input")
+        if batch is None or batch < 1:
+            raise EmulatorFault("a run needs at least one input sample (batch >= 1)", kind="input")
+        return batch
+
+    @staticmethod
+    def _view(buffer: np.ndarray, op: Operand) -> np.ndarray:
+        return np.ndarray(shape=(buffer.shape[0], *op.shape), dtype=DTYPES[op.dtype], buffer=buffer,
+                          offset=op.offset, strides=(buffer.strides[0], *op.byte_strides()))
+
+    def _bind(self, plan: _Plan, batch: int):
+        bound = plan.bound.get(batch)
+        if bound is not None:
+            return bound
+        dram = np.zeros((batch, plan.dram_size), np.uint8)
+        sram = np.zeros((batch, plan.sram_size), np.uint8)
+        memories = {"dram": dram, "sram": sram}
+
+        def view(op: Operand) -> np.ndarray:
+            return self._view(memories[op.mem], op)
+
+        steps = [(i, _step(ins, view, self.target.rounding)) for i, ins in enumerate(plan.program.instructions)]
+        plan.bound[batch] = (dram, sram, steps)
+        while len(plan.bound) > 2:
+            plan.bound.popitem(last=False)
+        return plan.bound[batch]
+
+
+def _requantiser(requant: Requant | None, ofm: Operand, rounding: str) -> Callable[[np.ndarray], np.ndarray]:
+    if requant is None:       # raw accumulator into an int32 ofm (validated)
+        lo, hi = dtype_range("int32")
+        return lambda acc: np.clip(acc, lo, hi)
+    multiplier = np.asarray(requant.multiplier, np.int64)
+    shift = np.asarray(requant.shift, np.int64)
+    return lambda acc: kernels.rescale(acc, multiplier, shift, ofm_zp=requant.ofm_zp, lo=requant.lo,
+                                       hi=requant.hi, rounding=rounding, out_dtype=ofm.dtype)
+
+
+def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str) -> Callable[[], None]:
+    """A closure executing ``ins`` on pre-built views (no per-run lookups)."""
+    if isinstance(ins, (DmaIn, DmaOut)):
+        src, dst = view(ins.src), view(ins.dst)
+
+        def copy() -> None:
+            dst[...] = src
+        return copy
+    if isinstance(ins, (Conv2D, DepthwiseConv2D)):
+        ifm, weights, bias, ofm = view(ins.ifm), view(ins.weights)[0], view(ins.bias)[0], view(ins.ofm)
+        kernel = kernels.conv2d if isinstance(ins, Conv2D) else kernels.depthwise_conv2d
+        requant = _requantiser(ins.requant, ins.ofm, rounding)
+        kw = dict(stride=ins.stride, dilation=ins.dilation, padding=ins.padding, ifm_zp=ins.ifm_zp,
+                  weight_zp=ins.weight_zp)
+
+        def conv() -> None:
+            ofm[...] = requant(kernel(ifm, weights, bias, **kw))
+        return conv
+    if isinstance(ins, FullyConnected):
+        ifm, weights, bias, ofm = view(ins.ifm), view(ins.weights)[0], view(ins.bias)[0], view(ins.ofm)
+        requant = _requantiser(ins.requant, ins.ofm, rounding)
+
+        def fc() -> None:
+            ofm[...] = requant(kernels.fully_connected(ifm, weights, bias, ifm_zp=ins.ifm_zp,
+                                                       weight_zp=ins.weight_zp))
+        return fc
+    if isinstance(ins, MatMul):
+        a, b, ofm = view(ins.a), view(ins.b), view(ins.ofm)
+        requant = _requantiser(ins.requant, ins.ofm, rounding)
+
+        def mm() -> None:
+            ofm[...] = requant(kernels.matmul(a, b, a_zp=ins.a_zp, b_zp=ins.b_zp))
+        return mm
+    if isinstance(ins, Pool):
+        ifm, ofm = view(ins.ifm), view(ins.ofm)
+        kw = dict(kind=ins.kind, kernel=ins.kernel, stride=ins.stride, padding=ins.padding, ifm_zp=ins.ifm_zp)
+        if ins.kind == "avg":
+            requant = _requantiser(ins.requant, ins.ofm, rounding)
+
+            def avg_pool() -> None:
+                ofm[...] = requant(kernels.pool(ifm, **kw))
+            return avg_pool
+        rq = ins.requant
+        if rq is None:           # equal scales and zero points: the max itself
+            def max_pool() -> None:
+                ofm[...] = kernels.pool(ifm, **kw)
+            return max_pool
+
+        def max_pool_clamped() -> None:   # isa.Pool: clamp(x - ifm_zp + ofm_zp, lo, hi)
+            ofm[...] = np.clip(kernels.pool(ifm, **kw) - ins.ifm_zp + rq.ofm_zp, rq.lo, rq.hi)
+        return max_pool_clamped
+    if isinstance(ins, Elementwise):
+        a, b, ofm = view(ins.a), view(ins.b), view(ins.ofm)
+        if ins.b.shape != ins.a.shape:   # (N, C) or (N, 1): broadcast over the spatial axes
+            b = b.reshape(b.shape[0], *([1] * (len(ins.a.shape) - 1)), b.shape[-1])
+        requant = _requantiser(ins.requant, ins.ofm, rounding)
+        kw = dict(op=ins.op, a_zp=ins.a_zp, b_zp=ins.b_zp, a_multiplier=ins.a_multiplier, a_shift=ins.a_shift,
+                  b_multiplier=ins.b_multiplier, b_shift=ins.b_shift, rounding=rounding)
+
+        def ew() -> None:
+            ofm[...] = requant(kernels.elementwise(a, b, **kw))
+        return ew
+    if isinstance(ins, Lut):
+        ifm, ofm = view(ins.ifm), view(ins.ofm)
+        table = np.asarray(ins.table, np.int64)
+
+        def lut() -> None:
+            ofm[...] = kernels.lut(ifm, table)
+        return lut
+    if isinstance(ins, Rescale):
+        ifm, ofm = view(ins.ifm), view(ins.ofm)
+        requant = _requantiser(ins.requant, ins.ofm, rounding)
+
+        def rescale() -> None:
+            ofm[...] = requant(ifm.astype(np.int64) - ins.ifm_zp)
+        return rescale
+    if isinstance(ins, Resize):
+        ifm, ofm = view(ins.ifm), view(ins.ofm)
+
+        def resize() -> None:
+            ofm[...] = kernels.resize_nearest(ifm, ins.scale)
+        return resize
+    if isinstance(ins, HostOp):
+        ins_views = [view(o) for o in ins.inputs]
+        out_views = [view(o) for o in ins.outputs]
+
+        def host_op() -> None:
+            results = host.execute(ins.op, ins.attrs, ins_views)
+            if len(results) != len(out_views):
+                raise EmulatorFault(f"host op {ins.op!r} returned {len(results)} outputs, the instruction "
+                                    f"has {len(out_views)}", operand="outputs", kind="shape")
+            for k, (res, dst) in enumerate(zip(results, out_views)):
+                if res.shape != dst.shape:
+                    raise EmulatorFault(f"host op {ins.op!r} output {k} has shape {res.shape[1:]}, the "
+                                        f"operand out{k} is {list(dst.shape[1:])}", operand=f"out{k}", kind="shape")
+                dst[...] = res
+        return host_op
+    raise EmulatorFault(f"opcode {ins.opcode} has no implementation", kind="unsupported")

@@ -1,0 +1,328 @@
+"""Host fallback: ops the NPU cannot run, executed in float on the (modelled) host CPU.
+
+``execute(op, attrs, inputs) -> outputs`` takes and returns *integer* arrays, batch first, as
+the emulator's DRAM views hold them. The host dequantises every input with ``attrs["in_quant"]``,
+computes in float32 numpy, and quantises every output with ``attrs["out_quant"]`` exactly as ONNX
+QuantizeLinear does (round half to even, then saturate). A quant entry is
+``{"scale": [...], "zero_point": [...], "dtype": "int8", "axis": None}``; ``axis`` (per-channel
+scales) and every axis-like attribute (``axis``, ``perm``, ``shape``, ``pads``) refer to the
+*per-sample* shape, without the batch axis, as the compiler's tensors do; this module adds the
+batch axis itself. Constant inputs (conv/fc weights and bias) are taken from sample 0.
+
+``count_ops(op, attrs, input_shapes, output_shapes)`` (per-sample shapes) is what the cost model
+charges: float operations per inference, with a multiply-add counted as 2, each element's
+dequantise as 2 and quantise as 4 (divide, round, add, clamp), and a transcendental function
+(exp, tanh, erf) as :data:`TRANSCENDENTAL_OPS`.
+
+``float_op`` runs an arbitrary ONNX operator with onnxruntime on a one-node model built from
+``attrs["onnx_op"]``/``attrs["onnx_attrs"]`` (optional ``onnx_domain``, ``opset``); every input
+is passed as float32 with the batch axis, and sessions are cached per op, attributes and shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..errors import EmulatorFault
+from .isa import DTYPES
+
+# Cost of one exp/tanh/erf in float operations: a vectorised polynomial of degree ~6 plus range
+# reduction (assumption for an M-class or A-class CPU with SIMD; not a measurement).
+TRANSCENDENTAL_OPS = 10
+DEQUANTIZE_OPS = 2
+QUANTIZE_OPS = 4
+
+
+def _quant(attrs: dict, key: str, index: int, op: str) -> dict | None:
+    entries = attrs.get(key)
+    if entries is None:
+        return None
+    if not isinstance(entries, (list, tuple)) or index >= len(entries):
+        raise EmulatorFault(f"host op {op!r}: attrs[{key!r}] has no entry {index}", operand=key,
+                            kind="host")
+    return entries[index]
+
+
+def _broadcast_param(values, quant: dict, ndim: int) -> np.ndarray:
+    arr = np.asarray(values)
+    axis = quant.get("axis")
+    if arr.size > 1 and axis is not None:
+        batch_axis = axis + 1 if axis >= 0 else ndim + axis
+        shape = [1] * ndim
+        shape[batch_axis] = arr.size
+        return arr.reshape(shape)
+    return arr.reshape(()) if arr.size == 1 else arr
+
+
+def dequantize(q: np.ndarray, quant: dict | None) -> np.ndarray:
+    """``(q - zero_point) * scale`` in float32 (None: the array is already real-valued)."""
+    if quant is None:
+        return np.asarray(q, np.float32)
+    scale = _broadcast_param(np.asarray(quant["scale"], np.float32), quant, np.ndim(q))
+    zp = _broadcast_param(np.asarray(quant["zero_point"], np.int64), quant, np.ndim(q))
+    return ((np.asarray(q, np.int64) - zp).astype(np.float32) * scale).astype(np.float32)
+
+
+def quantize(x: np.ndarray, quant: dict) -> np.ndarray:
+    """ONNX QuantizeLinear: ``saturate(round_half_even(x / scale) + zero_point)``."""
+    dtype = quant.get("dtype", "int8")
+    if dtype not in DTYPES:
+        raise EmulatorFault(f"quantisation dtype {dtype!r} is not one of {list(DTYPES)}", kind="host")
+    info = np.iinfo(DTYPES[dtype])
+    x = np.asarray(x, np.float32)
+    scale = _broadcast_param(np.asarray(quant["scale"], np.float32), quant, x.ndim)
+    zp = _broadcast_param(np.asarray(quant["zero_point"], np.int64), quant, x.ndim)
+    q = np.rint(x / scale).astype(np.float64) + zp
+    return np.clip(q, info.min, info.max).astype(DTYPES[dtype])
+
+
+def _axis(axis: int) -> int:
+    """Per-sample axis -> axis of the batch-first array (negative axes are unchanged)."""
+    return axis + 1 if axis >= 0 else axis
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf by Abramowitz & Stegun 7.1.26 in float64: |error| < 1.5e-7, far below any int8/int16
+    quantisation step, and vectorised (math.erf would need a Python call per element)."""
+    x = np.asarray(x, np.float64)
+    sign = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return sign * (1.0 - poly * np.exp(-a * a))
+
+
+def _align(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Give ``b`` (batch-first, fewer dims) the rank of ``a`` by inserting axes after the batch."""
+    if b.ndim < a.ndim:
+        return b.reshape(b.shape[0], *([1] * (a.ndim - b.ndim)), *b.shape[1:])
+    return b
+
+
+def conv_float(x, w, b, attrs, depthwise: bool) -> np.ndarray:
+    top, bottom, left, right = attrs.get("padding", (0, 0, 0, 0))
+    sy, sx = attrs.get("stride", (1, 1))
+    dy, dx = attrs.get("dilation", (1, 1))
+    kh, kw = w.shape[:2]
+    padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    windows = sliding_window_view(padded, (dy * (kh - 1) + 1, dx * (kw - 1) + 1), axis=(1, 2))
+    windows = windows[:, ::sy, ::sx, :, ::dy, ::dx]            # (N, OH, OW, C, KH, KW)
+    if depthwise:
+        out = np.einsum("nhwcij,ijc->nhwc", windows, w, optimize=True)
+    else:
+        out = np.tensordot(windows, np.transpose(w, (2, 0, 1, 3)), axes=([3, 4, 5], [0, 1, 2]))
+    return out + (0 if b is None else b)
+
+
+def _pool(x, attrs, kind: str) -> np.ndarray:
+    kh, kw = attrs.get("kernel", (2, 2))
+    sy, sx = attrs.get("stride", (kh, kw))
+    top, bottom, left, right = attrs.get("padding", (0, 0, 0, 0))
+    fill = -np.inf if kind == "max" else 0.0
+    padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=fill)
+    windows = sliding_window_view(padded, (kh, kw), axis=(1, 2))[:, ::sy, ::sx]
+    if kind == "max":
+        return windows.max(axis=(-2, -1))
+    if attrs.get("count_include_pad", True):
+        return windows.mean(axis=(-2, -1))
+    ones = np.pad(np.ones((1, *x.shape[1:3], 1), np.float32), ((0, 0), (top, bottom), (left, right), (0, 0)))
+    counts = sliding_window_view(ones, (kh, kw), axis=(1, 2))[:, ::sy, ::sx].sum(axis=(-2, -1))
+    return windows.sum(axis=(-2, -1)) / counts
+
+
+def _pads(pads, ndim: int) -> list[tuple[int, int]]:
+    pads = list(pads)
+    if pads and not isinstance(pads[0], (list, tuple)):      # ONNX order: begins..., ends...
+        half = len(pads) // 2
+        pads = list(zip(pads[:half], pads[half:]))
+    if len(pads) != ndim - 1:
+        raise EmulatorFault(f"pad: {len(pads)} (lo, hi) pairs for a per-sample rank {ndim - 1}",
+                            operand="pads", kind="host")
+    return [(0, 0)] + [(int(lo), int(hi)) for lo, hi in pads]
+
+
+def _unary(op: str, x: np.ndarray, attrs: dict) -> np.ndarray:
+    if op == "relu":
+        return np.maximum(x, 0)
+    if op == "clip":
+        lo, hi = attrs.get("min"), attrs.get("max")
+        return np.clip(x, -np.inf if lo is None else lo, np.inf if hi is None else hi)
+    if op == "leaky_relu":
+        return np.where(x >= 0, x, x * np.float32(attrs.get("alpha", 0.01)))
+    if op == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-x))
+    if op == "tanh":
+        return np.tanh(x)
+    if op == "hardsigmoid":   # ONNX defaults alpha=0.2, beta=0.5 (PyTorch's is alpha=1/6)
+        return np.clip(x * np.float32(attrs.get("alpha", 0.2)) + np.float32(attrs.get("beta", 0.5)), 0, 1)
+    if op == "hardswish":
+        return x * np.clip(x + 3, 0, 6) / 6
+    if op == "gelu":          # exact (erf) form, as ONNX Gelu's default and torch.nn.GELU()
+        return (0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))).astype(np.float32)
+    if op == "softmax":
+        axis = _axis(attrs.get("axis", -1))
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        return e / e.sum(axis=axis, keepdims=True)
+    if op == "rescale":
+        return x
+    if op == "global_avg_pool":
+        return x.mean(axis=(1, 2), keepdims=True)
+    if op in ("max_pool", "avg_pool"):
+        return _pool(x, attrs, op[:3])
+    if op == "transpose":
+        return np.transpose(x, [0, *(_axis(p) for p in attrs["perm"])])
+    if op == "reshape":
+        return x.reshape(x.shape[0], *attrs["shape"])
+    if op == "pad":
+        return np.pad(x, _pads(attrs["pads"], x.ndim), constant_values=np.float32(attrs.get("value", 0.0)))
+    if op == "resize":
+        sy, sx = attrs.get("scale", (2, 2))
+        return np.repeat(np.repeat(x, sy, axis=1), sx, axis=2)
+    raise KeyError(op)
+
+
+def _layernorm(x: np.ndarray, attrs: dict, extra: list[np.ndarray]) -> np.ndarray:
+    axis = _axis(attrs.get("axis", -1))
+    axis = axis if axis >= 0 else x.ndim + axis
+    axes = tuple(range(axis, x.ndim))
+    mean = x.mean(axis=axes, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+    y = (x - mean) / np.sqrt(var + np.float32(attrs.get("epsilon", 1e-5)))
+    norm_shape = x.shape[axis:]
+    gamma = attrs.get("gamma", extra[0][0] if extra else None)
+    beta = attrs.get("beta", extra[1][0] if len(extra) > 1 else None)
+    if gamma is not None:
+        y = y * np.asarray(gamma, np.float32).reshape(norm_shape)
+    if beta is not None:
+        y = y + np.asarray(beta, np.float32).reshape(norm_shape)
+    return y
+
+
+@lru_cache(maxsize=64)
+def _session(op: str, attrs_json: str, domain: str, opset: int, shapes: tuple, n_out: int):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    names = [f"in{i}" for i in range(len(shapes))]
+    outs = [f"out{k}" for k in range(n_out)]
+    node = helper.make_node(op, names, outs, domain=domain, **json.loads(attrs_json))
+    graph = helper.make_graph(
+        [node], f"host_{op}",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in zip(names, shapes)],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outs])
+    imports = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    model = helper.make_model(graph, opset_imports=imports)
+    try:
+        onnx.checker.check_model(model)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnx/onnxruntime raise their own types; name the op for the user
+        raise EmulatorFault(f"host float_op {op!r} with attributes {attrs_json} cannot be built by "
+                            f"onnxruntime: {exc}", operand="onnx_op", kind="host") from exc
+
+
+def _float_op(attrs: dict, xs: list[np.ndarray], n_out: int) -> list[np.ndarray]:
+    op = attrs.get("onnx_op")
+    if not op:
+        raise EmulatorFault("host float_op needs attrs['onnx_op'] (the ONNX operator type)",
+                            operand="onnx_op", kind="host")
+    session = _session(op, json.dumps(attrs.get("onnx_attrs", {}), sort_keys=True),
+                       attrs.get("onnx_domain", ""), int(attrs.get("opset", 17)),
+                       tuple(tuple(x.shape) for x in xs), n_out)
+    return [np.asarray(o, np.float32) for o in session.run(None, {f"in{i}": x for i, x in enumerate(xs)})]
+
+
+_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "min": np.minimum, "max": np.maximum}
+_UNARY = ("relu", "clip", "leaky_relu", "sigmoid", "tanh", "hardsigmoid", "hardswish", "gelu", "softmax",
+          "rescale", "global_avg_pool", "max_pool", "avg_pool", "transpose", "reshape", "pad", "resize")
+OPS = frozenset(_UNARY) | frozenset(_BINARY) | {"matmul", "concat", "layernorm", "conv2d",
+                                                "depthwise_conv2d", "fully_connected", "float_op"}
+
+
+def execute(op: str, attrs: dict[str, Any], inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Run ``op`` on integer inputs (batch first); return integer outputs (see module docstring)."""
+    if op not in OPS:
+        raise EmulatorFault(f"host op {op!r} is not implemented by the host fallback (known: "
+                            f"{', '.join(sorted(OPS))}); use float_op to run an ONNX operator",
+                            operand=op, kind="unsupported")
+    xs = [dequantize(np.asarray(x), _quant(attrs, "in_quant", i, op)) for i, x in enumerate(inputs)]
+    out_quant = attrs.get("out_quant")
+    if not isinstance(out_quant, (list, tuple)) or not out_quant:
+        raise EmulatorFault(f"host op {op!r} needs attrs['out_quant'] (one quant entry per output)",
+                            operand="out_quant", kind="host")
+    if not xs:
+        raise EmulatorFault(f"host op {op!r} got no inputs", operand="inputs", kind="host")
+    try:
+        if op in _UNARY:
+            results = [_unary(op, xs[0], attrs)]
+        elif op in _BINARY:
+            results = [_BINARY[op](xs[0], _align(xs[0], xs[1]))]
+        elif op == "matmul":
+            results = [np.matmul(xs[0], xs[1])]
+        elif op == "concat":
+            results = [np.concatenate(xs, axis=_axis(attrs.get("axis", -1)))]
+        elif op == "layernorm":
+            results = [_layernorm(xs[0], attrs, xs[1:])]
+        elif op in ("conv2d", "depthwise_conv2d"):
+            results = [conv_float(xs[0], xs[1][0], xs[2][0] if len(xs) > 2 else None, attrs, op == "depthwise_conv2d")]
+        elif op == "fully_connected":
+            results = [xs[0] @ xs[1][0] + (xs[2][0] if len(xs) > 2 else 0)]
+        else:
+            results = _float_op(attrs, xs, len(out_quant))
+    except (ValueError, IndexError, KeyError, TypeError) as exc:
+        raise EmulatorFault(f"host op {op!r} failed on input shapes {[x.shape for x in xs]} with attrs "
+                            f"{sorted(k for k in attrs if k not in ('in_quant', 'out_quant'))}: {exc!r}",
+                            operand=op, kind="host") from exc
+    if len(results) != len(out_quant):
+        raise EmulatorFault(f"host op {op!r} produced {len(results)} outputs but attrs['out_quant'] has "
+                            f"{len(out_quant)} entries", operand="out_quant", kind="host")
+    return [quantize(r, q) for r, q in zip(results, out_quant)]
+
+
+def _elements(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if shape is not None else 0
+
+
+def count_ops(op: str, attrs: dict[str, Any], input_shapes, output_shapes) -> int:
+    """Float operations of one inference of ``op`` (per-sample shapes; see module docstring)."""
+    ins = sum(_elements(s) for s in input_shapes)
+    outs = sum(_elements(s) for s in output_shapes)
+    first_in = tuple(input_shapes[0]) if input_shapes else ()
+    per_output = {
+        "relu": 1, "clip": 2, "leaky_relu": 2, "hardsigmoid": 3, "hardswish": 4, "rescale": 0,
+        "sigmoid": TRANSCENDENTAL_OPS + 2, "tanh": TRANSCENDENTAL_OPS, "gelu": TRANSCENDENTAL_OPS + 4,
+        "softmax": TRANSCENDENTAL_OPS + 3,   # max, exp, sum, divide
+        "layernorm": 8,                      # mean, centre, square, mean, normalise, scale, shift
+        "transpose": 1, "reshape": 0, "concat": 1, "pad": 1, "resize": 1,
+        "add": 1, "sub": 1, "mul": 1, "min": 1, "max": 1, "float_op": TRANSCENDENTAL_OPS,
+    }
+    core: int
+    if op in per_output:
+        core = per_output[op] * outs
+    elif op == "matmul" and len(first_in) >= 1:
+        core = 2 * first_in[-1] * outs
+    elif op == "fully_connected" and len(input_shapes) > 1:
+        core = 2 * tuple(input_shapes[1])[0] * outs
+    elif op == "conv2d" and len(input_shapes) > 1:
+        kh, kw, cin = tuple(input_shapes[1])[:3]
+        core = 2 * kh * kw * cin * outs
+    elif op == "depthwise_conv2d" and len(input_shapes) > 1:
+        kh, kw = tuple(input_shapes[1])[:2]
+        core = 2 * kh * kw * outs
+    elif op in ("max_pool", "avg_pool"):
+        kh, kw = attrs.get("kernel", (2, 2))
+        core = kh * kw * outs
+    elif op == "global_avg_pool":
+        core = _elements(first_in) + outs
+    else:
+        raise EmulatorFault(f"host op {op!r} has no cost model (known: {', '.join(sorted(OPS))})",
+                            operand=op, kind="unsupported")
+    return int(core + DEQUANTIZE_OPS * ins + QUANTIZE_OPS * outs)
