@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 from ..errors import TargetError
-from .loader import from_dict, load_file, parse, to_toml
+from .loader import did_you_mean, from_dict, load_file, parse, to_toml
 from .model import Energy, Limits, MacArray, Target
 
 __all__ = ["Energy", "Limits", "MacArray", "Target", "available", "from_dict", "load", "parse",
@@ -44,12 +45,12 @@ def _looks_like_path(text: str) -> bool:
     return text.endswith(".toml") or "/" in text or "\\" in text
 
 
-def load(name_or_path: str | Path | Target) -> Target:
-    """A built-in by name, a TOML file by path (str or Path), or a Target unchanged."""
+def load(name_or_path: str | os.PathLike[str] | Target) -> Target:
+    """A built-in by name, a TOML file by path (str or any path-like), or a Target unchanged."""
     if isinstance(name_or_path, Target):
         return name_or_path
-    if isinstance(name_or_path, Path):
-        return load_file(name_or_path)
+    if isinstance(name_or_path, os.PathLike):
+        return load_file(Path(name_or_path))
     if not isinstance(name_or_path, str):
         raise TargetError(f"a target is a built-in name or a .toml path, got {type(name_or_path).__name__} "
                           f"{name_or_path!r}; built-ins: {', '.join(available())}")
@@ -57,7 +58,5 @@ def load(name_or_path: str | Path | Target) -> Target:
         return _load_builtin(name_or_path)
     if _looks_like_path(name_or_path) or Path(name_or_path).is_file():
         return load_file(Path(name_or_path))
-    from .loader import did_you_mean
-
     raise TargetError(f"unknown target {name_or_path!r}{did_you_mean(name_or_path, available())}; "
                       f"built-in targets: {', '.join(available())}, or pass the path of a .toml file")

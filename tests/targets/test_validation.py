@@ -78,3 +78,13 @@ def test_directory_is_refused(tmp_path):
 def test_non_target_argument_is_refused():
     with pytest.raises(TargetError, match="built-in name or a .toml path"):
         load(42)  # type: ignore[arg-type]
+
+
+def test_any_path_like_and_a_target_are_accepted():
+    class PathLike:
+        def __fspath__(self) -> str:
+            return str(CORPUS / "good.toml")
+
+    target = load(PathLike())
+    assert target.name == "test-npu"
+    assert load(target) is target
