@@ -266,6 +266,8 @@ def _whole_bytes(problems: _Problems, dotted: str, amount: float, unit: int) -> 
 
 def from_dict(data: dict[str, Any], source: str = "<dict>", path: Path | None = None) -> Target:
     """Validate parsed TOML (``source`` names it in errors) and build the Target."""
+    if not isinstance(data, dict):
+        raise TargetError(f"target {source} must be a mapping of TOML keys, got {type(data).__name__}")
     problems = _Problems(source)
     tables = _check_layout(data, problems)
     problems.raise_if_any()

@@ -6,8 +6,12 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pytest_npu.targets import available, load, parse, to_toml
+from pytest_npu.errors import TargetError
+from pytest_npu.npu.isa import OPERATIONS
+from pytest_npu.targets import MacArray, available, from_dict, load, parse, to_toml
 
 
 @pytest.mark.parametrize("name", available())
@@ -50,3 +54,26 @@ def test_hash_changes_with_replace():
     assert dataclasses.replace(target, sram_bytes=32 * 1024).content_hash() != target.content_hash()
     assert dataclasses.replace(target, operations=target.operations | {"matmul"}).content_hash() \
         != target.content_hash()
+
+
+@settings(max_examples=40, deadline=None)
+@given(sram_bytes=st.integers(1, 2**22), dram_bytes=st.integers(1, 2**26),
+       clock_mhz=st.floats(1, 5000), cores=st.integers(1, 16),
+       lanes=st.tuples(st.integers(1, 64), st.integers(1, 64), st.integers(1, 16)),
+       operations=st.sets(st.sampled_from(sorted(OPERATIONS - {"dma"}))),
+       static_mw=st.floats(0, 1e4), rounding=st.sampled_from(["single", "double"]))
+def test_any_valid_target_survives_to_toml_and_parse(sram_bytes, dram_bytes, clock_mhz, cores, lanes,
+                                                     operations, static_mw, rounding):
+    base = load("u55-128")
+    target = dataclasses.replace(
+        base, sram_bytes=sram_bytes, dram_bytes=dram_bytes, clock_mhz=clock_mhz, cores=cores,
+        mac=MacArray(*lanes), operations=frozenset(operations | {"dma"}), rounding=rounding,
+        energy=dataclasses.replace(base.energy, static_mw=static_mw), path=None)
+    again = parse(to_toml(target))
+    assert again == target
+    assert again.content_hash() == target.content_hash()
+
+
+def test_from_dict_refuses_a_non_mapping():
+    with pytest.raises(TargetError, match="must be a mapping"):
+        from_dict(["not", "a", "table"], source="list")  # type: ignore[arg-type]
