@@ -1,0 +1,332 @@
+"""Emit: walk the legalised steps tile by tile and write the NPU Program.
+
+Memory map: DRAM holds the graph inputs and outputs, tensors spilled by the SRAM planner and the
+tensors host fallback ops exchange, then the constants image (every weight block, bias and
+constant operand, stored in the order and slicing the tiles read them, so each load is one
+contiguous DMA). SRAM holds resident tensors and each step's scratch slots at the offsets the
+planner chose. Instructions get their deps and DMA channels from :class:`schedule.Emitter`;
+tiles go to cores round-robin (``Tile.core``).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import CompileError
+from ..ir.graph import Graph
+from ..npu.isa import (
+    Conv2D,
+    DepthwiseConv2D,
+    DmaIn,
+    DmaOut,
+    Elementwise,
+    FullyConnected,
+    HostOp,
+    Lut,
+    MatMul,
+    Operand,
+    Pool,
+    Rescale,
+    Resize,
+)
+from ..npu.program import Program, TensorInfo
+from ..targets.model import Target
+from .legalize import Legalized, Step, fmap_shape, sample_shape
+from .memory import MemoryPlan
+from .schedule import Emitter
+from .tiling import Geometry, Region, Tile, TilePlan, align, itemsize, step_shapes
+
+DRAM_ALIGN = 64
+
+
+@dataclass(frozen=True)
+class Loc:
+    """Where a whole tensor lives: memory, byte offset, (rows, width, channels) view and dtype."""
+
+    mem: str
+    offset: int
+    fshape: tuple[int, int, int]
+    dtype: str
+
+    def region(self, rows: tuple[int, int], chans: tuple[int, int], name: str = "") -> Operand:
+        h, w, c = self.fshape
+        isz = itemsize(self.dtype)
+        off = self.offset + (rows[0] * w * c + chans[0]) * isz
+        nch = chans[1] - chans[0]
+        strides = None if nch == c else (w * c * isz, c * isz, isz)
+        return Operand(self.mem, off, (rows[1] - rows[0], w, nch), self.dtype, strides, name)
+
+
+def _as_2d(op: Operand) -> Operand:
+    """(M, 1, K) feature-map view -> the (M, K) operand FC/MATMUL take."""
+    rows, width, chans = op.shape
+    assert width == 1 or op.strides is None
+    strides = None if op.strides is None else (op.strides[0], op.strides[2])
+    return Operand(op.mem, op.offset, (rows * width, chans), op.dtype, strides, op.name)
+
+
+class _Constants:
+    """The constants image: arrays appended at aligned offsets, addressed from ``base`` in DRAM."""
+
+    def __init__(self, base: int):
+        self.base = base
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.infos: dict[str, TensorInfo] = {}
+
+    def add(self, name: str, array: np.ndarray, dtype: str) -> Operand:
+        data = np.ascontiguousarray(array.astype(dtype)).tobytes()
+        pad = align(self.size, 16) - self.size
+        if pad:
+            self.chunks.append(b"\0" * pad)
+            self.size += pad
+        offset = self.base + self.size
+        self.chunks.append(data)
+        self.size += len(data)
+        shape = tuple(int(d) for d in array.shape)
+        self.infos[name] = TensorInfo(name, "dram", offset, shape, dtype, "constant")
+        return Operand("dram", offset, shape, dtype, None, name)
+
+    def image(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+class CodeGen:
+    def __init__(self, graph: Graph, legal: Legalized, plan: MemoryPlan, target: Target, cores: int,
+                 metadata: dict):
+        self.graph = graph
+        self.legal = legal
+        self.plan = plan
+        self.target = target
+        self.cores = cores
+        self.metadata = metadata
+        self.locs: dict[str, Loc] = {}
+        self.tensor_infos: dict[str, TensorInfo] = {}
+
+    # ---- memory map ---------------------------------------------------------------------------
+    def root(self, name: str) -> str:
+        while name in self.legal.aliases:
+            name = self.legal.aliases[name]
+        return name
+
+    def _layout(self) -> int:
+        """Place DRAM tensors and record SRAM-resident ones; returns where the constants start."""
+        cursor = 0
+        io = set(self.graph.inputs) | set(self.graph.outputs)
+        for root, home in sorted(self.plan.homes.items(), key=lambda kv: (kv[0] not in io, kv[0])):
+            t = self.graph.tensors[root]
+            fshape = fmap_shape(tuple(t.shape))
+            if home == "sram":
+                self.locs[root] = Loc("sram", self.plan.sram_offsets[root], fshape, t.dtype)
+                self.tensor_infos[root] = TensorInfo(root, "sram", self.plan.sram_offsets[root],
+                                                     sample_shape(tuple(t.shape)), t.dtype, "intermediate")
+                continue
+            cursor = align(cursor, DRAM_ALIGN)
+            self.locs[root] = Loc("dram", cursor, fshape, t.dtype)
+            kind = "input" if root in self.graph.inputs else "output" if root in self.graph.outputs \
+                else "intermediate"
+            self.tensor_infos[root] = TensorInfo(root, "dram", cursor, sample_shape(tuple(t.shape)),
+                                                 t.dtype, kind)
+            cursor += int(np.prod(sample_shape(tuple(t.shape)), dtype=np.int64)) * itemsize(t.dtype)
+        for name in list(self.graph.inputs) + list(self.graph.outputs):
+            root = self.root(name)
+            if name != root:
+                loc = self.locs[root]
+                t = self.graph.tensors[name]
+                kind = "input" if name in self.graph.inputs else "output"
+                self.tensor_infos[name] = TensorInfo(name, loc.mem, loc.offset, sample_shape(tuple(t.shape)),
+                                                     t.dtype, kind)
+        self._dram_starts = sorted(loc.offset for loc in self.locs.values() if loc.mem == "dram")
+        return align(cursor, DRAM_ALIGN)
+
+    def loc(self, name: str) -> Loc:
+        """Where tensor ``name`` lives, viewed with its own shape (aliases share their root's bytes)."""
+        root = self.locs[self.root(name)]
+        t = self.graph.tensors[name]
+        return Loc(root.mem, root.offset, fmap_shape(tuple(t.shape)), t.dtype)
+
+    def _space(self, op: Operand):
+        if op.mem == "sram":
+            return "sram"
+        if op.offset >= self.consts.base:
+            return None                       # read-only constants image
+        i = bisect.bisect_right(self._dram_starts, op.offset) - 1
+        return ("dram", self._dram_starts[max(i, 0)])
+
+    # ---- driver -------------------------------------------------------------------------------
+    def build(self) -> Program:
+        self.consts = _Constants(self._layout())
+        self.out = Emitter(self._space, self.target.dma_channels)
+        for index, step in enumerate(self.legal.steps):
+            if step.where == "host":
+                self._host(step)
+            elif step.kind == "transpose":
+                self._transpose(step, index)
+            else:
+                self._tiled(step, index)
+        constants = self.consts.image()
+        dram_needed = self.consts.base + len(constants)
+        if dram_needed > self.target.dram_bytes:
+            raise CompileError(f"{self.graph.source or self.graph.name}: the program needs {dram_needed} bytes "
+                               f"of DRAM, {self.target.name} has {self.target.dram_bytes}; use a target "
+                               "with more DRAM or a smaller model")
+        tensors = dict(self.tensor_infos)
+        tensors.update(self.consts.infos)
+        return Program(instructions=self.out.instructions, tensors=tensors, constants=constants,
+                       constants_offset=self.consts.base, inputs=list(self.graph.inputs),
+                       outputs=list(self.graph.outputs), target=self.target.name,
+                       target_hash=self.target.content_hash(), metadata=self.metadata)
+
+    # ---- host and copies ----------------------------------------------------------------------
+    def _dram_operand(self, name: str) -> Operand:
+        t = self.graph.tensors[name]
+        if t.is_constant:
+            key = f"const:{name}"
+            if key not in self.consts.infos:
+                self.consts.add(key, np.asarray(t.data).reshape(sample_shape(tuple(t.shape))), t.dtype)
+            return self.consts.infos[key].operand()
+        loc = self.locs[self.root(name)]
+        if loc.mem != "dram":    # pragma: no cover - the planner forces host operands to DRAM
+            raise CompileError(f"tensor '{name}' of a host op is not in DRAM")
+        return Operand("dram", loc.offset, sample_shape(tuple(t.shape)), t.dtype, None, name)
+
+    def _host(self, step: Step) -> None:
+        self.out.emit(HostOp(op=step.op, inputs=tuple(self._dram_operand(n) for n in step.inputs),
+                             outputs=tuple(self._dram_operand(n) for n in step.outputs),
+                             attrs=step.params["attrs"], reason=step.reason, layer=step.name))
+
+    def _transpose(self, step: Step, index: int) -> None:
+        src_t = self.graph.tensors[step.inputs[0]]
+        in_shape = sample_shape(tuple(src_t.shape))
+        perm = step.params["perm"]
+        src_full = self._dram_operand(step.inputs[0])
+        strides = src_full.byte_strides()
+        src = Operand("dram", src_full.offset, tuple(in_shape[p] for p in perm), src_t.dtype,
+                      tuple(strides[p] for p in perm), step.inputs[0])
+        out_loc = self.locs[self.root(step.output)]
+        if out_loc.mem == "sram":
+            self.out.emit(DmaIn(src=src, dst=Operand("sram", out_loc.offset, src.shape, src.dtype,
+                                                      None, step.output), layer=step.name))
+            return
+        off, _ = self.plan.tiles[index].layout[("out", 0)]
+        tmp = Operand("sram", self.plan.scratch[index] + off, src.shape, src.dtype, None, step.output)
+        self.out.emit(DmaIn(src=src, dst=tmp, layer=step.name))
+        self.out.emit(DmaOut(src=tmp, dst=Operand("dram", out_loc.offset, src.shape, src.dtype, None,
+                                                  step.output), layer=step.name))
+
+    # ---- tiled NPU steps ----------------------------------------------------------------------
+    def _scratch(self, index: int, key: tuple, shape, dtype: str, name: str) -> Operand:
+        off, _ = self.plan.tiles[index].layout[key]
+        return Operand("sram", self.plan.scratch[index] + off, tuple(shape), dtype, None, name)
+
+    def _tiled(self, step: Step, index: int) -> None:
+        tp: TilePlan = self.plan.tiles[index]
+        ins, out_shape = step_shapes(step, lambda n: tuple(self.graph.tensors[n].shape))
+        geo = Geometry(step, ins, out_shape)
+        weight_blocks = self._weight_blocks(step, tp) if "weights" in step.consts else None
+        b_const = None
+        if "b" in step.consts:
+            b_src = self.consts.add(f"{step.name}/b", step.consts["b"], step.params["dtype"])
+            b_const = self._scratch(index, ("b",), b_src.shape, b_src.dtype, f"{step.name}/b")
+            self.out.emit(DmaIn(src=b_src, dst=b_const, layer=step.name))
+        loaded: dict[int, int] = {}
+        out_loc = self.loc(step.output)
+        out_c0 = step.params.get("out_c0", 0)
+        for t, tile in enumerate(tp.tiles):
+            slot = t % tp.nbuf
+            operands, regions = [], []
+            for i, name in enumerate(step.inputs):
+                reg = geo.input_region(i, tile.rows, tile.chans)
+                regions.append(reg)
+                loc = self.loc(name)
+                src = loc.region(reg.rows, reg.chans, name)
+                if loc.mem == "sram":
+                    operands.append(src)
+                else:
+                    dst = self._scratch(index, ("in", i, slot), src.shape, src.dtype, name)
+                    self.out.emit(DmaIn(src=src, dst=dst, layer=step.name))
+                    operands.append(dst)
+            weights = bias = None
+            if weight_blocks is not None:
+                wslot = tile.block % tp.wbuf
+                w_src, b_src = weight_blocks[tile.block]
+                weights = self._scratch(index, ("w", wslot), w_src.shape, "int8", w_src.name)
+                bias = self._scratch(index, ("bias", wslot), b_src.shape, "int32", b_src.name)
+                if loaded.get(wslot) != tile.block:
+                    self.out.emit(DmaIn(src=w_src, dst=weights, layer=step.name))
+                    self.out.emit(DmaIn(src=b_src, dst=bias, layer=step.name))
+                    loaded[wslot] = tile.block
+            out_chans = (tile.chans[0] + out_c0, tile.chans[1] + out_c0)
+            final = out_loc.region(tile.rows, out_chans, step.output)
+            ofm = final if out_loc.mem == "sram" else \
+                self._scratch(index, ("out", slot), final.shape, final.dtype, step.output)
+            self.out.emit(self._compute(step, tile, operands, regions, weights, bias, b_const, ofm))
+            if out_loc.mem != "sram":
+                self.out.emit(DmaOut(src=ofm, dst=final, layer=step.name))
+
+    def _weight_blocks(self, step: Step, tp: TilePlan) -> list[tuple[Operand, Operand]]:
+        w, b = step.consts["weights"], step.consts["bias"]
+        blocks = []
+        for block, c0 in enumerate(range(0, w.shape[-1], tp.tc)):
+            c1 = min(w.shape[-1], c0 + tp.tc)
+            suffix = f"[{block}]" if tp.tc < w.shape[-1] else ""
+            blocks.append((self.consts.add(f"{step.name}/weights{suffix}", w[..., c0:c1], "int8"),
+                           self.consts.add(f"{step.name}/bias{suffix}", b[c0:c1], "int32")))
+        return blocks
+
+    def _compute(self, step: Step, tile: Tile, ops: list[Operand], regions: list[Region],
+                 weights, bias, b_const, ofm: Operand):
+        p = step.params
+        common = dict(core=tile.core, layer=step.name)
+        kind = step.kind
+        if kind in ("conv2d", "depthwise_conv2d"):
+            reg = regions[0]
+            padding = (reg.pad_top, reg.pad_bottom, p["padding"][2], p["padding"][3])
+            cls = Conv2D if kind == "conv2d" else DepthwiseConv2D
+            return cls(ifm=ops[0], weights=weights, bias=bias, ofm=ofm, stride=p["stride"],
+                       dilation=p["dilation"], padding=padding, ifm_zp=p["ifm_zp"],
+                       weight_zp=p["weight_zp"], requant=_slice_requant(p["requant"], tile.chans), **common)
+        if kind == "fully_connected":
+            return FullyConnected(ifm=_as_2d(ops[0]), weights=weights, bias=bias, ofm=_as_2d(ofm),
+                                  ifm_zp=p["ifm_zp"], weight_zp=p["weight_zp"],
+                                  requant=_slice_requant(p["requant"], tile.chans), **common)
+        if kind == "matmul":
+            return MatMul(a=_as_2d(ops[0]), b=_as_2d(ops[1]), ofm=_as_2d(ofm), a_zp=p["a_zp"], b_zp=p["b_zp"],
+                          requant=p["requant"], **common)
+        if kind == "pool":
+            reg = regions[0]
+            if p.get("global"):
+                kernel, stride, padding = (ops[0].shape[0], ops[0].shape[1]), (1, 1), (0, 0, 0, 0)
+            else:
+                kernel, stride = p["kernel"], p["stride"]
+                padding = (reg.pad_top, reg.pad_bottom, p["padding"][2], p["padding"][3])
+            return Pool(ifm=ops[0], ofm=ofm, kind=p["pool"], kernel=tuple(kernel), stride=tuple(stride),
+                        padding=padding, ifm_zp=p["ifm_zp"], requant=p["requant"], **common)
+        if kind == "elementwise":
+            if b_const is not None:
+                b = b_const if p["b_mode"] == "scalar" else Operand(
+                    "sram", b_const.offset + tile.chans[0] * itemsize(b_const.dtype),
+                    (tile.chans[1] - tile.chans[0],), b_const.dtype, None, b_const.name)
+            else:
+                b = ops[1]
+            extra = {k: p[k] for k in ("a_multiplier", "a_shift", "b_multiplier", "b_shift") if k in p}
+            return Elementwise(a=ops[0], b=b, ofm=ofm, op=p["op"], a_zp=p["a_zp"], b_zp=p["b_zp"],
+                               requant=p["requant"], **extra, **common)
+        if kind == "lut":
+            return Lut(ifm=ops[0], ofm=ofm, table=p["table"], **common)
+        if kind == "rescale":
+            return Rescale(ifm=ops[0], ofm=ofm, ifm_zp=p["ifm_zp"], requant=p["requant"], **common)
+        if kind == "resize":
+            return Resize(ifm=ops[0], ofm=ofm, scale=tuple(p["scale"]), **common)
+        raise CompileError(f"layer '{step.name}': no code generator for {kind}")  # pragma: no cover
+
+
+def _slice_requant(req, chans: tuple[int, int]):
+    """The per-channel requant entries of one output-channel block."""
+    if req is None or len(req.multiplier) == 1:
+        return req
+    from dataclasses import replace
+    return replace(req, multiplier=req.multiplier[chans[0]:chans[1]], shift=req.shift[chans[0]:chans[1]])

@@ -1,0 +1,592 @@
+"""Legalise: turn each IR node into one NPU step (instruction kind + integer parameters) or a host call.
+
+Every decision records *why* (the reason string ends up in ``CompiledModel.unsupported()`` and the
+inspect table), Vela style: one predicate per rule, the failing rule is the report text.
+Requantisation parameters are derived here from the tensors' quant params, so later passes only
+move bytes around and never touch scales.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import CompileError
+from ..ir.graph import Graph, Node, QuantParams, Tensor
+from ..npu.isa import Requant, dtype_range
+from ..targets.model import Target
+
+# IR ops the NPU can run and the target operation each needs.
+_OPERATION_FOR = {
+    "conv2d": "conv2d", "depthwise_conv2d": "depthwise_conv2d", "fully_connected": "fully_connected",
+    "matmul": "matmul", "max_pool": "max_pool", "avg_pool": "avg_pool", "global_avg_pool": "avg_pool",
+    "add": "add", "sub": "sub", "mul": "mul", "min": "min", "max": "max", "resize": "resize",
+    "sigmoid": "lut", "tanh": "lut", "hardswish": "lut", "hardsigmoid": "lut", "gelu": "lut",
+    "leaky_relu": "lut", "relu": "rescale", "clip": "rescale", "rescale": "rescale", "concat": "rescale",
+    "transpose": "dma",
+}
+ALIAS_OPS = frozenset({"reshape"})
+LUT_OPS = frozenset({"sigmoid", "tanh", "hardswish", "hardsigmoid", "gelu", "leaky_relu"})
+ELEMENTWISE_OPS = frozenset({"add", "sub", "mul", "min", "max"})
+ADD_LEFT_SHIFT = 20      # TFLite's quantised add: inputs pre-shifted by 20 bits before rescaling
+
+
+@dataclass
+class Step:
+    """One layer after legalisation: what runs, where, with which integer parameters.
+
+    ``inputs`` are the activation tensors it reads (constants are in ``consts``); ``params`` holds
+    the instruction fields (stride, padding, zero points, Requant, table...). ``kind`` is the
+    instruction family the tiler and code generator dispatch on.
+    """
+
+    name: str
+    op: str
+    kind: str
+    inputs: list[str]
+    outputs: list[str]
+    where: str = "npu"
+    reason: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    consts: dict[str, np.ndarray] = field(default_factory=dict)
+    host_inputs: list[str] = field(default_factory=list)   # host steps: every operand (incl. constants)
+
+    @property
+    def output(self) -> str:
+        return self.outputs[0]
+
+
+@dataclass
+class Legalized:
+    steps: list[Step]
+    aliases: dict[str, str]          # tensor -> tensor whose bytes it reuses (reshape / flatten)
+    alias_steps: list[Step]          # free layers, reported with zero cost
+
+
+class _Refuse(Exception):
+    """Internal: the NPU cannot run this node; the message is the user-facing reason."""
+
+
+def sample_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """IR shapes carry a leading batch of 1; programs are per inference, so it is dropped."""
+    shape = tuple(int(d) for d in shape)
+    return shape[1:] if len(shape) >= 2 and shape[0] == 1 else shape
+
+
+def fmap_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Canonical (rows, width, channels) view of an activation: tiling works on rows x channels."""
+    s = sample_shape(shape)
+    if len(s) == 3:
+        return s  # type: ignore[return-value]
+    if len(s) == 2:
+        return (s[0], 1, s[1])
+    if len(s) == 1:
+        return (1, 1, s[0])
+    if len(s) == 0:
+        return (1, 1, 1)
+    rows = int(np.prod(s[:-2]))
+    return (rows, s[-2], s[-1])
+
+
+def quant_dict(q: QuantParams | None) -> dict[str, Any] | None:
+    """Quant params as the plain dict npu.host expects (JSON-friendly, saved in programs)."""
+    if q is None:
+        return None
+    return {"scale": np.atleast_1d(q.scale).astype(float).tolist(),
+            "zero_point": np.atleast_1d(q.zero_point).astype(int).tolist(),
+            "dtype": q.dtype, "axis": q.axis}
+
+
+def _scalar(values: np.ndarray) -> float:
+    return float(np.asarray(values).reshape(-1)[0])
+
+
+def _per_tensor(q: QuantParams, what: str) -> tuple[float, int]:
+    if np.asarray(q.scale).size != 1:
+        raise _Refuse(f"{what} is quantised per channel; the NPU needs a per-tensor scale")
+    return _scalar(q.scale), int(_scalar(q.zero_point))
+
+
+def _clamp(node: Node, out_q: QuantParams) -> tuple[int, int]:
+    """Fused activation clamp intersected with the output dtype's range."""
+    lo, hi = dtype_range(out_q.dtype)
+    clamp = node.attrs.get("clamp")
+    if clamp is not None:
+        lo, hi = max(lo, int(clamp[0])), min(hi, int(clamp[1]))
+    return lo, hi
+
+
+def _requant(acc_scale, out_q: QuantParams, lo: int, hi: int, bits: int) -> Requant:
+    from ..npu import requant as rq
+    out_scale, out_zp = _per_tensor(out_q, "the output")
+    req = rq.requant_for(np.asarray(acc_scale, np.float64), out_scale, out_zp, out_q.dtype,
+                         clamp=(lo, hi), bits=bits)
+    return req
+
+
+def _multiplier(real: float, bits: int) -> tuple[int, int]:
+    from ..npu import requant as rq
+    m, s = rq.quantize_multiplier(float(real), bits=bits)
+    return int(m), int(s)
+
+
+class Legalizer:
+    """Walks the IR graph once; each ``_lower_<op>`` returns a Step or raises _Refuse(reason)."""
+
+    def __init__(self, graph: Graph, target: Target, fallback: str):
+        self.graph = graph
+        self.target = target
+        self.fallback = fallback
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def tensor(self, name: str) -> Tensor:
+        try:
+            return self.graph.tensors[name]
+        except KeyError:
+            raise CompileError(f"{self.graph.source or self.graph.name}: tensor '{name}' is used but "
+                               "not declared in the IR graph; re-import the model with ir.from_onnx") from None
+
+    def quant(self, name: str, node: Node) -> QuantParams:
+        t = self.tensor(name)
+        if t.quant is None or t.dtype == "float32":
+            raise _Refuse(f"tensor '{name}' is float (not quantised)")
+        return t.quant
+
+    def _check_dtype(self, name: str, node: Node) -> str:
+        q = self.quant(name, node)
+        if q.dtype not in self.target.dtypes:
+            raise _Refuse(f"{q.dtype} activations ('{name}') are not in {self.target.name}'s dtypes "
+                          f"{sorted(self.target.dtypes)}")
+        return q.dtype
+
+    def _activation_inputs(self, node: Node) -> list[str]:
+        return [n for n in node.inputs if n and not self.tensor(n).is_constant]
+
+    def _bits(self, dtype: str) -> int:
+        return 16 if dtype == "int16" else 32
+
+    def _check_limits(self, node: Node, kernel=(1, 1), stride=(1, 1), dilation=(1, 1),
+                      padding=(0, 0, 0, 0), channels: int = 0) -> None:
+        lim = self.target.limits
+        checks = [("kernel", max(kernel), lim.max_kernel), ("stride", max(stride), lim.max_stride),
+                  ("dilation", max(dilation), lim.max_dilation),
+                  ("padding", max(padding) if padding else 0, lim.max_padding),
+                  ("channels", channels, lim.max_channels)]
+        for what, value, limit in checks:
+            if value > limit:
+                raise _Refuse(f"{what} {value} exceeds {self.target.name}'s max_{what} {limit}")
+
+    # ---- driver --------------------------------------------------------------------------------
+    def run(self) -> Legalized:
+        steps: list[Step] = []
+        aliases: dict[str, str] = {}
+        alias_steps: list[Step] = []
+        for node in self.graph.nodes:
+            if node.op in ALIAS_OPS and self._is_free_reshape(node):
+                aliases[node.outputs[0]] = node.inputs[0]
+                alias_steps.append(Step(node.name, node.op, "alias", [node.inputs[0]], list(node.outputs),
+                                        reason="free: same bytes in row-major order"))
+                continue
+            try:
+                operation = _OPERATION_FOR.get(node.op)
+                if operation is None:
+                    raise _Refuse(f"{node.op} is not an NPU operation")
+                if not self.target.supports(operation):
+                    raise _Refuse(f"{operation} is not in {self.target.name}'s instruction set")
+                lowered = getattr(self, f"_lower_{node.op}")(node)
+            except _Refuse as refusal:
+                if self.fallback != "host":
+                    raise CompileError(
+                        f"layer '{node.name}' ({node.op}): {refusal} and {self.target.name} has "
+                        "fallback = \"error\"; pass fallback=\"host\" or change the model") from None
+                lowered = self._host_step(node, str(refusal))
+            steps.extend(lowered if isinstance(lowered, list) else [lowered])
+        return Legalized(steps, aliases, alias_steps)
+
+    def _is_free_reshape(self, node: Node) -> bool:
+        src, dst = self.tensor(node.inputs[0]), self.tensor(node.outputs[0])
+        if src.is_constant or src.quant is None or dst.quant is None:
+            return False
+        return (src.dtype == dst.dtype
+                and np.array_equal(np.atleast_1d(src.quant.scale), np.atleast_1d(dst.quant.scale))
+                and np.array_equal(np.atleast_1d(src.quant.zero_point), np.atleast_1d(dst.quant.zero_point)))
+
+    def _host_step(self, node: Node, reason: str) -> Step:
+        for name in list(node.inputs) + list(node.outputs):
+            if not name:
+                continue
+            t = self.tensor(name)
+            if t.dtype == "float32" and not t.is_constant:
+                raise CompileError(
+                    f"layer '{node.name}' ({node.op}): tensor '{name}' is float32; the NPU program "
+                    "moves integers only. Quantise the model first (pytest_npu.compress.quantize or "
+                    "onnxruntime.quantization.quantize_static)")
+        attrs = {k: _jsonable(v) for k, v in node.attrs.items() if k != "clamp"}
+        operands = [n for n in node.inputs if n]
+        float_consts = [n for n in operands if self.tensor(n).is_constant and self.tensor(n).dtype == "float32"]
+        if node.op == "layernorm":
+            for key, name in zip(("gamma", "beta"), node.inputs[1:3]):
+                if name:
+                    attrs[key] = np.asarray(self.tensor(name).data, np.float32).reshape(-1).tolist()
+        elif float_consts:
+            attrs["float_inputs"] = {n: np.asarray(self.tensor(n).data, np.float32).tolist() for n in float_consts}
+        operands = [n for n in operands if n not in float_consts]
+        rank_drop = 1 if len(self.tensor(node.inputs[0]).shape) >= 2 else 0
+        for key in ("axis",):
+            if key in attrs and isinstance(attrs[key], int) and attrs[key] >= 0:
+                attrs[key] -= rank_drop
+        if node.op == "transpose" and "perm" in attrs and rank_drop:
+            attrs["perm"] = [int(p) - 1 for p in attrs["perm"][1:]]
+        if node.op == "reshape" and "shape" in attrs:
+            attrs["shape"] = list(sample_shape(tuple(self.tensor(node.outputs[0]).shape)))
+        if node.op == "pad" and "pads" in attrs and rank_drop:
+            attrs["pads"] = attrs["pads"][1:]
+        clamp = node.attrs.get("clamp")
+        if clamp is not None:
+            attrs["clamp"] = [int(clamp[0]), int(clamp[1])]
+        attrs["in_quant"] = [quant_dict(self.tensor(n).quant) for n in operands]
+        attrs["out_quant"] = [quant_dict(self.tensor(n).quant) for n in node.outputs]
+        return Step(node.name, node.op, "host", operands, list(node.outputs), where="host", reason=reason,
+                    params={"attrs": attrs}, host_inputs=operands)
+
+    # ---- MAC ops ------------------------------------------------------------------------------
+    def _conv_like(self, node: Node, depthwise: bool) -> Step:
+        x, w = node.inputs[0], node.inputs[1]
+        b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
+        dtype = self._check_dtype(x, node)
+        out = node.outputs[0]
+        out_q = self.quant(out, node)
+        if out_q.dtype != dtype:
+            raise _Refuse(f"output dtype {out_q.dtype} differs from input dtype {dtype}")
+        wt = self.tensor(w)
+        if not wt.is_constant or wt.quant is None:
+            raise _Refuse("weights are not a quantised constant")
+        if wt.dtype != "int8":
+            raise _Refuse(f"{wt.dtype} weights (the MAC array takes int8 weights)")
+        in_scale, in_zp = _per_tensor(self.quant(x, node), "the input")
+        w_zp = np.unique(np.atleast_1d(wt.quant.zero_point))
+        if w_zp.size != 1:
+            raise _Refuse("weight zero points differ per channel")
+        stride = tuple(node.attrs.get("stride", (1, 1)))
+        dilation = tuple(node.attrs.get("dilation", (1, 1)))
+        padding = tuple(node.attrs.get("padding", (0, 0, 0, 0)))
+        weights = np.asarray(wt.data)
+        kernel = weights.shape[:2]
+        cout = weights.shape[-1]
+        cin = weights.shape[2] if not depthwise else cout
+        self._check_limits(node, kernel, stride, dilation, padding, max(cin, cout))
+        bias = self._bias(b, cout)
+        acc_scale = in_scale * np.broadcast_to(np.asarray(wt.quant.scale, np.float64), (cout,))
+        lo, hi = _clamp(node, out_q)
+        req = _requant(acc_scale, out_q, lo, hi, self._bits(dtype))
+        params = dict(stride=stride, dilation=dilation, padding=padding, kernel=tuple(kernel),
+                      ifm_zp=in_zp, weight_zp=int(w_zp[0]), requant=req, dtype=dtype)
+        return Step(node.name, node.op, node.op, [x], [out], params=params,
+                    consts={"weights": weights.astype(np.int8), "bias": bias})
+
+    def _bias(self, name: str | None, cout: int) -> np.ndarray:
+        if name is None:
+            return np.zeros(cout, np.int32)
+        data = np.asarray(self.tensor(name).data).reshape(-1)
+        if np.abs(data).max(initial=0) >= 2 ** 31:
+            raise _Refuse(f"bias '{name}' exceeds int32")
+        return data.astype(np.int32)
+
+    def _lower_conv2d(self, node: Node) -> Step:
+        return self._conv_like(node, depthwise=False)
+
+    def _lower_depthwise_conv2d(self, node: Node) -> Step:
+        return self._conv_like(node, depthwise=True)
+
+    def _lower_fully_connected(self, node: Node) -> Step:
+        x, w = node.inputs[0], node.inputs[1]
+        b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
+        dtype = self._check_dtype(x, node)
+        out = node.outputs[0]
+        out_q = self.quant(out, node)
+        wt = self.tensor(w)
+        if not wt.is_constant or wt.quant is None or wt.dtype != "int8":
+            raise _Refuse("weights are not an int8 quantised constant")
+        w_zp = np.unique(np.atleast_1d(wt.quant.zero_point))
+        if w_zp.size != 1:
+            raise _Refuse("weight zero points differ per channel")
+        in_scale, in_zp = _per_tensor(self.quant(x, node), "the input")
+        weights = np.asarray(wt.data)
+        if weights.ndim != 2 or len(sample_shape(self.tensor(x).shape)) > 2:
+            raise _Refuse(f"fully_connected on a rank-{len(self.tensor(x).shape)} input")
+        n_out = weights.shape[1]
+        self._check_limits(node, channels=max(weights.shape))
+        acc_scale = in_scale * np.broadcast_to(np.asarray(wt.quant.scale, np.float64), (n_out,))
+        lo, hi = _clamp(node, out_q)
+        req = _requant(acc_scale, out_q, lo, hi, self._bits(dtype))
+        params = dict(ifm_zp=in_zp, weight_zp=int(w_zp[0]), requant=req, dtype=dtype)
+        return Step(node.name, node.op, "fully_connected", [x], [out], params=params,
+                    consts={"weights": weights.astype(np.int8), "bias": self._bias(b, n_out)})
+
+    def _lower_matmul(self, node: Node) -> Step:
+        a, b = node.inputs[0], node.inputs[1]
+        if self.tensor(b).is_constant or self.tensor(a).is_constant:
+            raise _Refuse("matmul with a constant operand (import it as fully_connected)")
+        dtype = self._check_dtype(a, node)
+        self._check_dtype(b, node)
+        if len(sample_shape(self.tensor(a).shape)) != 2 or len(sample_shape(self.tensor(b).shape)) != 2:
+            raise _Refuse("batched matmul (the NPU multiplies 2-D operands)")
+        sa, za = _per_tensor(self.quant(a, node), "input a")
+        sb, zb = _per_tensor(self.quant(b, node), "input b")
+        out_q = self.quant(node.outputs[0], node)
+        lo, hi = _clamp(node, out_q)
+        req = _requant(np.array([sa * sb]), out_q, lo, hi, self._bits(dtype))
+        return Step(node.name, node.op, "matmul", [a, b], list(node.outputs),
+                    params=dict(a_zp=za, b_zp=zb, requant=req, dtype=dtype))
+
+    # ---- pooling ------------------------------------------------------------------------------
+    def _lower_max_pool(self, node: Node) -> Step:
+        x, out = node.inputs[0], node.outputs[0]
+        dtype = self._check_dtype(x, node)
+        s_in, z_in = _per_tensor(self.quant(x, node), "the input")
+        out_q = self.quant(out, node)
+        s_out, z_out = _per_tensor(out_q, "the output")
+        if not math.isclose(s_in, s_out, rel_tol=1e-6) or out_q.dtype != dtype:
+            raise _Refuse("max pool with different input and output scales")
+        kernel = tuple(node.attrs["kernel"])
+        stride = tuple(node.attrs.get("stride", kernel))
+        padding = tuple(node.attrs.get("padding", (0, 0, 0, 0)))
+        self._check_limits(node, kernel, stride, (1, 1), padding, fmap_shape(self.tensor(x).shape)[2])
+        lo, hi = _clamp(node, out_q)
+        requant = None
+        if z_in != z_out or (lo, hi) != dtype_range(dtype):
+            # equal scales: clamp(max - ifm_zp + ofm_zp, lo, hi); the multiplier is unused
+            requant = Requant((1 << 30,), (30,), z_out, lo, hi)
+        return Step(node.name, node.op, "pool", [x], [out],
+                    params=dict(pool="max", kernel=kernel, stride=stride, padding=padding,
+                                ifm_zp=z_in, requant=requant, dtype=dtype))
+
+    def _avg_pool(self, node: Node, kernel, stride, padding) -> Step:
+        x, out = node.inputs[0], node.outputs[0]
+        dtype = self._check_dtype(x, node)
+        s_in, z_in = _per_tensor(self.quant(x, node), "the input")
+        out_q = self.quant(out, node)
+        self._check_limits(node, kernel, stride, (1, 1), padding, fmap_shape(self.tensor(x).shape)[2])
+        lo, hi = _clamp(node, out_q)
+        count = int(kernel[0] * kernel[1])
+        req = _requant(np.array([s_in / count]), out_q, lo, hi, self._bits(dtype))
+        return Step(node.name, node.op, "pool", [x], [out],
+                    params=dict(pool="avg", kernel=tuple(kernel), stride=tuple(stride),
+                                padding=tuple(padding), ifm_zp=z_in, requant=req, dtype=dtype))
+
+    def _lower_avg_pool(self, node: Node) -> Step:
+        kernel = tuple(node.attrs["kernel"])
+        padding = tuple(node.attrs.get("padding", (0, 0, 0, 0)))
+        if any(padding) and not node.attrs.get("count_include_pad", False):
+            raise _Refuse("average pool excluding padding from the count (count_include_pad=0)")
+        return self._avg_pool(node, kernel, tuple(node.attrs.get("stride", kernel)), padding)
+
+    def _lower_global_avg_pool(self, node: Node) -> Step:
+        h, w, _ = fmap_shape(self.tensor(node.inputs[0]).shape)
+        if max(h, w) > self.target.limits.max_kernel * 64:
+            raise _Refuse(f"global pool window {h}x{w} is too large")
+        step = self._avg_pool(node, (h, w), (1, 1), (0, 0, 0, 0))
+        step.params["global"] = True
+        return step
+
+    # ---- element-wise -------------------------------------------------------------------------
+    def _binary(self, node: Node) -> Step:
+        a, b = node.inputs[0], node.inputs[1]
+        out = node.outputs[0]
+        ta, tb = self.tensor(a), self.tensor(b)
+        out_shape = fmap_shape(self.tensor(out).shape)
+        if ta.is_constant or fmap_shape(ta.shape) != out_shape:
+            if node.op == "sub":
+                raise _Refuse("sub whose first operand broadcasts")
+            a, b, ta, tb = b, a, tb, ta
+        if ta.is_constant or fmap_shape(ta.shape) != out_shape:
+            raise _Refuse("element-wise op where neither operand has the output's shape")
+        size_b = int(np.prod(tb.shape))
+        if fmap_shape(tb.shape) == out_shape:
+            b_mode = "full"
+        elif size_b == 1:
+            b_mode = "scalar"
+        elif size_b == out_shape[2] and tuple(tb.shape)[-1] == out_shape[2]:
+            b_mode = "channel"
+        else:
+            raise _Refuse(f"broadcast of shape {tuple(tb.shape)} (the NPU broadcasts (1,) or (C,))")
+        dtype = self._check_dtype(a, node)
+        if tb.quant is None or tb.quant.dtype != dtype:
+            raise _Refuse("operands of different dtypes")
+        out_q = self.quant(out, node)
+        if out_q.dtype != dtype:
+            raise _Refuse("output dtype differs from the inputs'")
+        sa, za = _per_tensor(ta.quant, "input a")
+        sb, zb = _per_tensor(tb.quant, "input b")
+        s_out, _ = _per_tensor(out_q, "the output")
+        lo, hi = _clamp(node, out_q)
+        bits = self._bits(dtype)
+        params: dict[str, Any] = dict(op=node.op, a_zp=za, b_zp=zb, b_mode=b_mode, dtype=dtype)
+        if node.op != "mul" and dtype == "int16":
+            raise _Refuse(f"int16 {node.op}: the 20-bit pre-shift of the inputs leaves int32")
+        if node.op == "mul":
+            params["requant"] = _requant(np.array([sa * sb]), out_q, lo, hi, bits)
+        else:
+            twice_max = 2.0 * max(sa, sb)
+            params["a_multiplier"], params["a_shift"] = _multiplier(sa / twice_max, bits)
+            params["b_multiplier"], params["b_shift"] = _multiplier(sb / twice_max, bits)
+            params["requant"] = _requant(np.array([twice_max / (1 << ADD_LEFT_SHIFT)]), out_q, lo, hi, bits)
+        consts = {}
+        if tb.is_constant:
+            consts["b"] = np.asarray(tb.data).astype(dtype).reshape(-1)
+        inputs = [a] if tb.is_constant else [a, b]
+        return Step(node.name, node.op, "elementwise", inputs, [out], params=params, consts=consts)
+
+    _lower_add = _binary
+    _lower_sub = _binary
+    _lower_mul = _binary
+    _lower_min = _binary
+    _lower_max = _binary
+
+    # ---- unary --------------------------------------------------------------------------------
+    def _unary_io(self, node: Node) -> tuple[str, str, QuantParams, QuantParams]:
+        x, out = node.inputs[0], node.outputs[0]
+        self._check_dtype(x, node)
+        in_q, out_q = self.quant(x, node), self.quant(out, node)
+        if out_q.dtype not in self.target.dtypes:
+            raise _Refuse(f"{out_q.dtype} output is not in {self.target.name}'s dtypes")
+        return x, out, in_q, out_q
+
+    def _lut(self, node: Node) -> Step:
+        x, out, in_q, out_q = self._unary_io(node)
+        if in_q.dtype != "int8" or out_q.dtype != "int8":
+            raise _Refuse(f"{node.op} on {in_q.dtype} -> {out_q.dtype} (the LUT unit has 256 int8 entries)")
+        s_in, z_in = _per_tensor(in_q, "the input")
+        s_out, z_out = _per_tensor(out_q, "the output")
+        q = np.arange(-128, 128, dtype=np.int64)
+        real = ((q - z_in).astype(np.float32) * np.float32(s_in)).astype(np.float32)
+        y = _float_function(node, real).astype(np.float32)
+        table = np.rint(y / np.float32(s_out)) + z_out
+        lo, hi = _clamp(node, out_q)
+        table = np.clip(table, lo, hi).astype(np.int64)
+        return Step(node.name, node.op, "lut", [x], [out],
+                    params=dict(table=tuple(int(v) for v in table), dtype="int8"))
+
+    _lower_sigmoid = _lut
+    _lower_tanh = _lut
+    _lower_hardswish = _lut
+    _lower_hardsigmoid = _lut
+    _lower_gelu = _lut
+    _lower_leaky_relu = _lut
+
+    def _rescale(self, node: Node, lo_real: float | None = None, hi_real: float | None = None) -> Step:
+        x, out, in_q, out_q = self._unary_io(node)
+        s_in, z_in = _per_tensor(in_q, "the input")
+        s_out, z_out = _per_tensor(out_q, "the output")
+        lo, hi = _clamp(node, out_q)
+        if lo_real is not None:
+            lo = max(lo, int(np.rint(lo_real / s_out)) + z_out)
+        if hi_real is not None:
+            hi = min(hi, int(np.rint(hi_real / s_out)) + z_out)
+        req = _requant(np.array([s_in]), out_q, lo, hi, self._bits(in_q.dtype))
+        return Step(node.name, node.op, "rescale", [x], [out],
+                    params=dict(ifm_zp=z_in, requant=req, dtype=in_q.dtype, out_dtype=out_q.dtype))
+
+    def _lower_rescale(self, node: Node) -> Step:
+        return self._rescale(node)
+
+    def _lower_relu(self, node: Node) -> Step:
+        return self._rescale(node, lo_real=0.0)
+
+    def _lower_clip(self, node: Node) -> Step:
+        lo, hi = node.attrs.get("min"), node.attrs.get("max")
+        return self._rescale(node, None if lo is None else float(lo), None if hi is None else float(hi))
+
+    def _lower_resize(self, node: Node) -> Step:
+        x, out, in_q, out_q = self._unary_io(node)
+        same = (np.allclose(np.atleast_1d(in_q.scale), np.atleast_1d(out_q.scale))
+                and np.array_equal(np.atleast_1d(in_q.zero_point), np.atleast_1d(out_q.zero_point)))
+        if not same or in_q.dtype != out_q.dtype:
+            raise _Refuse("resize that also changes the quantisation")
+        scale = tuple(int(s) for s in node.attrs.get("scale", (2, 2)))
+        if len(sample_shape(self.tensor(x).shape)) != 3:
+            raise _Refuse("resize of a non-image tensor")
+        return Step(node.name, node.op, "resize", [x], [out], params=dict(scale=scale, dtype=in_q.dtype))
+
+    def _lower_concat(self, node: Node) -> list[Step]:
+        out = node.outputs[0]
+        rank = len(self.tensor(out).shape)
+        axis = int(node.attrs.get("axis", -1))
+        if axis not in (-1, rank - 1):
+            raise _Refuse(f"concat along axis {axis} (the NPU concatenates channels)")
+        out_q = self.quant(out, node)
+        _per_tensor(out_q, "the output")
+        parts: list[Step] = []
+        offset = 0
+        for name in node.inputs:
+            t = self.tensor(name)
+            if t.is_constant:
+                raise _Refuse("concat with a constant operand")
+            self._check_dtype(name, node)
+            s_in, z_in = _per_tensor(t.quant, f"input '{name}'")
+            lo, hi = dtype_range(out_q.dtype)
+            req = _requant(np.array([s_in]), out_q, lo, hi, self._bits(t.quant.dtype))
+            channels = fmap_shape(t.shape)[2]
+            # each operand is rescaled straight into its channel slice of the output buffer
+            parts.append(Step(node.name, node.op, "rescale", [name], [out],
+                              params=dict(ifm_zp=z_in, requant=req, dtype=t.quant.dtype,
+                                          out_dtype=out_q.dtype, out_c0=offset, channels=channels)))
+            offset += channels
+        return parts
+
+    def _lower_transpose(self, node: Node) -> Step:
+        x, out, in_q, out_q = self._unary_io(node)
+        perm = [int(p) for p in node.attrs["perm"]]
+        full = tuple(self.tensor(x).shape)
+        if len(full) >= 2 and full[0] == 1:
+            if perm[0] != 0:
+                raise _Refuse("transpose that moves the batch axis")
+            perm = [p - 1 for p in perm[1:]]
+        if len(perm) > 3:
+            raise _Refuse(f"rank-{len(perm)} transpose (the DMA moves 3-D blocks)")
+        if in_q.dtype != out_q.dtype or not np.allclose(np.atleast_1d(in_q.scale), np.atleast_1d(out_q.scale)):
+            raise _Refuse("transpose that also changes the quantisation")
+        return Step(node.name, node.op, "transpose", [x], [out], params=dict(perm=perm, dtype=in_q.dtype))
+
+
+def _float_function(node: Node, x: np.ndarray) -> np.ndarray:
+    """The float activation a LUT tabulates (float32, like onnxruntime evaluates it)."""
+    op = node.op
+    if op == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-x))
+    if op == "tanh":
+        return np.tanh(x)
+    if op == "hardswish":
+        return x * np.clip(x + 3.0, 0.0, 6.0) / 6.0
+    if op == "hardsigmoid":
+        alpha = np.float32(node.attrs.get("alpha", 0.2))
+        beta = np.float32(node.attrs.get("beta", 0.5))
+        return np.clip(alpha * x + beta, 0.0, 1.0)
+    if op == "gelu":
+        erf = np.array([math.erf(v) for v in (x / np.sqrt(2.0)).tolist()], np.float64)
+        return (0.5 * x * (1.0 + erf)).astype(np.float32)
+    if op == "leaky_relu":
+        alpha = np.float32(node.attrs.get("alpha", 0.01))
+        return np.where(x >= 0, x, alpha * x)
+    raise _Refuse(f"no table for {op}")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def legalize(graph: Graph, target: Target, fallback: str) -> Legalized:
+    return Legalizer(graph, target, fallback).run()

@@ -1,0 +1,178 @@
+"""Small float ONNX models built with onnx.helper, QDQ-quantised with onnxruntime, for differential tests.
+
+``Builder`` chains layers (conv / depthwise / fc / add / pool / activations) on an NCHW float
+graph with random weights; ``quantize`` runs ``onnxruntime.quantization.quantize_static`` (QDQ,
+per-channel int8 weights, int8 or int16 activations) on random calibration data; ``ort_run``
+evaluates the QDQ model with onnxruntime -- the reference the compiled program must match.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+class Builder:
+    def __init__(self, shape: tuple[int, ...], seed: int = 0, opset: int = 21):
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list = []
+        self.inits: list = []
+        self.shape = tuple(shape)          # current NCHW (or (N, K)) shape
+        self.input_shape = tuple(shape)
+        self.cur = "input"
+        self.n = 0
+        self.opset = opset
+
+    def _name(self, kind: str) -> str:
+        self.n += 1
+        return f"{kind}_{self.n}"
+
+    def _init(self, name: str, array: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(array.astype(np.float32), name))
+        return name
+
+    def conv(self, cout: int, k: int = 3, stride: int = 1, pad: int = 1, group: int = 1, dilation: int = 1,
+             relu: bool = True):
+        _, cin, h, w = self.shape
+        name = self._name("conv")
+        fan_in = cin // group * k * k
+        weight = self.rng.normal(0, 1.0 / np.sqrt(fan_in), (cout, cin // group, k, k))
+        bias = self.rng.normal(0, 0.1, (cout,))
+        out = name + "_out"
+        self.nodes.append(helper.make_node(
+            "Conv", [self.cur, self._init(name + "_w", weight), self._init(name + "_b", bias)], [out],
+            name=name, kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4, group=group,
+            dilations=[dilation, dilation]))
+        self.cur = out
+        eff = dilation * (k - 1) + 1
+        self.shape = (1, cout, (h + 2 * pad - eff) // stride + 1, (w + 2 * pad - eff) // stride + 1)
+        if relu:
+            self.act("Relu")
+        return self
+
+    def depthwise(self, k: int = 3, stride: int = 1, pad: int = 1, relu: bool = True):
+        return self.conv(self.shape[1], k, stride, pad, group=self.shape[1], relu=relu)
+
+    def act(self, op: str, **attrs):
+        name = self._name(op.lower())
+        out = name + "_out"
+        self.nodes.append(helper.make_node(op, [self.cur], [out], name=name, **attrs))
+        self.cur = out
+        return self
+
+    def pool(self, kind: str = "MaxPool", k: int = 2, stride: int = 2, pad: int = 0):
+        _, c, h, w = self.shape
+        name = self._name(kind.lower())
+        out = name + "_out"
+        extra = {"count_include_pad": 1} if kind == "AveragePool" else {}
+        self.nodes.append(helper.make_node(kind, [self.cur], [out], name=name, kernel_shape=[k, k],
+                                           strides=[stride, stride], pads=[pad] * 4, **extra))
+        self.cur = out
+        self.shape = (1, c, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1)
+        return self
+
+    def global_pool(self):
+        name = self._name("gap")
+        out = name + "_out"
+        self.nodes.append(helper.make_node("GlobalAveragePool", [self.cur], [out], name=name))
+        self.cur = out
+        self.shape = (1, self.shape[1], 1, 1)
+        return self
+
+    def residual(self, relu: bool = True):
+        """x + conv(x) (same shape): an Add of two activations."""
+        skip = self.cur
+        self.conv(self.shape[1], 3, 1, 1, relu=True)
+        name = self._name("add")
+        out = name + "_out"
+        self.nodes.append(helper.make_node("Add", [skip, self.cur], [out], name=name))
+        self.cur = out
+        if relu:
+            self.act("Relu")
+        return self
+
+    def flatten(self):
+        name = self._name("flatten")
+        out = name + "_out"
+        self.nodes.append(helper.make_node("Flatten", [self.cur], [out], name=name, axis=1))
+        self.cur = out
+        self.shape = (1, int(np.prod(self.shape[1:])))
+        return self
+
+    def fc(self, n_out: int, relu: bool = False):
+        k = self.shape[1]
+        name = self._name("fc")
+        out = name + "_out"
+        weight = self.rng.normal(0, 1.0 / np.sqrt(k), (n_out, k))
+        bias = self.rng.normal(0, 0.1, (n_out,))
+        self.nodes.append(helper.make_node(
+            "Gemm", [self.cur, self._init(name + "_w", weight), self._init(name + "_b", bias)], [out],
+            name=name, transB=1))
+        self.cur = out
+        self.shape = (1, n_out)
+        if relu:
+            self.act("Relu")
+        return self
+
+    def model(self) -> onnx.ModelProto:
+        def vi(name, shape):
+            return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", *shape[1:]])
+        graph = helper.make_graph(self.nodes, "built", [vi("input", self.input_shape)],
+                                  [vi(self.cur, self.shape)], self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
+        model.ir_version = 10
+        onnx.checker.check_model(model)
+        return model
+
+
+def quantize(model: onnx.ModelProto, input_shape, *, activation: str = "int8", seed: int = 0,
+             samples: int = 8) -> onnx.ModelProto:
+    """QDQ quantisation with onnxruntime (per-channel int8 weights; int8 or int16 activations)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(seed)
+    data = [rng.normal(0, 1, (1, *input_shape[1:])).astype(np.float32) for _ in range(samples)]
+    name = model.graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(data)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {name: x}
+
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "f.onnx", Path(tmp) / "q.onnx"
+        onnx.save(model, src)
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt16 if activation == "int16" else QuantType.QInt8,
+                        weight_type=QuantType.QInt8,
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        return onnx.load(str(dst))
+
+
+def ort_run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    """The QDQ model as written: DequantizeLinear -> float op -> QuantizeLinear.
+
+    Graph optimisations are disabled on purpose: with them ORT fuses the QDQ units into
+    QLinearConv whose u8s8 AVX2 kernel (no VNNI) saturates int16 pair sums (``pmaddubsw``) and is
+    then off by tens of LSBs on some channels -- a known MLAS limitation, not the model's semantics.
+    """
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})[0]
+
+
+def to_bytes(model: onnx.ModelProto) -> bytes:
+    buf = io.BytesIO()
+    onnx.save(model, buf)
+    return buf.getvalue()
