@@ -1,0 +1,93 @@
+"""Real models for the import tests: a tiny torch CNN exported once per session and quantised
+with onnxruntime (QDQ int8, QDQ int16 activations, QOperator, dynamic)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def _calibration(n: int = 8):
+    rng = np.random.default_rng(0)
+    return [{"x": rng.standard_normal((4, 1, 8, 8)).astype(np.float32)} for _ in range(n)]
+
+
+def _reader():
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(_calibration())
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    return Reader()
+
+
+def _build_cnn():
+    import torch
+    from torch import nn
+
+    class SmallCNN(nn.Module):
+        """Conv-BN-ReLU-MaxPool x2, a depthwise conv, Flatten, Linear: the layout cases that matter."""
+
+        def __init__(self):
+            super().__init__()
+            self.c1 = nn.Conv2d(1, 8, 3, padding=1)
+            self.b1 = nn.BatchNorm2d(8)
+            self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+            self.c2 = nn.Conv2d(8, 12, 3, padding=1)
+            self.fc = nn.Linear(12 * 2 * 2, 10)
+
+        def forward(self, x):
+            x = torch.max_pool2d(torch.relu(self.b1(self.c1(x))), 2)
+            x = torch.relu(self.dw(x))
+            x = torch.max_pool2d(torch.relu(self.c2(x)), 2)
+            return self.fc(torch.flatten(x, 1))
+
+    torch.manual_seed(0)
+    model = SmallCNN().eval()
+    with torch.no_grad():     # non-trivial BatchNorm statistics so the fold is exercised
+        model.b1.running_mean.uniform_(-0.5, 0.5)
+        model.b1.running_var.uniform_(0.5, 2.0)
+        model.b1.weight.uniform_(0.5, 1.5)
+    return model
+
+
+@pytest.fixture(scope="session")
+def cnn_models(tmp_path_factory) -> dict[str, Path]:
+    """float (opset 20 and 21), QDQ int8, QDQ int16 activations, QOperator and dynamic models."""
+    import onnx
+    import torch
+    from onnx import version_converter
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    logging.getLogger().setLevel(logging.ERROR)   # the quantiser's "consider pre-processing" noise
+    folder = tmp_path_factory.mktemp("cnn")
+    model = _build_cnn()
+    x = torch.randn(1, 1, 8, 8)
+    paths = {"float": folder / "float.onnx", "float21": folder / "float21.onnx"}
+    batch = {"x": {0: torch.export.Dim("batch")}}
+    torch.onnx.export(model, (x,), paths["float"], dynamo=True, external_data=False,
+                      dynamic_shapes=batch, verbose=False)
+    # int16 activations need opset 21; converting the export is faster than a second export
+    onnx.save(version_converter.convert_version(onnx.load(paths["float"]), 21), paths["float21"])
+    for name, src, fmt, act in (("qdq8", "float", QuantFormat.QDQ, QuantType.QInt8),
+                                ("qdq_u8", "float", QuantFormat.QDQ, QuantType.QUInt8),
+                                ("qdq16", "float21", QuantFormat.QDQ, QuantType.QInt16),
+                                ("qop8", "float", QuantFormat.QOperator, QuantType.QUInt8)):
+        paths[name] = folder / f"{name}.onnx"
+        quantize_static(str(paths[src]), str(paths[name]), _reader(), quant_format=fmt,
+                        per_channel=True, activation_type=act, weight_type=QuantType.QInt8)
+    paths["dynamic"] = folder / "dynamic.onnx"
+    quantize_dynamic(str(paths["float"]), str(paths["dynamic"]), weight_type=QuantType.QInt8)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def cnn_inputs() -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((6, 1, 8, 8)).astype(np.float32)

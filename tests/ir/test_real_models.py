@@ -1,0 +1,81 @@
+"""Import real torch exports and onnxruntime-quantised models and check them against onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from ir_eval import run_ir
+
+from pytest_npu.ir import from_onnx
+
+
+def _ort(path, x: np.ndarray, *, fused: bool = False) -> np.ndarray:
+    """ORT without graph optimisation runs the QDQ model as written (float Conv between Q/DQ): the
+    model's defined semantics. With optimisation it fuses integer kernels whose float32
+    requantisation differs by 1 LSB per layer, which compounds through the network."""
+    options = ort.SessionOptions()
+    if not fused:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def _ir(graph, x: np.ndarray) -> np.ndarray:
+    name = graph.outputs[0]
+    return np.concatenate([run_ir(graph, {graph.inputs[0]: x[i:i + 1]})[name] for i in range(len(x))])
+
+
+@pytest.mark.parametrize("kind", ["qdq8", "qdq_u8", "qdq16"])
+def test_qdq_cnn_matches_onnxruntime_within_one_lsb(cnn_models, cnn_inputs, kind):
+    graph = from_onnx(cnn_models[kind])
+    scale = float(graph.output_quant[graph.outputs[0]].scale)
+    ours = _ir(graph, cnn_inputs)
+    lsb = np.abs(ours - _ort(cnn_models[kind], cnn_inputs)) / scale
+    assert lsb.max() <= 1.01, f"{kind}: max diff {lsb.max():.2f} LSB"
+    # most outputs agree exactly: a layout or permutation bug would break nearly all of them
+    assert np.mean(lsb < 0.5) >= 0.85
+    fused = np.abs(ours - _ort(cnn_models[kind], cnn_inputs, fused=True)) / scale
+    assert fused.max() <= 6 and np.mean(fused <= 1.01) >= 0.6
+
+
+def test_qoperator_model_imports_like_its_qdq_twin(cnn_models, cnn_inputs):
+    """QLinearConv/QGemm (uint8) and the QDQ uint8 model share calibration, so the IRs agree."""
+    qop, qdq = from_onnx(cnn_models["qop8"]), from_onnx(cnn_models["qdq_u8"])
+    assert [n.op for n in qop.nodes] == [n.op for n in qdq.nodes]
+    scale = float(qop.output_quant[qop.outputs[0]].scale)
+    lsb = np.abs(_ir(qop, cnn_inputs) - _ir(qdq, cnn_inputs)) / scale
+    assert lsb.max() <= 1.01
+    fused = np.abs(_ir(qop, cnn_inputs) - _ort(cnn_models["qop8"], cnn_inputs)) / scale
+    assert fused.max() <= 6
+
+
+def test_qdq_cnn_structure(cnn_models):
+    graph = from_onnx(cnn_models["qdq8"])
+    ops = [n.op for n in graph.nodes]
+    assert ops == ["conv2d", "max_pool", "depthwise_conv2d", "conv2d", "max_pool", "reshape",
+                   "fully_connected"]
+    x = graph.inputs[0]
+    assert graph.tensors[x].shape == (1, 8, 8, 1) and graph.tensors[x].dtype == "int8"
+    assert graph.input_quant[x].dtype == "int8"
+    conv = graph.nodes[0]
+    w, b = (graph.tensors[n] for n in conv.inputs[1:])
+    assert w.shape == (3, 3, 1, 8) and w.dtype == "int8" and w.quant.axis == 3
+    assert w.quant.scale.shape == (8,)
+    assert b.dtype == "int32" and b.data.dtype == np.int32
+    np.testing.assert_allclose(b.quant.scale, graph.input_quant[x].scale * w.quant.scale, rtol=1e-6)
+    dw = graph.nodes[2]
+    assert graph.tensors[dw.inputs[1]].shape == (3, 3, 8) and graph.tensors[dw.inputs[1]].quant.axis == 2
+    fc = graph.nodes[-1]
+    assert graph.tensors[fc.inputs[1]].shape == (48, 10)
+    assert graph.tensors[fc.outputs[0]].dtype == "int8" and fc.outputs[0] in graph.output_quant
+
+
+def test_float_cnn_folds_batchnorm_and_relu(cnn_models, cnn_inputs):
+    graph = from_onnx(cnn_models["float"])
+    assert "BatchNormalization" not in str([n.source_ops for n in graph.nodes]) or any(
+        "BatchNormalization" in n.source_ops for n in graph.nodes if n.op == "conv2d")
+    conv = graph.nodes[0]
+    assert conv.op == "conv2d" and conv.attrs["clamp"] == (0.0, float("inf"))
+    np.testing.assert_allclose(_ir(graph, cnn_inputs), _ort(cnn_models["float"], cnn_inputs),
+                               atol=1e-4, rtol=1e-4)
