@@ -412,12 +412,11 @@ def apply_scale(value: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, *,
     if shift.size and (int(shift.min()) < 2 or int(shift.max()) > 62):
         raise EmulatorFault(f"requant shift {shift.tolist()} outside TOSA's 2..62", operand="shift",
                             kind="requant")
-    if value.size:
-        if scale32:
-            half = np.left_shift(np.int64(1), np.minimum(shift, 32) - 1)   # also caps at int32
-            bad = (value < -half) | (value >= half)
-        else:
-            bad = (value < -(1 << 47)) | (value >= (1 << 47))
+    half = np.left_shift(np.int64(1), np.minimum(shift, 32) - 1) if scale32 else np.int64(1 << 47)
+    # two reductions decide the common case; the per-element mask only runs to name the culprit
+    tightest = int(np.min(half))
+    if value.size and (int(value.min()) < -tightest or int(value.max()) >= tightest):
+        bad = (value < -half) | (value >= half)
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0])
             raise EmulatorFault(

@@ -12,6 +12,7 @@ from hypothesis.extra.numpy import arrays
 from pytest_npu.errors import EmulatorFault
 from pytest_npu.npu import kernels
 from pytest_npu.npu.kernels import _gemm_plan
+from pytest_npu.npu.requant import requant_for
 
 FEATURE_DTYPES = (np.int8, np.uint8, np.int16)
 PROPERTY = settings(max_examples=40, deadline=None)
@@ -73,6 +74,22 @@ def test_conv2d_matches_reference(case):
 @given(conv_case(depthwise=True))
 def test_depthwise_conv2d_matches_reference(case):
     np.testing.assert_array_equal(kernels.depthwise_conv2d(**case), ref.depthwise_conv2d(**case))
+
+
+@PROPERTY
+@given(conv_case(depthwise=False), st.data())
+def test_conv2d_then_rescale_matches_reference(case, data):
+    """The emulator's CONV2D path end to end: per-channel scales -> requant_for -> rescale(acc)."""
+    cout = case["weights"].shape[3]
+    bits = 16 if case["ifm"].dtype == np.int16 else 32
+    out_dtype = "int16" if bits == 16 else "int8"
+    scales = data.draw(arrays(np.float64, (cout,), elements=st.floats(1e-7, 1e-2)))
+    rounding = data.draw(st.sampled_from(["single", "double"]))
+    rq = requant_for(scales, 1.0, data.draw(st.integers(-100, 100)), out_dtype, bits=bits)
+    args = dict(multiplier=rq.multiplier, shift=rq.shift, ofm_zp=rq.ofm_zp, lo=rq.lo, hi=rq.hi)
+    got = kernels.rescale(kernels.conv2d(**case), **args, rounding=rounding, out_dtype=out_dtype)
+    expected = ref.rescale(ref.conv2d(**case), **args, rounding=rounding, scale32=bits == 32)
+    np.testing.assert_array_equal(got.astype(np.int64), expected)
 
 
 @st.composite
@@ -208,6 +225,16 @@ def test_rescale32_refuses_out_of_range_values(acc, shift):
     with pytest.raises(EmulatorFault) as info:
         kernels.rescale(np.array([[acc]]), [1 << 30], [shift], ofm_zp=0, lo=-128, hi=127)
     assert info.value.kind == "overflow" and str(acc) in str(info.value)
+
+
+def test_rescale32_range_is_checked_per_channel():
+    """Channel 0's shift of 10 admits |v| < 512 only; channel 1's shift of 40 admits any int32."""
+    ok = np.array([[511, 1 << 30], [-512, -(1 << 31)]], np.int64)
+    kernels.rescale(ok, [1 << 30, 1 << 30], [10, 40], ofm_zp=0, lo=-128, hi=127)
+    with pytest.raises(EmulatorFault, match="value 512 at index \\(1, 0\\)") as info:
+        kernels.rescale(np.array([[0, 5], [512, 5]], np.int64), [1 << 30, 1 << 30], [10, 40], ofm_zp=0,
+                        lo=-128, hi=127)
+    assert info.value.kind == "overflow"
 
 
 def test_rescale_boundary_values_are_accepted():
