@@ -6,11 +6,11 @@ program reuses it. The model (see ``/work/shared/research/npu-anchors.md`` 1.4, 
 * Engines: ``dma0..dma{k-1}``, the shared ``dram_bus``, per core ``core{c}.mac``,
   ``core{c}.elementwise``, ``core{c}.lut``, and ``host``. Each engine runs its instructions in
   program order; an instruction starts when its engine is free and all its deps have finished
-  (a discrete-event simulation over a heap of ready instructions, earliest start first).
+  (see :func:`schedule`: in-order queues make the event simulation a single pass).
 * DMA: a latency phase (``dram_latency_cycles``), then a data phase holding the shared DRAM bus
   for ``ceil(bytes_touched / dram_bytes_per_cycle)`` cycles, where ``bytes_touched`` rounds every
   contiguous run of the DRAM-side view up to whole bursts. Several channels overlap their latency
-  phases but share the bus bandwidth (first come, first served).
+  phases but share the bus bandwidth, served in program order.
 * Compute: ``overhead_cycles + max(array cycles, SRAM bytes / sram_bytes_per_cycle, output-stage
   cycles)``. MAC array (Vela / SCALE-Sim style, lanes idle on ragged edges):
   CONV2D ``ceil(Cout/ofm) * ceil(Cin/ifm) * ceil(OH*OW/pix) * KH*KW``; DEPTHWISE
@@ -190,55 +190,31 @@ class Timing:
 
 
 def schedule(program: Program, costs: list[InstructionCost]) -> tuple[list[int], list[int], list[tuple[int, int]]]:
-    """Start and end cycle of every instruction (event-driven, in-order per engine)."""
+    """Start and end cycle of every instruction, and the DRAM-bus window of every DMA.
+
+    Every engine runs its instructions in program order, and the DRAM bus serves DMA data phases
+    in program order (the order the compiler issued them). Deps point backwards, so one pass in
+    program order is the whole simulation: ``start = max(engine free, deps done)``; a DMA's data
+    phase starts at ``max(start + latency, bus free)``. Each time is a max of sums of durations,
+    so shortening any duration (more lanes, more bandwidth) can never delay anything: the model
+    has no list-scheduling anomalies, which is what lets budgets gate on it.
+    """
     n = len(program.instructions)
-    queues: dict[str, list[int]] = defaultdict(list)
-    for i, c in enumerate(costs):
-        queues[c.engine].append(i)
-    head = {e: 0 for e in queues}
-    waiting = [len(set(ins.deps)) for ins in program.instructions]
-    dependents: list[list[int]] = [[] for _ in range(n)]
-    for i, ins in enumerate(program.instructions):
-        for d in set(ins.deps):
-            dependents[d].append(i)
     start, end = [0] * n, [0] * n
     bus = [(0, 0)] * n
     engine_free: dict[str, int] = defaultdict(int)
     bus_free = 0
-    ready: list[tuple[int, int]] = []
-    pushed = [False] * n
-
-    def offer(i: int) -> None:
-        engine = costs[i].engine
-        queue = queues[engine]
-        if pushed[i] or waiting[i] or queue[head[engine]] != i:
-            return
-        deps = program.instructions[i].deps
-        earliest = max([engine_free[engine], *(end[d] for d in deps)])
-        pushed[i] = True
-        heapq.heappush(ready, (earliest, i))
-
-    for queue in queues.values():
-        offer(queue[0])
-    while ready:
-        earliest, i = heapq.heappop(ready)
-        c = costs[i]
+    for i, (ins, c) in enumerate(zip(program.instructions, costs)):
+        begin = max([engine_free[c.engine], *(end[d] for d in ins.deps)])
         if c.engine.startswith("dma"):
-            data_start = max(earliest + c.latency, bus_free)
+            data_start = max(begin + c.latency, bus_free)
             bus_free = data_start + c.cycles
             bus[i] = (data_start, bus_free)
             finish = bus_free
         else:
-            finish = earliest + c.cycles
-        start[i], end[i] = earliest, finish
+            finish = begin + c.cycles
+        start[i], end[i] = begin, finish
         engine_free[c.engine] = finish
-        head[c.engine] += 1
-        if head[c.engine] < len(queues[c.engine]):
-            offer(queues[c.engine][head[c.engine]])
-        for k in dependents[i]:
-            waiting[k] -= 1
-            if not waiting[k]:
-                offer(k)
     return start, end, bus
 
 

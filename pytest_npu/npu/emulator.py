@@ -14,6 +14,7 @@ touches (the target's capacities are enforced by the checks, not by allocating t
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -234,12 +235,17 @@ class _Plan:
 class Emulator:
     """Runs programs on one target. Reuse the instance: plans and buffers are cached per program."""
 
-    def __init__(self, target: Target):
+    def __init__(self, target: Target, *, blas_threads: int | None = 1):
         self.target = target
+        self.blas_threads = blas_threads
         self._plans: OrderedDict[int, _Plan] = OrderedDict()
 
     # -- public -------------------------------------------------------------------------------
     def run(self, program: Program, inputs: dict[str, np.ndarray]) -> Execution:
+        with _blas_limit(self.blas_threads):
+            return self._run(program, inputs)
+
+    def _run(self, program: Program, inputs: dict[str, np.ndarray]) -> Execution:
         plan = self.plan(program)
         batch = self._batch_size(program, inputs)
         dram, sram, steps = self._bind(plan, batch)
@@ -363,6 +369,32 @@ class Emulator:
         return plan.bound[batch]
 
 
+_BLAS: list = []   # [ThreadpoolController or None], created on first use (it scans loaded libraries)
+
+
+def _blas_limit(threads: int | None):
+    """Cap BLAS threads for the duration of a run.
+
+    The kernels' GEMMs are small (a layer is ~1-40 MFLOP). Multi-threaded OpenBLAS on a busy
+    machine -- pytest-xdist workers already use every core -- spins and waits: measured on the
+    2-core CI host, a 1024x144x32 GEMM took 20 ms with 2 BLAS threads under load and 1.4 ms with
+    one. ``threadpoolctl`` (installed with scikit-learn) does the capping; without it, or with
+    ``threads=None``, BLAS keeps its own setting (set OPENBLAS_NUM_THREADS=1 instead).
+    """
+    if threads is None:
+        return contextlib.nullcontext()
+    if not _BLAS:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _BLAS.append(ThreadpoolController())
+        except ImportError:
+            _BLAS.append(None)
+    controller = _BLAS[0]
+    if controller is None:
+        return contextlib.nullcontext()
+    return controller.limit(limits=threads, user_api="blas")
+
+
 def _requantiser(requant: Requant | None, ofm: Operand, rounding: str) -> Callable[[np.ndarray], np.ndarray]:
     if requant is None:       # raw accumulator into an int32 ofm (validated)
         lo, hi = dtype_range("int32")
@@ -426,8 +458,8 @@ def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str
         return max_pool_clamped
     if isinstance(ins, Elementwise):
         a, b, ofm = view(ins.a), view(ins.b), view(ins.ofm)
-        if ins.b.shape != ins.a.shape:   # (N, C) or (N, 1): broadcast over the spatial axes
-            b = b.reshape(b.shape[0], *([1] * (len(ins.a.shape) - 1)), b.shape[-1])
+        if ins.b.shape != ins.a.shape:   # (C,) or (1,) per sample: broadcast over the other axes
+            b = np.broadcast_to(b.reshape(b.shape[0], *([1] * (len(ins.a.shape) - 1)), b.shape[-1]), a.shape)
         requant = _requantiser(ins.requant, ins.ofm, rounding)
         kw = dict(op=ins.op, a_zp=ins.a_zp, b_zp=ins.b_zp, a_multiplier=ins.a_multiplier, a_shift=ins.a_shift,
                   b_multiplier=ins.b_multiplier, b_shift=ins.b_shift, rounding=rounding)

@@ -1,0 +1,66 @@
+"""Emulator speed on a conv-heavy program vs onnxruntime running the equivalent QDQ model.
+
+The program is the demo network (32x32x16 input, 3x3 conv to 32 channels, 3x3 depthwise, max
+pool, FC to 10: 5.1 M MACs per inference) on u55-256. The ratio emulator / onnxruntime (best of
+several runs each, same inputs, outputs checked to agree within 1 LSB) goes to ``extra_info``.
+Run: ``.venv/bin/pytest benchmarks/test_bench_emulator.py -p no:xdist --benchmark-only``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from pytest_npu import targets
+from pytest_npu.demo import build_demo_program, demo_qdq_model, make_demo_net
+from pytest_npu.npu import Emulator
+
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    target = targets.load("u55-256")
+    net = make_demo_net(size=32, cin=16, cmid=32, classes=10)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1          # a fair match for single-threaded numpy
+    session = ort.InferenceSession(demo_qdq_model(net).SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    return target, net, build_demo_program(target, net), session
+
+
+def _best_of(fn, repeats: int = 7) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@pytest.mark.parametrize("batch", [1, 32])
+def test_emulator_vs_onnxruntime(benchmark, setup, batch):
+    target, net, program, session = setup
+    emulator = Emulator(target)
+    x = net.random_input(batch, seed=batch)
+    nchw = {"x": np.ascontiguousarray(x.transpose(0, 3, 1, 2))}
+    emulator.run(program, {"x": x})                       # plan + buffers, as in a test session
+    result = benchmark(emulator.run, program, {"x": x})
+    ort_out = session.run(None, nchw)[0]
+    assert np.abs(result.outputs["logits"][:, 0].astype(int) - ort_out.astype(int)).max() <= 1
+    ort_s = _best_of(lambda: session.run(None, nchw))
+    emu_s = benchmark.stats.stats.min
+    benchmark.extra_info.update({
+        "batch": batch, "macs_per_inference": result.summary.macs, "emulator_ms": emu_s * 1e3,
+        "onnxruntime_ms": ort_s * 1e3, "ratio_emulator_over_ort": emu_s / ort_s,
+        "emulator_gmac_per_s": result.summary.macs * batch / emu_s / 1e9})
+    print(f"\nbatch {batch}: emulator {emu_s * 1e3:.2f} ms, onnxruntime {ort_s * 1e3:.2f} ms, "
+          f"ratio {emu_s / ort_s:.1f}x")
+
+
+def test_plan_overhead(benchmark, setup):
+    """Checking and timing a program (done once per program, then cached)."""
+    target, _, program, _ = setup
+    benchmark(lambda: Emulator(target).plan(program))
