@@ -129,10 +129,9 @@ def _chunked_matmul(lhs: np.ndarray, rhs: np.ndarray, chunk: int) -> np.ndarray:
     depth = lhs.shape[-1]
     if chunk >= depth:
         return np.matmul(lhs, rhs).astype(np.int64)
-    acc = None
-    for start in range(0, depth, chunk):   # a loop over depth chunks (1-2 for real layers), not pixels
-        part = np.matmul(lhs[..., start:start + chunk], rhs[..., start:start + chunk, :]).astype(np.int64)
-        acc = part if acc is None else acc + part
+    acc = np.matmul(lhs[..., :chunk], rhs[..., :chunk, :]).astype(np.int64)
+    for start in range(chunk, depth, chunk):   # a loop over depth chunks (1-2 for real layers), not pixels
+        acc += np.matmul(lhs[..., start:start + chunk], rhs[..., start:start + chunk, :]).astype(np.int64)
     return acc
 
 
@@ -381,9 +380,10 @@ def pool(ifm, *, kind, kernel, stride, padding=(0, 0, 0, 0), ifm_zp=0) -> np.nda
     floor = np.iinfo(ifm.dtype).min - 1
     padded = np.full((n, h + top + bottom, w + left + right, c), floor, np.int32)
     padded[:, top:top + h, left:left + w, :] = ifm
-    result = None
-    for _, _, tap in _taps(padded, kernel, stride, dilation, out_hw):
-        result = tap.copy() if result is None else np.maximum(result, tap, out=result)
+    taps = _taps(padded, kernel, stride, dilation, out_hw)
+    result = next(taps)[2].copy()
+    for _, _, tap in taps:
+        np.maximum(result, tap, out=result)
     return result.astype(np.int64)
 
 
