@@ -64,3 +64,28 @@ def test_plan_overhead(benchmark, setup):
     """Checking and timing a program (done once per program, then cached)."""
     target, _, program, _ = setup
     benchmark(lambda: Emulator(target).plan(program))
+
+
+def test_per_instruction_overhead(benchmark):
+    """Many tiny instructions: what the emulator costs per instruction beyond the kernels."""
+    from pytest_npu.npu.isa import DmaIn, DmaOut, Elementwise, Requant
+    from pytest_npu.npu.program import ProgramBuilder
+
+    target = targets.load("u55-256")
+    b = ProgramBuilder(target.name)
+    x, y = b.input("x", (16,)), b.output("y", (16,))
+    a, c = b.sram("a", (16,)), b.sram("c", (16,))
+    last = b.emit(DmaIn(x, a))
+    rq = Requant((1 << 30,), (30,), 0, -128, 127)
+    for i in range(200):
+        src, dst = (a, c) if i % 2 == 0 else (c, a)
+        last = b.emit(Elementwise(src, src, dst, op="max", requant=rq, deps=(last,)))
+    b.emit(DmaOut(a, y, deps=(last,)))
+    program = b.build()
+    emulator = Emulator(target)
+    inputs = {"x": np.arange(16, dtype=np.int8)[None]}
+    emulator.run(program, inputs)
+    benchmark(emulator.run, program, inputs)
+    per_instruction_us = benchmark.stats.stats.min / len(program.instructions) * 1e6
+    benchmark.extra_info["us_per_instruction"] = per_instruction_us
+    print(f"\n{per_instruction_us:.1f} us per instruction ({len(program.instructions)} instructions)")

@@ -272,23 +272,39 @@ def _is_dense(op: Operand) -> bool:
     return op.strides is None or tuple(op.strides) == Operand(op.mem, 0, op.shape, op.dtype).byte_strides()
 
 
-def _byte_addresses(op: Operand) -> np.ndarray:
-    addr = np.array([op.offset], np.int64)
-    for dim, stride in zip(op.shape, op.byte_strides()):
-        addr = (addr[:, None] + np.arange(dim, dtype=np.int64) * stride).ravel()
-    return np.unique((addr[:, None] + np.arange(op.itemsize, dtype=np.int64)).ravel())
+def contiguous_runs(op: Operand) -> tuple[np.ndarray, int]:
+    """The view as runs of back-to-back bytes: (start offsets, bytes per run).
+
+    Trailing dimensions laid out contiguously merge into one run, so a channel slice of an HWC
+    tensor is H*W runs, not H*W*C elements: the exact overlap test stays cheap.
+    """
+    shape, strides = list(op.shape), list(op.byte_strides())
+    run, dim = op.itemsize, len(shape) - 1
+    while dim >= 0 and (shape[dim] == 1 or strides[dim] == run):
+        run *= shape[dim]
+        dim -= 1
+    starts = np.array([op.offset], np.int64)
+    for size, stride in zip(shape[:dim + 1], strides[:dim + 1]):
+        starts = (starts[:, None] + np.arange(size, dtype=np.int64) * stride).ravel()
+    return starts, run
 
 
 def operands_overlap(a: Operand, b: Operand) -> bool:
-    """Do two views share a byte? Extents first; exact byte sets only for interleaved strided views."""
-    if a.mem != b.mem:
+    """Do two views share a byte? Extents first; for strided views an exact test on their runs."""
+    if a.mem != b.mem or a.size == 0 or b.size == 0:
         return False
     (alo, ahi), (blo, bhi) = operand_span(a), operand_span(b)
     if ahi <= blo or bhi <= alo:
         return False
     if _is_dense(a) and _is_dense(b):
         return True
-    return bool(np.intersect1d(_byte_addresses(a), _byte_addresses(b), assume_unique=True).size)
+    a_starts, a_len = contiguous_runs(a)
+    b_starts, b_len = contiguous_runs(b)
+    a_starts.sort()
+    reach = np.maximum.accumulate(a_starts + a_len)         # furthest byte covered by runs so far
+    last = np.searchsorted(a_starts, b_starts + b_len, side="left") - 1   # last a-run starting before b ends
+    hit = last >= 0
+    return bool(np.any(reach[last[hit]] > b_starts[hit]))
 
 
 def check_hazards(program: Program, start: list[int], end: list[int], engine_of: list[str]) -> None:

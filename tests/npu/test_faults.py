@@ -7,10 +7,13 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_npu.demo import build_demo_program, make_demo_net
 from pytest_npu.errors import EmulatorFault
 from pytest_npu.npu import Emulator
+from pytest_npu.npu.cost import operands_overlap
 from pytest_npu.npu.isa import Conv2D, DmaIn, DmaOut, FullyConnected, HostOp, MatMul, Operand, Rescale
 from pytest_npu.npu.program import ProgramBuilder
 from pytest_npu.npu.requant import requant_for
@@ -166,3 +169,24 @@ def test_kernel_fault_gains_the_instruction_index(u55):
     b.emit(DmaOut(sy, y, deps=(fc,)))
     fault = _fault(u55, b.build(), {"x": np.full((1, 1, 2048), -32768, np.int16)})
     assert fault.index == 3 and "instruction 3 FULLY_CONNECTED (layer fc)" in str(fault), fault
+
+
+def _bytes_of(op):
+    addr = {op.offset}
+    for size, stride in zip(op.shape, op.byte_strides()):
+        addr = {a + i * stride for a in addr for i in range(size)}
+    return {a + k for a in addr for k in range(op.itemsize)}
+
+
+VIEW = st.builds(
+    lambda shape, strides, offset, dtype: Operand("sram", offset, tuple(shape), dtype,
+                                                  tuple(s * (2 if dtype == "int16" else 1) for s in strides[:len(shape)])),
+    st.lists(st.integers(1, 5), min_size=1, max_size=3), st.lists(st.integers(-12, 24), min_size=3, max_size=3),
+    st.integers(60, 120), st.sampled_from(["int8", "int16"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(VIEW, VIEW)
+def test_hazard_overlap_test_is_exact(a, b):
+    """The run-based overlap test agrees with brute-force byte sets (strided, negative, aliasing)."""
+    assert operands_overlap(a, b) == bool(_bytes_of(a) & _bytes_of(b))
