@@ -65,6 +65,10 @@ def _fault(index: int, ins: Instruction, operand: str | None, kind: str, message
 # static checks that need the target
 def _check_target(index: int, ins: Instruction, target: Target) -> None:
     if isinstance(ins, HostOp):
+        if ins.op not in host.OPS:
+            raise _fault(index, ins, "op", "unsupported",
+                         f"host op {ins.op!r} is not implemented by the host fallback (known: "
+                         f"{', '.join(sorted(host.OPS))}); use float_op to run an ONNX operator")
         if target.fallback != "host":
             raise _fault(index, ins, None, "unsupported",
                          f"host fallback op {ins.op!r} but target {target.name} has fallback="

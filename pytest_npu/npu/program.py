@@ -134,7 +134,7 @@ class Program:
                  "; memory map:"]
         for t in sorted(self.tensors.values(), key=lambda t: (t.mem, t.offset, t.name)):
             lines.append(f";   {t.kind:<12} {t.name:<24} {t.mem}[0x{t.offset:x}:+{t.nbytes}] "
-                         f"{t.dtype}{list(t.shape)}")
+                         f"{t.dtype}{_dims(t.shape)}")
         lines.append(f"; inputs: {', '.join(self.inputs)}   outputs: {', '.join(self.outputs)}")
         for index, ins in enumerate(self.instructions):
             lines.append(format_instruction(index, ins))
@@ -167,10 +167,14 @@ class Program:
 _SKIP_ATTRS = {"deps", "layer", "core", "channel", "table", "attrs", "reason", "inputs", "outputs", "op"}
 
 
+def _dims(values) -> str:
+    return "[" + ",".join(str(int(v)) for v in values) + "]"
+
+
 def format_operand(op: Operand) -> str:
-    strides = "" if op.strides is None else f" strides={list(op.strides)}"
+    strides = "" if op.strides is None else f" strides={_dims(op.strides)}"
     label = f"{op.name}=" if op.name else ""
-    return f"{label}{op.mem}[0x{op.offset:x}:+{op.nbytes}] {op.dtype}{list(op.shape)}{strides}"
+    return f"{label}{op.mem}[0x{op.offset:x}:+{op.nbytes}] {op.dtype}{_dims(op.shape)}{strides}"
 
 
 def format_instruction(index: int, ins: Instruction) -> str:

@@ -4,6 +4,8 @@ matches onnxruntime running the equivalent QDQ model."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -199,3 +201,11 @@ def test_bad_inputs_name_the_input(u55, small_net, bad, match):
     with pytest.raises(EmulatorFault, match=match) as info:
         Emulator(u55).run(program, bad)
     assert info.value.kind == "input" and info.value.operand == "x"
+
+
+def test_demo_command_prints_the_run(capsys):
+    from pytest_npu.cli import main
+
+    assert main(["demo", "--quick", "--batch", "2", "--target", "u65-512"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"target u65-512: \d+ cycles", out) and "efficiency" in out and "core1.mac" in out

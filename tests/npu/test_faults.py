@@ -98,6 +98,15 @@ def test_unsupported_host_op_when_fallback_is_error(u55, make_target):
     assert fault.kind == "unsupported" and fault.index == 0 and "fallback='error'" in str(fault)
 
 
+def test_unsupported_host_op_name(u55):
+    b = ProgramBuilder(u55.name)
+    x, y = b.input("x", (10,)), b.output("y", (10,))
+    b.emit(HostOp("fft", (x,), (y,), attrs={}, layer="spectrum"))
+    fault = _fault(u55, b.build())
+    _assert_names(fault, 0, "HOST", "op", "unsupported")
+    assert "host op 'fft'" in str(fault)
+
+
 def test_hazard_two_dma_channels_write_the_same_bytes(edge):
     b = ProgramBuilder(edge.name, edge.content_hash())
     x1, x2 = b.input("x1", (64, 64)), b.input("x2", (64, 64))

@@ -134,7 +134,7 @@ def test_asm_lists_memory_map_and_one_line_per_instruction(demo_program):
     assert len(body) == len(demo_program.instructions)
     assert "; memory map:" in asm and "input" in asm and "constant" in asm
     conv = next(line for line in body if "CONV2D" in line and "DEPTHWISE" not in line)
-    assert re.search(r"^\s*\d+ core0\.mac\s+CONV2D\s+ifm:x\.sram=sram\[0x[0-9a-f]+:\+1024\] int8\[8, 8, 16\]", conv)
+    assert re.search(r"^\s*\d+ core0\.mac\s+CONV2D\s+ifm:x\.sram=sram\[0x[0-9a-f]+:\+1024\] int8\[8,8,16\]", conv)
     assert "strides=" in conv and "padding=(1, 1, 1, 1)" in conv and "requant(" in conv and "deps=[" in conv
     assert conv.endswith("; conv1")
     dma = body[0]
