@@ -78,8 +78,9 @@ class Budget:
 
 def suggest(word: str, choices) -> str:
     """' Did you mean 'x'?' (or '') using difflib, so a typo names its fix."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    by_lower = {str(choice).lower(): choice for choice in choices}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" Did you mean {by_lower[close[0]]!r}?" if close else ""
 
 
 def _is_number(value) -> bool:
