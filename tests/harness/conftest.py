@@ -50,6 +50,11 @@ def calibration() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def tiny_calibration() -> np.ndarray:
+    return calibration()
+
+
+@pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """{'float': path, 'qdq': path}: a float model and its int8 QDQ (per-channel) quantisation."""
     import logging
