@@ -74,7 +74,8 @@ class CompiledModel:
         return ex
 
     def run(self, inputs) -> Any:
-        """Float inputs (batch first; ONNX NCHW or IR NHWC layout) -> Execution with float outputs."""
+        """Float inputs in the ONNX model's layout (NCHW images, batch first) -> Execution with float
+        outputs in the ONNX layout too. For an ``ir.Graph`` model the layout is the IR's (NHWC)."""
         inputs = self._as_dict(inputs)
         ints = {}
         for name in self.program.inputs:
@@ -104,25 +105,29 @@ class CompiledModel:
                                "pass a dict name -> array")
         return {self.program.inputs[0]: inputs}
 
+    def _nchw(self, name: str) -> bool:
+        """4-D tensors of an ONNX model are NCHW for the user and NHWC in the program."""
+        shape = self.onnx_shapes.get(name)
+        return shape is not None and len(shape) == 4
+
     def _to_ir_layout(self, name: str, x: np.ndarray) -> np.ndarray:
         want = tuple(self.program.tensors[name].shape)
-        if x.shape == want:
+        if self._nchw(name):
+            if x.ndim == 3:
+                x = x[None]
+            if x.ndim == 4:
+                x = x.transpose(0, 2, 3, 1)
+        elif x.shape == want:
             x = x[None]
-        onnx_shape = self.onnx_shapes.get(name)
-        if (x.ndim == 4 and onnx_shape is not None and len(onnx_shape) == 4 and tuple(x.shape[1:]) != want
-                and tuple(x.shape[1:]) == (want[2], want[0], want[1])):
-            x = x.transpose(0, 2, 3, 1)            # NCHW (the ONNX model's layout) -> NHWC
         if tuple(x.shape[1:]) != want:
-            raise CompileError(f"input '{name}' has shape {x.shape}; the model takes (N, "
-                               f"{', '.join(map(str, want))}) (or NCHW as in the ONNX model)")
+            layout = "NCHW, as the ONNX model" if self._nchw(name) else "batch first"
+            raise CompileError(f"input '{name}' has shape {x.shape}; the model takes {layout}: "
+                               f"per-sample shape {self.onnx_shapes.get(name, want)}")
         return x
 
     def _to_onnx_layout(self, name: str, y: np.ndarray) -> np.ndarray:
-        onnx_shape = self.onnx_shapes.get(name)
-        if y.ndim == 4 and onnx_shape is not None and len(onnx_shape) == 4:
+        if self._nchw(name) and y.ndim == 4:
             return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
-        if onnx_shape is not None and len(onnx_shape) >= 1 and y.ndim == len(onnx_shape) - 1 + 1:
-            return y
         return y
 
     # ---- reporting ----------------------------------------------------------------------------

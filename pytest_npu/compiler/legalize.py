@@ -193,9 +193,11 @@ class Legalizer:
             try:
                 operation = _OPERATION_FOR.get(node.op)
                 if operation is None:
-                    raise _Refuse(f"{node.op} is not an NPU operation")
+                    raise _Refuse(f"{node.op} is not in {self.target.name}'s instruction set "
+                                  "(no NPU instruction computes it)")
                 if not self.target.supports(operation):
-                    raise _Refuse(f"{operation} is not in {self.target.name}'s instruction set")
+                    raise _Refuse(f"{node.op} needs {operation}, which is not in {self.target.name}'s "
+                                  "instruction set")
                 lowered = getattr(self, f"_lower_{node.op}")(node)
             except _Refuse as refusal:
                 if self.fallback != "host":

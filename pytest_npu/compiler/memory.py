@@ -139,10 +139,15 @@ class Planner:
                     f"tiles: it needs {nofit.needed} bytes but only {budget} bytes of SRAM are "
                     f"available (sram_bytes={self.sram_limit}); use a target with more SRAM or a "
                     "smaller layer") from None
-        buffers = [Buffer(r, align(self.nbytes(r)), a, b) for r, (a, b) in live.items()]
-        buffers += [Buffer(f"scratch:{i}", align(p.scratch_bytes), i, i) for i, p in tiles.items()
-                    if p.scratch_bytes]
-        peak = _greedy_by_size(buffers)
+        residents = [Buffer(r, align(self.nbytes(r)), a, b) for r, (a, b) in live.items()]
+        # Scratch is first tried live from the previous step on, so the next layer's weights and
+        # first stripes load while the current one computes (no reuse of bytes still being read).
+        for prefetch in (1, 0):
+            buffers = residents + [Buffer(f"scratch:{i}", align(p.scratch_bytes), max(0, i - prefetch), i)
+                                   for i, p in tiles.items() if p.scratch_bytes]
+            peak = _greedy_by_size(buffers)
+            if peak <= self.sram_limit:
+                break
         if peak > self.sram_limit:
             worst = max(buffers, key=lambda b: b.offset + b.size)
             at = range(worst.first, worst.last + 1)

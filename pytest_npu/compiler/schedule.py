@@ -10,6 +10,7 @@ the lists stay short); the read-only constants image needs no tracking.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -24,60 +25,82 @@ class _Record:
     readers: list[int] = field(default_factory=list)
 
 
+class _IntervalMap:
+    """Disjoint byte intervals of one address space, each with its last writer and readers since.
+
+    Accesses split intervals at their boundaries, so a dependency is added only for bytes that
+    really overlap (a stale record spanning two tiles would serialise cores for nothing).
+    """
+
+    def __init__(self):
+        self.starts: list[int] = []
+        self.records: list[_Record] = []
+
+    def _split(self, point: int) -> None:
+        i = bisect.bisect_right(self.starts, point) - 1
+        if i < 0:
+            return
+        rec = self.records[i]
+        if rec.lo < point < rec.hi:
+            right = _Record(point, rec.hi, rec.writer, list(rec.readers))
+            rec.hi = point
+            self.starts.insert(i + 1, point)
+            self.records.insert(i + 1, right)
+
+    def _span(self, lo: int, hi: int) -> tuple[int, int]:
+        """Split at lo/hi; return the index range of records inside [lo, hi)."""
+        self._split(lo)
+        self._split(hi)
+        first = bisect.bisect_left(self.starts, lo)
+        last = bisect.bisect_left(self.starts, hi)
+        return first, last
+
+    def read(self, index: int, lo: int, hi: int, deps: set[int]) -> None:
+        first, last = self._span(lo, hi)
+        cursor = lo
+        gaps = []
+        for rec in self.records[first:last]:
+            if rec.writer is not None:
+                deps.add(rec.writer)
+            rec.readers.append(index)
+            if rec.lo > cursor:
+                gaps.append((cursor, rec.lo))
+            cursor = rec.hi
+        if cursor < hi:
+            gaps.append((cursor, hi))
+        for g_lo, g_hi in gaps:      # never written by the program (inputs): remember the reader
+            i = bisect.bisect_left(self.starts, g_lo)
+            self.starts.insert(i, g_lo)
+            self.records.insert(i, _Record(g_lo, g_hi, None, [index]))
+
+    def write(self, index: int, lo: int, hi: int, deps: set[int]) -> None:
+        first, last = self._span(lo, hi)
+        for rec in self.records[first:last]:
+            if rec.writer is not None:
+                deps.add(rec.writer)
+            deps.update(rec.readers)
+        self.starts[first:last] = [lo]
+        self.records[first:last] = [_Record(lo, hi, index)]
+
+
 class DependencyTracker:
     def __init__(self, space_of):
         """``space_of(operand) -> key | None``: the address space an operand lives in (None: untracked)."""
         self.space_of = space_of
-        self.records: dict[str, list[_Record]] = {}
+        self.spaces: dict = {}
 
     def deps_for(self, index: int, reads: list[Operand], writes: list[Operand]) -> tuple[int, ...]:
         deps: set[int] = set()
         for op in reads:
             key = self.space_of(op)
-            if key is None:
-                continue
-            lo, hi = op.extent()
-            for rec in self.records.get(key, ()):
-                if rec.lo < hi and lo < rec.hi and rec.writer is not None:
-                    deps.add(rec.writer)
+            if key is not None and op.size:
+                self.spaces.setdefault(key, _IntervalMap()).read(index, *op.extent(), deps)
         for op in writes:
             key = self.space_of(op)
-            if key is None:
-                continue
-            lo, hi = op.extent()
-            for rec in self.records.get(key, ()):
-                if rec.lo < hi and lo < rec.hi:
-                    if rec.writer is not None:
-                        deps.add(rec.writer)
-                    deps.update(rec.readers)
+            if key is not None and op.size:
+                self.spaces.setdefault(key, _IntervalMap()).write(index, *op.extent(), deps)
         deps.discard(index)
-        self._record(index, reads, writes)
         return tuple(sorted(deps))
-
-    def _record(self, index: int, reads: list[Operand], writes: list[Operand]) -> None:
-        for op in writes:
-            key = self.space_of(op)
-            if key is None:
-                continue
-            lo, hi = op.extent()
-            recs = self.records.setdefault(key, [])
-            # a write that covers a record supersedes it: later accesses only need to wait for us
-            recs[:] = [r for r in recs if not (lo <= r.lo and r.hi <= hi)]
-            recs.append(_Record(lo, hi, index))
-        for op in reads:
-            key = self.space_of(op)
-            if key is None:
-                continue
-            lo, hi = op.extent()
-            recs = self.records.setdefault(key, [])
-            covered = False
-            for rec in recs:
-                if rec.lo < hi and lo < rec.hi:
-                    if not rec.readers or rec.readers[-1] != index:
-                        rec.readers.append(index)
-                    covered = covered or (rec.lo <= lo and hi <= rec.hi)
-            if not covered:
-                recs.append(_Record(lo, hi, None, [index]))
 
 
 class Emitter:

@@ -1,0 +1,53 @@
+"""Multi-core scheduling and host fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import inputs_for, qdq_model
+from models import assert_matches_ort, ort_run
+
+import pytest_npu.compiler as compiler
+from pytest_npu.errors import CompileError
+
+
+def test_three_cores_are_faster_than_one_with_identical_outputs():
+    q, shape = qdq_model("convheavy")
+    x = inputs_for(shape, 2)
+    one = compiler.compile(q, "edge-3core", cores=1)
+    three = compiler.compile(q, "edge-3core")
+    ex1, ex3 = one.run(x), three.run(x)
+    for name in one.program.outputs:
+        np.testing.assert_array_equal(ex1.extra["raw_outputs"][name], ex3.extra["raw_outputs"][name])
+    assert {i.core for i in one.program.instructions if hasattr(i, "core")} == {0}
+    assert {i.core for i in three.program.instructions if hasattr(i, "core")} == {0, 1, 2}
+    assert ex3.summary.cycles < 0.75 * ex1.summary.cycles, (ex3.summary.cycles, ex1.summary.cycles)
+
+
+def test_dma_channels_are_used_round_robin():
+    q, _ = qdq_model("convheavy")
+    cm = compiler.compile(q, "edge-3core")
+    channels = {i.channel for i in cm.program.instructions if i.unit == "dma"}
+    assert channels == set(range(cm.target.dma_channels))
+
+
+def test_host_fallback_is_reported_runs_and_matches_onnxruntime():
+    q, shape = qdq_model("softmax")
+    cm = compiler.compile(q, "u55-256")
+    (entry,) = cm.unsupported()
+    layer, op, reason = entry
+    assert op == "softmax" and "softmax" in reason and "u55-256" in reason
+    assert [i.opcode for i in cm.program.instructions].count("HOST") == 1
+    x = inputs_for(shape, 4)
+    ex = cm.run(x)
+    (name,) = cm.program.outputs
+    assert_matches_ort(ex.outputs[name], ort_run(q, x), float(cm.graph.output_quant[name].scale))
+    assert ex.summary.host_cycles > 0
+    host_rows = [r for r in cm.layers(ex) if r["where"] == "host"]
+    assert [r["layer"] for r in host_rows] == [layer] and host_rows[0]["reason"] == reason
+
+
+def test_fallback_error_names_the_layer():
+    q, _ = qdq_model("softmax")
+    with pytest.raises(CompileError, match=r"layer '.*' \(softmax\).*fallback"):
+        compiler.compile(q, "u55-256", fallback="error")
