@@ -189,12 +189,14 @@ class BaselineSession:
         """Rows for the failure table: missing entry, broken file, regressions (and opted-in improvements)."""
         from .verdict import Breach
 
-        if not self.enabled or self.update == "all":
+        if not self.enabled and not self.update:
             return []
         try:
             outcome = self.judge(record)
-        except BaselineError as exc:
+        except BaselineError as exc:             # also when updating: a broken file cannot take the entry
             return [Breach("baseline", None, math.nan, message=str(exc))]
+        if self.update == "all":
+            return []
         if outcome.missing:
             if self.update == "new":
                 return []
@@ -219,9 +221,8 @@ class BaselineSession:
         outcomes = self._summarise(records) if self.enabled or self.update else []
         if self.update:
             self._update(records)
-            self._clean(records, session)
-        elif self.enabled:
-            self._report_unused()
+        if self.update or self.enabled:
+            self._check_unused(session)
         self._save()
         self._export(records, outcomes)
 
@@ -305,26 +306,32 @@ class BaselineSession:
                     orphans.append(path)
         return orphans
 
-    def _report_unused(self) -> None:
-        for baseline, key in self._unused():
-            self.lines.append(f"unused: {key} in {_rel(baseline.path, self.rootdir)} (no such test; "
-                              f"a full run with --npu-update-baseline removes it)")
-        for path in self._orphan_files():
-            self.lines.append(f"unused file: {_rel(path, self.rootdir)} (its test module is gone)")
+    def _check_unused(self, session: pytest.Session) -> None:
+        """Report entries whose test is gone; remove them only on a full ``--npu-update-baseline`` run.
 
-    def _clean(self, records: list, session: pytest.Session) -> None:
+        On a subset run (-k, -m, node ids, --lf, deselection, collection errors, early stop) the
+        collected tests are not the module's tests, so nothing is judged unused at all.
+        """
         reasons = self.subset_reasons + _subset_reasons(session)
-        if self.update != "all" or reasons:
-            if reasons and (self._unused() or self._orphan_files()):
-                self.lines.append("kept unused entries: not a full run (" + "; ".join(reasons) + ")")
-            self._report_unused()
+        if reasons:
+            if self.update == "all":
+                self.lines.append("unused entries not checked: not a full run (" + "; ".join(reasons) + ")")
             return
+        remove = self.update == "all"
         for baseline, key in self._unused():
-            baseline.remove(key)
-            self.lines.append(f"removed: {key} from {_rel(baseline.path, self.rootdir)} (no such test)")
+            if remove:
+                baseline.remove(key)
+                self.lines.append(f"removed: {key} from {_rel(baseline.path, self.rootdir)} (no such test)")
+            else:
+                self.lines.append(f"unused: {key} in {_rel(baseline.path, self.rootdir)} (no such test; "
+                                  f"a full run with --npu-update-baseline removes it)")
         for path in self._orphan_files():
-            path.unlink()
-            self.lines.append(f"removed file: {_rel(path, self.rootdir)} (its test module is gone)")
+            if remove:
+                path.unlink()
+                self.lines.append(f"removed file: {_rel(path, self.rootdir)} (its test module is gone)")
+            else:
+                self.lines.append(f"unused file: {_rel(path, self.rootdir)} (its test module is gone; "
+                                  f"a full run with --npu-update-baseline removes it)")
 
     def _save(self) -> None:
         for baseline in self.files.values():
@@ -430,7 +437,8 @@ class _SelectionObserver:
 
     def pytest_deselected(self, items: list) -> None:
         if items:
-            self.state.subset_reasons.append(f"{len(items)} tests deselected")
+            self.state.subset_reasons.append(f"{len(items)} deselected")
+            _note_collected(self.state, [item.nodeid for item in items])
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
