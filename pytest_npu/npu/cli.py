@@ -36,7 +36,7 @@ def format_execution(execution: Execution, target) -> str:
         "",
     ]
     counts = Counter(row.engine for row in execution.trace)
-    busy = Counter()
+    busy: Counter[str] = Counter()
     for row in execution.trace:
         busy[row.engine] += row.cycles
     table = [(engine, counts.get(engine, 0), busy.get(engine, 0) if engine != "dram_bus" else

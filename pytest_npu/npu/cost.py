@@ -12,7 +12,7 @@ program reuses it. The model (see ``/work/shared/research/npu-anchors.md`` 1.4, 
   contiguous run of the DRAM-side view up to whole bursts. Several channels overlap their latency
   phases but share the bus bandwidth, served in program order.
 * Compute: ``overhead_cycles + max(array cycles, SRAM bytes / sram_bytes_per_cycle, output-stage
-  cycles)``. MAC array (Vela / SCALE-Sim style, lanes idle on ragged edges):
+  cycles)``; SRAM bytes count each operand once (ideal on-chip reuse of windows and weights). MAC array (Vela / SCALE-Sim style, lanes idle on ragged edges):
   CONV2D ``ceil(Cout/ofm) * ceil(Cin/ifm) * ceil(OH*OW/pix) * KH*KW``; DEPTHWISE
   ``ceil(C/ofm) * ceil(OH*OW/pix) * KH*KW`` (ifm lanes idle); FC/MATMUL rows M as pixels; int16
   activations divide the rate by ``int16_factor``. The output stage requantises every output
@@ -21,6 +21,9 @@ program reuses it. The model (see ``/work/shared/research/npu-anchors.md`` 1.4, 
   ``ceil(elements / lut_width)``.
 * HOST: ``host_overhead_us + npu.host.count_ops(...) / host_ops_per_second``, in cycles. The host
   reads and writes DRAM through its own port, not the NPU's DMA bus.
+* Roofline: ``max(MACs / peak MACs per cycle, DMA bytes / dram_bytes_per_cycle)``; host DRAM
+  traffic is counted in the summary's DRAM bytes and energy but not in the bound (it does not
+  use the NPU's bus).
 * Energy: counted actions times the target's table (int16 MACs at ``mac_int16_pj``; DRAM read
   and write both at ``dram_pj_per_byte``) plus ``static_mw`` x latency.
 """
@@ -39,7 +42,7 @@ from ..targets.model import Target
 from . import isa
 from .execution import Summary, TraceRow
 from .isa import Instruction, Operand
-from .program import Program, operand_span
+from .program import Program, deps_of, layer_of, operand_span
 
 ENERGY_CLASSES = ("mac", "sram", "dram", "elementwise", "lut", "host", "static")
 
@@ -205,7 +208,7 @@ def schedule(program: Program, costs: list[InstructionCost]) -> tuple[list[int],
     engine_free: dict[str, int] = defaultdict(int)
     bus_free = 0
     for i, (ins, c) in enumerate(zip(program.instructions, costs)):
-        begin = max([engine_free[c.engine], *(end[d] for d in ins.deps)])
+        begin = max([engine_free[c.engine], *(end[d] for d in deps_of(ins))])
         if c.engine.startswith("dma"):
             data_start = max(begin + c.latency, bus_free)
             bus_free = data_start + c.cycles
@@ -229,7 +232,7 @@ def time_program(program: Program, target: Target) -> Timing:
         parts = c.energy_pj(target)
         for k, v in parts.items():
             totals[k] += v
-        rows.append(TraceRow(i, ins.opcode, c.engine, ins.layer, start[i], end[i], macs=c.macs,
+        rows.append(TraceRow(i, ins.opcode, c.engine, layer_of(ins), start[i], end[i], macs=c.macs,
                              sram_read=c.sram_read, sram_write=c.sram_write, dram_read=c.dram_read,
                              dram_write=c.dram_write, elementwise_ops=c.elementwise_ops,
                              lut_lookups=c.lut_lookups, host_ops=c.host_ops, energy_pj=sum(parts.values())))
@@ -330,7 +333,7 @@ def _check_pair(program: Program, i: int, j: int) -> None:
     for a_name, a_op in a.operands().items():
         for b_name, b_op in b.operands().items():
             if (a_name in a_writes or b_name in b_writes) and operands_overlap(a_op, b_op):
-                layer = f" (layer {b.layer})" if b.layer else ""
+                layer = f" (layer {layer_of(b)})" if layer_of(b) else ""
                 raise EmulatorFault(
                     f"hazard: instruction {second} {b.opcode}{layer} operand {b_name!r} "
                     f"({b_op.describe()}) and instruction {first} {a.opcode} operand {a_name!r} "

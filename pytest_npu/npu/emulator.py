@@ -45,20 +45,14 @@ from .isa import (
     Resize,
     dtype_range,
 )
-from .program import Program, check_program, format_operand, operand_span
+from .program import Program, check_program, format_operand, operand_span, where
 
 _ACTIVATION_CLASS = {"int8": "int8", "uint8": "int8", "int16": "int16"}
 _PLAN_CACHE_SIZE = 8
 
 
-def _where(index: int, ins: Instruction, operand: str | None = None) -> str:
-    layer = f" (layer {ins.layer})" if ins.layer else ""
-    tail = f", operand {operand!r}" if operand else ""
-    return f"instruction {index} {ins.opcode}{layer}{tail}"
-
-
 def _fault(index: int, ins: Instruction, operand: str | None, kind: str, message: str) -> EmulatorFault:
-    return EmulatorFault(f"{_where(index, ins, operand)}: {message}", index=index, operand=operand, kind=kind)
+    return EmulatorFault(f"{where(index, ins, operand)}: {message}", index=index, operand=operand, kind=kind)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,10 +74,10 @@ def _check_target(index: int, ins: Instruction, target: Target) -> None:
     engine = ins.engine()
     if engine.startswith("dma") and not 0 <= getattr(ins, "channel", 0) < target.dma_channels:
         raise _fault(index, ins, "channel", "unsupported",
-                     f"DMA channel {ins.channel} but target {target.name} has {target.dma_channels}")
+                     f"DMA channel {getattr(ins, 'channel', 0)} but target {target.name} has {target.dma_channels}")
     if engine.startswith("core") and not 0 <= getattr(ins, "core", 0) < target.cores:
         raise _fault(index, ins, "core", "unsupported",
-                     f"core {ins.core} but target {target.name} has {target.cores} core(s)")
+                     f"core {getattr(ins, 'core', 0)} but target {target.name} has {target.cores} core(s)")
     for name, op in ins.operands().items():
         cls = _ACTIVATION_CLASS.get(op.dtype)
         if name in ("weights", "bias") or cls is None or isinstance(ins, (DmaIn, DmaOut, HostOp)):
@@ -268,7 +262,7 @@ class Emulator:
                 if exc.index is not None:
                     raise
                 ins = program.instructions[index]
-                raise EmulatorFault(f"{_where(index, ins, exc.operand)}: {exc}", index=index,
+                raise EmulatorFault(f"{where(index, ins, exc.operand)}: {exc}", index=index,
                                     operand=exc.operand, kind=exc.kind) from exc
             except NpuError:
                 raise

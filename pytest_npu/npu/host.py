@@ -30,7 +30,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import EmulatorFault
-from .isa import DTYPES
+from .isa import DTYPES, dtype_range
 
 # Cost of one exp/tanh/erf in float operations: a vectorised polynomial of degree ~6 plus range
 # reduction (assumption for an M-class or A-class CPU with SIMD; not a measurement).
@@ -74,12 +74,12 @@ def quantize(x: np.ndarray, quant: dict) -> np.ndarray:
     dtype = quant.get("dtype", "int8")
     if dtype not in DTYPES:
         raise EmulatorFault(f"quantisation dtype {dtype!r} is not one of {list(DTYPES)}", kind="host")
-    info = np.iinfo(DTYPES[dtype])
+    lo, hi = dtype_range(dtype)
     x = np.asarray(x, np.float32)
     scale = _broadcast_param(np.asarray(quant["scale"], np.float32), quant, x.ndim)
     zp = _broadcast_param(np.asarray(quant["zero_point"], np.int64), quant, x.ndim)
     q = np.rint(x / scale).astype(np.float64) + zp
-    return np.clip(q, info.min, info.max).astype(DTYPES[dtype])
+    return np.clip(q, lo, hi).astype(DTYPES[dtype])
 
 
 def _axis(axis: int) -> int:

@@ -162,6 +162,15 @@ class Program:
         return hi
 
 
+def deps_of(ins: Instruction) -> tuple[int, ...]:
+    """Every instruction class declares ``deps``; the base class cannot (dataclass field order)."""
+    return getattr(ins, "deps", ())
+
+
+def layer_of(ins: Instruction) -> str:
+    return getattr(ins, "layer", "")
+
+
 # ---------------------------------------------------------------------------------------------
 # assembly
 _SKIP_ATTRS = {"deps", "layer", "core", "channel", "table", "attrs", "reason", "inputs", "outputs", "op"}
@@ -197,10 +206,11 @@ def format_instruction(index: int, ins: Instruction) -> str:
             attrs.append(f"{f.name}={value}")
         elif f.name in ("kind", "op") and isinstance(value, str):
             attrs.append(f"{f.name}={value}")
-    if getattr(ins, "table", None):
-        attrs.append(f"table[{len(ins.table)}]")
-    deps = f" deps={list(ins.deps)}" if ins.deps else ""
-    layer = f" ; {ins.layer}" if ins.layer else ""
+    table = getattr(ins, "table", None)
+    if table:
+        attrs.append(f"table[{len(table)}]")
+    deps = f" deps={list(deps_of(ins))}" if deps_of(ins) else ""
+    layer = f" ; {layer_of(ins)}" if layer_of(ins) else ""
     return f"{index:5d} {ins.engine():<16} {ins.opcode:<17} {operands}  {' '.join(attrs)}{deps}{layer}"
 
 
@@ -216,9 +226,11 @@ def operand_span(op: Operand) -> tuple[int, int]:
     return lo, hi
 
 
-def _where(index: int, ins: Instruction, operand: str) -> str:
-    layer = f" (layer {ins.layer})" if ins.layer else ""
-    return f"instruction {index} {ins.opcode}{layer}, operand {operand!r}"
+def where(index: int, ins: Instruction, operand: str | None = None) -> str:
+    """How every fault message names its place: ``instruction 7 CONV2D (layer conv1), operand 'ofm'``."""
+    layer = f" (layer {layer_of(ins)})" if layer_of(ins) else ""
+    tail = f", operand {operand!r}" if operand else ""
+    return f"instruction {index} {ins.opcode}{layer}{tail}"
 
 
 def check_program(program: Program, *, memory_sizes: dict[str, int]) -> None:
@@ -230,10 +242,10 @@ def check_program(program: Program, *, memory_sizes: dict[str, int]) -> None:
     the target.
     """
     for index, ins in enumerate(program.instructions):
-        for dep in ins.deps:
+        for dep in deps_of(ins):
             if not isinstance(dep, (int, np.integer)) or not 0 <= dep < index:
                 raise EmulatorFault(
-                    f"{_where(index, ins, 'deps')}: dependency {dep!r} does not point to an earlier "
+                    f"{where(index, ins, 'deps')}: dependency {dep!r} does not point to an earlier "
                     f"instruction (valid: 0..{index - 1}); deps must list indices of instructions "
                     "that come before this one", index=index, operand="deps", kind="dependency")
         for name, op in ins.operands().items():
@@ -242,20 +254,20 @@ def check_program(program: Program, *, memory_sizes: dict[str, int]) -> None:
 
 def check_operand(index: int, ins: Instruction, name: str, op: Operand, memory_sizes: dict[str, int]) -> None:
     if op.mem not in MEMORIES:
-        raise EmulatorFault(f"{_where(index, ins, name)}: unknown memory {op.mem!r} (use one of "
+        raise EmulatorFault(f"{where(index, ins, name)}: unknown memory {op.mem!r} (use one of "
                             f"{', '.join(MEMORIES)})", index=index, operand=name, kind="bounds")
     if op.dtype not in DTYPES:
-        raise EmulatorFault(f"{_where(index, ins, name)}: unknown dtype {op.dtype!r} (use one of "
+        raise EmulatorFault(f"{where(index, ins, name)}: unknown dtype {op.dtype!r} (use one of "
                             f"{', '.join(DTYPES)})", index=index, operand=name, kind="unsupported")
     if any(int(d) < 0 for d in op.shape) or (op.strides is not None and len(op.strides) != len(op.shape)):
-        raise EmulatorFault(f"{_where(index, ins, name)}: malformed view {op.describe()} strides="
+        raise EmulatorFault(f"{where(index, ins, name)}: malformed view {op.describe()} strides="
                             f"{op.strides}: shape entries must be >= 0 and strides one per dimension",
                             index=index, operand=name, kind="shape")
     lo, hi = operand_span(op)
     size = memory_sizes[op.mem]
     if lo < 0 or hi > size:
         raise EmulatorFault(
-            f"{_where(index, ins, name)}: {format_operand(op)} touches bytes [{lo}, {hi}) outside "
+            f"{where(index, ins, name)}: {format_operand(op)} touches bytes [{lo}, {hi}) outside "
             f"{op.mem.upper()} [0, {size}); fix the operand's offset/shape/strides or the memory plan",
             index=index, operand=name, kind="bounds")
 
