@@ -17,7 +17,7 @@ EXIT_REGRESSION = 1
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ref_a", metavar="REF_A", help="the reference run: release label, commit prefix, "
-                                                       "#ID, latest or previous")
+                                                       "#ID, latest, previous, latest-release, previous-release")
     parser.add_argument("ref_b", metavar="REF_B", help="the run under test (same forms)")
     parser.add_argument("--db", default=str(history.DEFAULT_PATH), help="history database (default: %(default)s)")
     parser.add_argument("--fail", action="append", default=[], metavar="METRIC:N%|ABS",

@@ -253,18 +253,23 @@ def runs(connection: sqlite3.Connection) -> list[RunInfo]:
 
 
 def resolve_ref(connection: sqlite3.Connection, ref: str, *, path: str | os.PathLike[str] = "") -> RunInfo:
-    """A run named by release label, commit (prefix, >= 4 hex digits), ``#ID``, ``latest`` or ``previous``.
+    """A run named by release label, commit (prefix, >= 4 hex digits), ``#ID``, ``latest``, ``previous``,
+    ``latest-release`` or ``previous-release`` (the last two skip unlabelled runs).
 
     A label or commit recorded several times means its latest run (a re-run replaces, it does not average).
     """
     all_runs = runs(connection)
     if not all_runs:
         raise BaselineError(f"history database {path} holds no runs yet; record one with pytest --npu-history")
-    if ref in ("latest", "previous"):
+    if ref in ("latest", "previous", "latest-release", "previous-release"):
         labels = _latest_per_label(all_runs)
-        if ref == "previous" and len(labels) < 2:
-            raise BaselineError(f"'previous' needs two recorded releases/commits in {path}; there is one")
-        return labels[-1] if ref == "latest" else labels[-2]
+        if ref.endswith("-release"):
+            labels = [run for run in labels if run.release]
+        wanted = 1 if ref.startswith("latest") else 2
+        if len(labels) < wanted:
+            kind = "releases (--npu-release)" if ref.endswith("-release") else "releases/commits"
+            raise BaselineError(f"{ref!r} needs {wanted} recorded {kind} in {path}; there are {len(labels)}")
+        return labels[-wanted]
     if ref.startswith("#") and ref[1:].isdigit():
         matches = [run for run in all_runs if run.id == int(ref[1:])]
     else:
@@ -274,7 +279,7 @@ def resolve_ref(connection: sqlite3.Connection, ref: str, *, path: str | os.Path
     if not matches:
         known = ", ".join(sorted({run.label for run in all_runs})[-12:])
         raise BaselineError(f"no run matches {ref!r} in {path}; known releases/commits: {known} "
-                            f"(or use #ID, latest, previous)")
+                            f"(or use #ID, latest, previous, latest-release, previous-release)")
     return matches[-1]
 
 

@@ -64,6 +64,8 @@ def test_labels_refs_and_latest_run_per_label(tmp_path):
         assert history.resolve_ref(connection, "#1").release == "v1.0"
         assert history.resolve_ref(connection, "latest").id == 4
         assert history.resolve_ref(connection, "previous").id == 3
+        assert history.resolve_ref(connection, "latest-release").id == 3
+        assert history.resolve_ref(connection, "previous-release").release == "v1.0"
         labels = [p.label for p in history.points(connection, metric="cycles", target="u55-256")]
         assert labels == ["v1.0", "v1.1", "0123456789"]
         with pytest.raises(BaselineError, match="no run matches 'v9'.*v1.0"):
