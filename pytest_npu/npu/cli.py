@@ -39,8 +39,11 @@ def format_execution(execution: Execution, target) -> str:
     busy: Counter[str] = Counter()
     for row in execution.trace:
         busy[row.engine] += row.cycles
-    table = [(engine, counts.get(engine, 0), busy.get(engine, 0) if engine != "dram_bus" else
-              round(util * s.cycles), f"{util:.1%}") for engine, util in s.utilisation.items()]
+    dma_count = sum(n for engine, n in counts.items() if engine.startswith("dma"))
+    table = [(engine, counts.get(engine, 0), busy.get(engine, 0), f"{util:.1%}")
+             if engine != "dram_bus" else   # the bus carries every DMA's data phase
+             (engine, f"({dma_count} DMA)", round(util * s.cycles), f"{util:.1%}")
+             for engine, util in s.utilisation.items()]
     lines.append(tabulate(table, headers=["engine", "instructions", "busy cycles", "utilisation"]))
     return "\n".join(lines)
 
