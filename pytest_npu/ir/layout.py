@@ -24,6 +24,9 @@ NCHW = (0, 3, 1, 2)   # ONNX axis i holds IR axis NCHW[i]
 _BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Min": "min", "Max": "max"}
 _UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hardswish",
           "Gelu": "gelu", "Rescale": "rescale"}
+# Host ops whose result does not depend on the memory order of their input (elementwise or
+# whole-tensor statistics): they run on the NHWC tensor directly, no transposes.
+_LAYOUT_FREE = frozenset({"Cast", "Erf", "DynamicQuantizeLinear"})
 _CLAMPABLE = frozenset({"conv2d", "depthwise_conv2d", "fully_connected", "matmul", "add", "sub",
                         "mul", "max_pool", "avg_pool", "global_avg_pool"})
 
@@ -317,26 +320,47 @@ class _Lowerer:
         attrs.update({k: v for k, v in node.attrs.items() if k == "clamp"})
         self.emit(node, op, [self.act(x), w_ir_name, b_ir], [self.out(node.outputs[0])], attrs)
 
-    def _bias(self, node: Node, b: str, x: str, w: str, n: int) -> str:
-        wq, xq = self.lt(w).quant, self.lt(x).quant
-        if b:
-            t = self.lt(b)
-            if not t.is_constant:
-                raise self.fail(node, f"bias '{b}' is not a constant")
-            data = np.asarray(t.data).reshape(-1)
-            if data.size != n:
-                data = np.broadcast_to(data, (n,))
-            quant = t.quant
-            if quant is not None:
-                quant = QuantParams(quant.scale, quant.zero_point, quant.dtype,
-                                    0 if quant.scale.ndim else None)
-            return self.add_tensor(Tensor(b, (n,), t.dtype, quant, np.ascontiguousarray(data)))
-        if wq is None or xq is None:
-            return self.add_tensor(Tensor(f"{node.name}_bias", (n,), "float32", None,
-                                          np.zeros(n, np.float32)))
-        scale = (xq.scale * wq.scale).astype(np.float32)
+    def _bias(self, node: Node, b: str, x: str, w: str, n: int, *, wq: QuantParams | None = None,
+              beta: float = 1.0) -> str:
+        """Bias as ``(n,)``: float32, or int32 with scale ``s_x * s_w`` (requantised if the model
+        stored it with another scale, e.g. ORT's Gemm bias carries beta in its scale)."""
+        wq = wq if wq is not None else self.lt(w).quant
+        xq = self.lt(x).quant
+        target = None if wq is None or xq is None else (xq.scale * wq.scale).astype(np.float32)
+        if not b:
+            if target is None:
+                return self.add_tensor(Tensor(f"{node.name}_bias", (n,), "float32", None,
+                                              np.zeros(n, np.float32)))
+            return self._int_bias(f"{node.name}_bias", np.zeros(n, np.int32), target)
+        t = self.lt(b)
+        if not t.is_constant:
+            raise self.fail(node, f"bias '{b}' is not a constant; the NPU needs a constant bias")
+        data = np.asarray(t.data)
+        if data.ndim == 2 and data.shape[0] > 1 and not np.all(data == data[:1]):
+            raise self.fail(node, f"bias '{b}' differs per row; only a per-column bias is supported")
+        data = data.reshape(-1)
+        if data.size not in (1, n):
+            raise self.fail(node, f"bias '{b}' has {data.size} values for {n} output channels")
+        scale = None if t.quant is None else np.broadcast_to(t.quant.scale, (n,))
+        data = np.broadcast_to(data, (n,))
+        if target is None:
+            real = data if t.quant is None else (data.astype(np.int64) - t.quant.zero_point) * scale
+            return self.add_tensor(Tensor(b, (n,), "float32", None,
+                                          np.ascontiguousarray(np.asarray(real) * beta, np.float32)))
+        stored_as_wanted = (t.quant is not None and t.dtype == "int32" and beta == 1.0
+                            and not np.any(t.quant.zero_point)
+                            and np.allclose(scale, np.broadcast_to(target, (n,)), rtol=1e-6, atol=0))
+        if stored_as_wanted:
+            return self._int_bias(b, data.astype(np.int32), target)
+        real = (data.astype(np.float64) if t.quant is None
+                else (data.astype(np.int64) - t.quant.zero_point) * scale.astype(np.float64)) * beta
+        q = np.rint(real / np.broadcast_to(target, (n,)).astype(np.float64))
+        info = np.iinfo(np.int32)
+        return self._int_bias(f"{b}__requantised", np.clip(q, info.min, info.max).astype(np.int32), target)
+
+    def _int_bias(self, name: str, data: np.ndarray, scale: np.ndarray) -> str:
         qp = QuantParams(scale, np.zeros(scale.shape, np.int64), "int32", 0 if scale.ndim else None)
-        return self.add_tensor(Tensor(f"{node.name}_bias", (n,), "int32", qp, np.zeros(n, np.int32)))
+        return self.add_tensor(Tensor(name, tuple(data.shape), "int32", qp, np.ascontiguousarray(data)))
 
     def _fc_input(self, node: Node, x: str) -> str:
         if node.attrs.get("transA", 0):
@@ -382,37 +406,9 @@ class _Lowerer:
         n = w.shape[1]
         w_name = self._fc_weight(node, x, b_name, w, quant)
         xin = self._fc_input(node, x)
-        bias = self._gemm_bias(node, c_name, n, alpha, beta, x, quant)
+        bias = self._bias(node, c_name, x, b_name, n, wq=quant, beta=beta)
         attrs = {k: v for k, v in a.items() if k == "clamp"}
         self.emit(node, "fully_connected", [xin, w_name, bias], [self.out(node.outputs[0])], attrs)
-
-    def _gemm_bias(self, node: Node, c: str, n: int, alpha: float, beta: float, x: str,
-                   wq: QuantParams | None) -> str:
-        xq = self.lt(x).quant
-        if not c:
-            return self._bias(node, "", x, node.inputs[1], n) if wq is None else self._zero_qbias(node, xq, wq, n)
-        t = self.lt(c)
-        if not t.is_constant:
-            raise self.fail(node, f"C input '{c}' is not a constant; only a constant bias is supported")
-        data = np.asarray(t.data)
-        if data.ndim == 2 and data.shape[0] > 1 and not np.all(data == data[:1]):
-            raise self.fail(node, f"C input '{c}' differs per row; only a per-column bias is supported")
-        data = np.broadcast_to(data.reshape(-1)[-n:] if data.size >= n else data.reshape(-1), (n,))
-        if t.quant is None:
-            return self.add_tensor(Tensor(c, (n,), t.dtype, None,
-                                          np.ascontiguousarray(data * beta, dtype=np.float32)))
-        if beta != alpha:
-            data = np.rint(data.astype(np.float64) * (beta / alpha)).astype(np.int32)
-        qp = t.quant
-        if wq is not None and xq is not None:
-            scale = (xq.scale * wq.scale).astype(np.float32)
-            qp = QuantParams(scale, np.zeros(scale.shape, np.int64), "int32", 0 if scale.ndim else None)
-        return self.add_tensor(Tensor(c, (n,), t.dtype, qp, np.ascontiguousarray(data)))
-
-    def _zero_qbias(self, node: Node, xq, wq, n: int) -> str:
-        scale = (xq.scale * wq.scale).astype(np.float32)
-        qp = QuantParams(scale, np.zeros(scale.shape, np.int64), "int32", 0 if scale.ndim else None)
-        return self.add_tensor(Tensor(f"{node.name}_bias", (n,), "int32", qp, np.zeros(n, np.int32)))
 
     def op_MatMul(self, node: Node) -> None:
         x, b_name = node.inputs
@@ -425,7 +421,7 @@ class _Lowerer:
                                 "column is supported")
             n = w.shape[1]
             w_name = self._fc_weight(node, x, b_name, w, quant)
-            bias = self._bias(node, "", x, b_name, n)
+            bias = self._bias(node, "", x, b_name, n, wq=quant)
             attrs = {k: v for k, v in node.attrs.items() if k == "clamp"}
             if len(xs) == 2:
                 self.emit(node, "fully_connected", [self.act(x), w_name, bias],
@@ -806,8 +802,7 @@ class _Lowerer:
                     else np.full(xs[axis:], 0.0 if i == 2 else 1.0, np.float32))
             params.append((name or f"{node.name}__{tag}", np.broadcast_to(data, xs[axis:])))
         if rank == 4 and axis <= 1:
-            perm = NHWC[axis:] if axis == 0 else (1, 2, 0)
-            perm = tuple(p - axis for p in perm) if axis == 1 else perm
+            perm = NHWC if axis == 0 else (1, 2, 0)       # (C, H, W) -> (H, W, C)
             names = [self.add_tensor(Tensor(n + "__nhwc", tuple(d.transpose(perm).shape), "float32", None,
                                             np.ascontiguousarray(d.transpose(perm)))) for n, d in params]
             self.emit(node, "layernorm", [self.act(x), *names], [self.out(out)],
@@ -822,6 +817,11 @@ class _Lowerer:
     def float_op(self, node: Node) -> None:
         """An ONNX node the NPU cannot express: run on the host with ONNX semantics (NCHW)."""
         op = node.source_ops[0] if node.source_ops else node.op
+        if op in _LAYOUT_FREE and len(node.inputs) == 1 and node.inputs[0] not in self.flat:
+            x = self.act(node.inputs[0]) if not self.is_const(node.inputs[0]) else self.to_onnx_layout(node, node.inputs[0])
+            outs = [self.out(o) if o else "" for o in node.outputs]
+            self.emit(node, "float_op", [x], outs, {"onnx_op": op, "onnx_attrs": dict(node.attrs)})
+            return
         inputs = [self.to_onnx_layout(node, x) if x else "" for x in node.inputs]
         attrs = {k: v for k, v in node.attrs.items() if k != "clamp"}
         outs = []

@@ -281,8 +281,14 @@ def _sort_or_refuse_cycles(graph: onnx.GraphProto, source: str) -> None:
             if missing[u] == 0:
                 ready.append(u)
     if len(order) != len(graph.node):
-        stuck = [f"'{graph.node[i].name}'" for i in range(len(graph.node)) if missing[i] > 0]
-        raise ModelError(f"{source}: the graph has a cycle through node(s) {', '.join(stuck)}; an "
+        stuck = {i for i in range(len(graph.node)) if missing[i] > 0}
+        pruned = True
+        while pruned:        # drop nodes merely downstream of the cycle: name only its members
+            sinks = {i for i in stuck if not any(u in stuck for u in users[i])}
+            pruned = bool(sinks)
+            stuck -= sinks
+        stuck_names = [f"'{graph.node[i].name}'" for i in sorted(stuck)]
+        raise ModelError(f"{source}: the graph has a cycle through node(s) {', '.join(stuck_names)}; an "
                          "ONNX graph must be acyclic -- fix the exporter or the edited model")
     if order != sorted(order):
         nodes = [graph.node[i] for i in order]

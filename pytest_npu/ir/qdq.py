@@ -187,6 +187,9 @@ class _Folder:
     def run(self) -> Logical:
         v = self.view
         for node in v.nodes:
+            if node.op_type == "QuantizeLinear" and node.input[0] in v.consts:
+                self.quantise_constant(node)
+        for node in v.nodes:
             if node.op_type == "DequantizeLinear":
                 self.record_dq(node)
         for node in v.nodes:
@@ -200,6 +203,23 @@ class _Folder:
                 self.compute(node)
         self.boundaries()
         return self.finish()
+
+    def quantise_constant(self, node: onnx.NodeProto) -> None:
+        """Q of a constant is a constant: store the integers (the quantiser left it to runtime)."""
+        v = self.view
+        qp = self.q_params(node)
+        data = np.asarray(v.consts[node.input[0]], np.float32)
+        scale, zp = qp.scale, qp.zero_point
+        if qp.axis is not None:
+            shape = [1] * data.ndim
+            shape[qp.axis] = -1
+            scale, zp = scale.reshape(shape), zp.reshape(shape)
+        info = np.iinfo(np.dtype(qp.dtype))
+        q = np.clip(np.rint(data / scale) + zp, info.min, info.max).astype(qp.dtype)
+        y = node.output[0]
+        v.consts[y], v.shapes[y], v.dtypes[y] = q, q.shape, q.dtype.name
+        self.tensors[y] = Tensor(y, q.shape, q.dtype.name, qp, q)
+        self.absorbed.add(id(node))
 
     def lone_quantize(self, node: onnx.NodeProto) -> None:
         x, y = node.input[0], node.output[0]
@@ -282,8 +302,8 @@ class _Folder:
         for i, x in enumerate(node.input):
             if i in data:
                 inputs.append(data[i])
-            elif i == _BIAS_INPUT.get(op) and x:
-                inputs.append(self.int_bias(node, x, data[0], data[1]))
+            elif i == _BIAS_INPUT.get(op) and x and x in self.dq and self.tensors[self.dq[x]].is_constant:
+                inputs.append(self.dq[x])     # the layout stage requantises it to s_x * s_w if needed
             else:
                 inputs.append(self.dequantised(x) if x else "")
         self.tensor(out, out_quant)
@@ -294,22 +314,6 @@ class _Folder:
         if node.op_type != "QuantizeLinear":
             sources.append("QuantizeLinear")
         self.nodes.append(Node(node.name, op, inputs, [out], attrs, source_ops=sources))
-
-    def int_bias(self, node: onnx.NodeProto, name: str, x: str, w: str) -> str:
-        """int32 bias with scale s_x * s_w: taken from its DQ, or quantised here if given as float."""
-        src = self.dq.get(name)
-        if src is not None and self.tensors[src].is_constant:
-            return src
-        if name not in self.view.consts:
-            raise ModelError(f"{self.view.where(node)}: bias '{name}' is not a constant")
-        xq, wq = self.tensors[x].quant, self.tensors[w].quant
-        assert xq is not None and wq is not None
-        scale = (xq.scale * wq.scale).astype(np.float32)
-        qp = QuantParams(scale, np.zeros(scale.shape, np.int64), "int32", 0 if scale.ndim else None)
-        alias = f"{name}__int32"
-        self.tensors[alias] = Tensor(alias, self.view.shapes[name], "int32", qp,
-                                     qp.quantize(self.view.consts[name].astype(np.float32)))
-        return alias
 
     def qoperator(self, node: onnx.NodeProto) -> None:
         v = self.view

@@ -79,3 +79,27 @@ def test_float_cnn_folds_batchnorm_and_relu(cnn_models, cnn_inputs):
     assert conv.op == "conv2d" and conv.attrs["clamp"] == (0.0, float("inf"))
     np.testing.assert_allclose(_ir(graph, cnn_inputs), _ort(cnn_models["float"], cnn_inputs),
                                atol=1e-4, rtol=1e-4)
+
+
+def test_dynamic_quantised_model_keeps_integer_ops_on_host(cnn_models, cnn_inputs):
+    """quantize_dynamic: activation scales are computed at run time, so ConvInteger & co stay
+    host ``float_op`` nodes with ONNX semantics; the import must still compute the same numbers."""
+    graph = from_onnx(cnn_models["dynamic"])
+    host = {n.attrs["onnx_op"] for n in graph.nodes if n.op == "float_op"}
+    assert {"DynamicQuantizeLinear", "ConvInteger", "MatMulInteger"} <= host
+    # The oracle is onnx's reference evaluator: ORT's x86 u8s8 ConvInteger saturates int16 pair
+    # sums with full-range int8 weights. One inference at a time: DynamicQuantizeLinear's scale
+    # spans the whole batch.
+    from onnx.reference import ReferenceEvaluator
+
+    ref = ReferenceEvaluator(str(cnn_models["dynamic"]))
+    want = np.concatenate([ref.run(None, {"x": cnn_inputs[i:i + 1]})[0] for i in range(len(cnn_inputs))])
+    np.testing.assert_allclose(_ir(graph, cnn_inputs), want, atol=1e-5, rtol=1e-5)
+
+
+def test_int16_activations_keep_int16(cnn_models):
+    graph = from_onnx(cnn_models["qdq16"])
+    conv = graph.nodes[0]
+    assert graph.tensors[conv.inputs[0]].dtype == "int16"
+    assert graph.tensors[conv.inputs[1]].dtype == "int8"
+    assert graph.tensors[conv.outputs[0]].quant.dtype == "int16"

@@ -1,0 +1,188 @@
+"""Bad models -> ModelError naming the file, the node or input at fault, and what to do."""
+
+from __future__ import annotations
+
+import builtins
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from pytest_npu.errors import ModelError
+from pytest_npu.ir import from_onnx
+
+CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "models"
+sys.path.insert(0, str(CORPUS))
+import make_corpus  # noqa: E402
+
+
+def _error(model, **kwargs) -> str:
+    with pytest.raises(ModelError) as info:
+        from_onnx(model, **kwargs)
+    return str(info.value)
+
+
+def test_corpus_is_what_the_script_builds():
+    for name, data in make_corpus.build().items():
+        assert (CORPUS / name).read_bytes() == data, f"{name} is stale: run fixtures/models/make_corpus.py"
+
+
+@pytest.mark.parametrize("name", ["truncated.onnx", "text.onnx", "tensor_proto.onnx"])
+def test_unreadable_files_are_named(name):
+    msg = _error(CORPUS / name)
+    assert name in msg and "not a readable ONNX protobuf" in msg and "re-export" in msg
+
+
+def test_empty_file():
+    msg = _error(CORPUS / "empty.onnx")
+    assert "empty.onnx" in msg and "empty" in msg
+
+
+def test_garbage_bytes_and_missing_path(tmp_path):
+    assert "<bytes>" in _error(b"\x08\x07\xff\xff\xff garbage")
+    assert "no such ONNX file" in _error(tmp_path / "nope.onnx")
+    assert "pass a path" in _error(42)
+
+
+def test_all_unknown_ops_listed_together():
+    msg = _error(CORPUS / "unknown_ops.onnx")
+    assert "unknown_ops.onnx" in msg and "3 node(s)" in msg
+    for part in ("'topk_head' (TopK)", "'mix' (Einsum)", "'custom_norm' (com.example::FancyNorm)"):
+        assert part in msg
+    assert "'conv1'" not in msg
+
+
+def test_missing_initializer_names_node_and_input():
+    msg = _error(CORPUS / "missing_initializer.onnx")
+    assert "'conv1'" in msg and "'w'" in msg and "missing initializer" in msg
+
+
+def test_dynamic_dims_need_bindings():
+    msg = _error(CORPUS / "dynamic_dims.onnx")
+    assert "input 'x'" in msg and "'height'" in msg and "bindings={'height'" in msg
+    graph = from_onnx(CORPUS / "dynamic_dims.onnx", bindings={"height": 7, "width": 6})
+    assert graph.tensors["x"].shape == (1, 7, 6, 2)
+    assert graph.tensors["y"].shape == (1, 1, 1, 3)
+
+
+def test_batch_binding_and_bad_batch():
+    assert "batch=0" in _error(CORPUS / "dynamic_dims.onnx", batch=0, bindings={"height": 5, "width": 5})
+
+
+def test_cycle_names_only_its_members():
+    msg = _error(CORPUS / "cycle.onnx")
+    assert "cycle" in msg and "'add_a'" in msg and "'relu_b'" in msg and "'out'" not in msg
+
+
+@pytest.mark.parametrize("name,location", [("external_escape.onnx", "../outside_weights.bin"),
+                                           ("external_absolute.onnx", "/etc/hostname")])
+def test_external_data_outside_folder_is_never_read(tmp_path, monkeypatch, name, location):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(CORPUS / name, folder / name)
+    (tmp_path / "outside_weights.bin").write_bytes(b"\0" * 216)     # exists, so only the check stops it
+    opened = []
+    real_open = builtins.open
+
+    def spy(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", spy)
+    msg = _error(folder / name)
+    assert f"'{location}'" in msg and "initializer 'w'" in msg and "outside the model's folder" in msg
+    assert not [p for p in opened if "outside_weights" in p or p == "/etc/hostname"]
+
+
+def test_external_data_inside_folder_loads(tmp_path):
+    graph = from_onnx(CORPUS / "external_ok.onnx")
+    ref = make_corpus.tiny_cnn()
+    w = numpy_helper.to_array(ref.graph.initializer[0])
+    np.testing.assert_array_equal(graph.tensors["w"].data, w.transpose(2, 3, 1, 0))
+    shutil.copy(CORPUS / "external_ok.onnx", tmp_path / "m.onnx")      # data file left behind
+    assert "missing next to the model" in _error(tmp_path / "m.onnx")
+    assert "pass the model's path" in _error((CORPUS / "external_ok.onnx").read_bytes())
+
+
+def test_external_data_truncated(tmp_path):
+    shutil.copy(CORPUS / "external_ok.onnx", tmp_path / "external_ok.onnx")
+    (tmp_path / "external_ok.weights").write_bytes(b"\0" * 10)
+    assert "truncated" in _error(tmp_path / "external_ok.onnx")
+
+
+def test_resize_linear_names_node():
+    msg = _error(CORPUS / "resize_linear.onnx")
+    assert "'upsample_linear'" in msg and "mode='linear' is not supported" in msg
+
+
+def test_pad_reflect_names_node():
+    msg = _error(CORPUS / "pad_reflect.onnx")
+    assert "'reflect_pad'" in msg and "mode='reflect'" in msg
+
+
+def _one(node, inputs, inits=(), out_shape=None):
+    graph = helper.make_graph([node], "g",
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+                              [numpy_helper.from_array(v, k) for k, v in inits])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
+
+
+def test_unsupported_attribute_values_name_node():
+    w = np.ones((2, 2, 3), np.float32)
+    msg = _error(_one(helper.make_node("Conv", ["x", "w"], ["y"], name="conv1d"), [("x", [1, 2, 5])],
+                      [("w", w)], [1, 2, 3]))
+    assert "'conv1d'" in msg and "only 2-D convolution" in msg
+    msg = _error(_one(helper.make_node("Conv", ["x", "w"], ["y"], name="dyn_w"),
+                      [("x", [1, 2, 5, 5]), ("w", [3, 2, 3, 3])], out_shape=[1, 3, 3, 3]))
+    assert "'dyn_w'" in msg and "not a constant" in msg
+    msg = _error(_one(helper.make_node("AveragePool", ["x"], ["y"], name="ceil_avg", kernel_shape=[2, 2],
+                                       strides=[2, 2], ceil_mode=1), [("x", [1, 2, 5, 5])],
+                      out_shape=[1, 2, 3, 3]))
+    assert "'ceil_avg'" in msg and "ceil_mode=1" in msg
+    msg = _error(_one(helper.make_node("Resize", ["x", "", "s"], ["y"], name="half_up",
+                                       coordinate_transformation_mode="asymmetric", nearest_mode="ceil"),
+                      [("x", [1, 2, 4, 4])], [("s", np.array([1, 1, 2, 2], np.float32))],
+                      out_shape=[1, 2, 8, 8]))
+    assert "'half_up'" in msg and "nearest_mode='ceil'" in msg and "not a pixel repeat" in msg
+
+
+def test_fold_only_op_on_activations_is_refused():
+    node = helper.make_node("Gather", ["x", "i"], ["y"], name="pick", axis=1)
+    msg = _error(_one(node, [("x", [1, 4])], [("i", np.array([0, 2], np.int64))], [1, 2]))
+    assert "'pick'" in msg and "folds to a constant" in msg and "'x'" in msg
+
+
+def test_dynamic_quantisation_scale_is_refused():
+    nodes = [helper.make_node("ReduceMax", ["x"], ["m"], name="absmax", keepdims=0)]
+    q = helper.make_node("QuantizeLinear", ["x", "m"], ["y"], name="q_dyn")
+    graph = helper.make_graph(nodes + [q], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 4])])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
+    assert "'absmax' (ReduceMax)" in _error(m)
+    graph.node[0].op_type = "Abs"            # a supported-when-folded op that cannot fold here
+    del graph.node[0].attribute[:]
+    msg = _error(m)
+    assert "'absmax'" in msg
+
+
+def test_checker_and_shape_errors_are_model_errors():
+    node = helper.make_node("Add", ["x", "c"], ["y"], name="bad_add")
+    m = _one(node, [("x", [1, 4])], [("c", np.ones((3,), np.float32))], [1, 4])
+    msg = _error(m)
+    assert "<ModelProto>" in msg and "shape inference failed" in msg
+    m.graph.node[0].op_type = ""
+    assert "<ModelProto>" in _error(m)
+
+
+def test_model_proto_input_is_not_modified():
+    m = make_corpus.tiny_cnn()
+    before = m.SerializeToString()
+    from_onnx(m)
+    assert m.SerializeToString() == before
+    assert isinstance(from_onnx(before).nodes, list)
+    assert onnx.load_from_string(before) is not None
