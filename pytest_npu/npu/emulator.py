@@ -324,7 +324,7 @@ class Emulator:
         for name in program.inputs:
             info = program.tensors[name]
             arr = np.asarray(inputs[name])
-            if arr.shape[1:] != info.shape or arr.ndim != len(info.shape) + 1:
+            if arr.shape[1:] != tuple(info.shape) or arr.ndim != len(info.shape) + 1:
                 raise EmulatorFault(f"input {name!r} has shape {arr.shape}; the program expects "
                                     f"(N, {', '.join(map(str, info.shape))}) with a leading batch axis",
                                     operand=name, kind="input")
