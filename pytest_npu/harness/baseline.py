@@ -68,9 +68,14 @@ class Tolerance:
         return f"max({self.relative * 100:g}%, {self.absolute:g})"
 
 
+#: Counts: exact by default whatever type they arrive in (a record may carry cycles as a float).
+INTEGRAL_METRICS = frozenset({"cycles", "macs", "host_cycles", "roofline_cycles"})
+
+
 def default_tolerance(metric: str, value: float | None = None) -> Tolerance:
-    """Integer figures (cycles, bytes, MACs) must match exactly; floats within rounding noise."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    """Counts (cycles, bytes, MACs) must match exactly; other figures within rounding noise."""
+    integral = isinstance(value, int) and not isinstance(value, bool)
+    if integral or metric in INTEGRAL_METRICS or metric.endswith("_bytes"):
         return Tolerance()
     if metric in ACCURACY_METRICS:
         return Tolerance(relative=ACCURACY_DEFAULT_RELATIVE)

@@ -368,3 +368,38 @@ def test_xdist_writes_the_same_bytes_as_a_serial_run(suite):
     with sqlite3.connect(suite.path / "h.sqlite") as connection:
         assert connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1          # controller only
         assert connection.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 3
+
+
+# --------------------------------------------------------------------------------------------------
+# the real pipeline: a tiny QDQ model compiled and emulated (fixtures from tests/harness/conftest.py)
+
+REAL = '''
+import pytest
+
+@pytest.mark.npu_budget(latency_ms=10, compare={"mse": "50%"})
+def test_tiny(npu, pair, x):
+    npu.run(pair, x, reference="float")
+'''
+
+
+def test_real_figures_are_recorded_reproduced_and_gated(npu_dir):
+    npu_dir.makeini("[pytest]\nnpu_host_runs = 0\n")
+    npu_dir.makepyfile(test_real=REAL)
+    path = npu_dir.path / "__npu__" / "test_real.json"
+    npu_dir.runpytest("-p", "no:randomly", "--npu-update-baseline", "--npu-release", "v1").assert_outcomes(passed=1)
+    document = json.loads(path.read_text())
+    entry = document["tests"]["test_tiny"]["u55-256"]
+    assert entry["metrics"]["cycles"] > 0 and entry["metrics"]["mse"] >= 0
+    assert {"model_sha256", "target_hash", "compiler_version"} <= set(entry["provenance"])
+    recorded_bytes = path.read_bytes()
+    npu_dir.runpytest("-p", "no:randomly", "--npu-release", "v2").assert_outcomes(passed=1)   # deterministic
+    assert path.read_bytes() == recorded_bytes
+    entry["metrics"]["cycles"] -= 1                       # pretend the last release was one cycle faster
+    path.write_text(json.dumps(document))
+    result = npu_dir.runpytest("-p", "no:randomly", "--npu-no-history")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["cycles*regressed by +1 (*), tolerance exact*"])
+    with sqlite3.connect(npu_dir.path / ".npu" / "history.sqlite") as connection:
+        releases = connection.execute("SELECT release FROM runs ORDER BY id").fetchall()
+        layers = connection.execute("SELECT COUNT(*) FROM layers").fetchone()[0]
+    assert releases == [("v1",), ("v2",)] and layers > 0
