@@ -8,13 +8,27 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_npu import targets
 from pytest_npu.demo import build_demo_program, demo_qdq_model, make_demo_net
 from pytest_npu.errors import EmulatorFault
 from pytest_npu.npu import Emulator, kernels
 from pytest_npu.npu import host as npu_host
-from pytest_npu.npu.isa import DmaIn, DmaOut, Elementwise, HostOp, Lut, MatMul, Operand, Pool, Rescale, Resize
+from pytest_npu.npu.isa import (
+    Conv2D,
+    DmaIn,
+    DmaOut,
+    Elementwise,
+    HostOp,
+    Lut,
+    MatMul,
+    Operand,
+    Pool,
+    Rescale,
+    Resize,
+)
 from pytest_npu.npu.program import ProgramBuilder
 from pytest_npu.npu.requant import requant_for
 
@@ -209,3 +223,65 @@ def test_demo_command_prints_the_run(capsys):
     assert main(["demo", "--quick", "--batch", "2", "--target", "u65-512"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"target u65-512: \d+ cycles", out) and "efficiency" in out and "core1.mac" in out
+
+
+def _conv_by_kernels(program, name, x, rounding):
+    conv = next(i for i in program.instructions if getattr(i, "layer", "") == name and isinstance(i, Conv2D))
+    const = {t.name: np.frombuffer(program.constants, t.dtype, count=int(np.prod(t.shape)), offset=t.offset).reshape(t.shape)
+             for t in program.tensors.values() if t.kind == "constant"}
+    acc = kernels.conv2d(x, const[f"{name}.w"], const[f"{name}.b"], stride=conv.stride, padding=conv.padding,
+                         ifm_zp=conv.ifm_zp)
+    r = conv.requant
+    return kernels.rescale(acc, np.array(r.multiplier), np.array(r.shift), ofm_zp=r.ofm_zp, lo=r.lo, hi=r.hi,
+                           rounding=rounding, out_dtype="int8")
+
+
+LAYER = st.fixed_dictionaries({
+    "h": st.integers(1, 9), "w": st.integers(1, 9), "cin": st.integers(1, 20), "cout": st.integers(1, 20),
+    "k": st.sampled_from([1, 3]), "stride": st.integers(1, 2)})
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(targets.available()), st.lists(LAYER, min_size=1, max_size=3), st.integers(0, 1000))
+def test_random_conv_programs_equal_kernels(conv_program, name, layers, seed):
+    target = targets.load(name)
+    program, inputs = conv_program(target, layers, seed=seed)
+    run = Emulator(target).run(program, inputs)
+    for n in range(len(layers)):
+        want = _conv_by_kernels(program, f"conv{n}", inputs[f"conv{n}.x"], target.rounding)
+        np.testing.assert_array_equal(run.outputs[f"conv{n}.y"], want)
+
+
+def test_row_tiles_with_halo_equal_the_whole_conv(edge):
+    """Two row stripes DMA'd with their halo rows, each convolved with its edges' padding on its
+    own core into row slices of one ofm, give exactly the untiled convolution."""
+    rng = np.random.default_rng(5)
+    h, w, cin, cout = 10, 8, 4, 6
+    weights = rng.integers(-127, 128, size=(3, 3, cin, cout), dtype=np.int8)
+    bias = rng.integers(-300, 300, size=cout, dtype=np.int32)
+    rq = requant_for(np.full(cout, 2e-3), 1.0, -4, "int8")
+    b = ProgramBuilder(edge.name, edge.content_hash())
+    x, y = b.input("x", (h, w, cin)), b.output("y", (h, w, cout))
+    wt, bt = b.constant("w", weights), b.constant("b", bias)
+    sw, sb = b.sram("w.s", wt.shape), b.sram("b.s", (cout,), "int32")
+    ofm = b.sram("y.s", (h, w, cout))
+    loads = (b.emit(DmaIn(wt, sw, channel=2)), b.emit(DmaIn(bt, sb, channel=2)))
+    row = w * cin                                  # bytes per ifm row
+    convs = []
+    for tile, (r0, r1, in0, in1, pad) in enumerate([(0, 5, 0, 6, (1, 0, 1, 1)), (5, 10, 4, 10, (0, 1, 1, 1))]):
+        stripe = Operand("dram", x.offset + in0 * row, (in1 - in0, w, cin), "int8", name=f"x.rows{in0}-{in1}")
+        buf = b.sram(f"x.tile{tile}", stripe.shape)
+        load = b.emit(DmaIn(stripe, buf, channel=tile, layer="conv"))
+        out_rows = Operand("sram", ofm.offset + r0 * w * cout, (r1 - r0, w, cout), "int8", name=f"y.rows{r0}-{r1}")
+        convs.append(b.emit(Conv2D(buf, sw, sb, out_rows, padding=pad, ifm_zp=7, requant=rq, core=tile,
+                                   deps=(load, *loads), layer="conv")))
+    b.emit(DmaOut(ofm, y, channel=0, deps=tuple(convs)))
+    program = b.build()
+    xs = rng.integers(-128, 128, size=(3, h, w, cin), dtype=np.int8)
+    run = Emulator(edge).run(program, {"x": xs})
+    whole = kernels.rescale(kernels.conv2d(xs, weights, bias, padding=(1, 1, 1, 1), ifm_zp=7),
+                            np.array(rq.multiplier), np.array(rq.shift), ofm_zp=rq.ofm_zp, lo=rq.lo, hi=rq.hi,
+                            rounding=edge.rounding, out_dtype="int8")
+    np.testing.assert_array_equal(run.outputs["y"], whole)
+    a, c = (run.trace[i] for i in convs)
+    assert a.engine != c.engine and max(a.start, c.start) < min(a.end, c.end)   # the tiles ran in parallel
