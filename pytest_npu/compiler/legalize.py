@@ -184,7 +184,14 @@ class Legalizer:
         steps: list[Step] = []
         aliases: dict[str, str] = {}
         alias_steps: list[Step] = []
+        self.pad_overrides: dict[str, tuple[str, tuple[int, int, int, int]]] = {}
+        self.folded_pads = self._foldable_pads()
         for node in self.graph.nodes:
+            if node.name in self.folded_pads:
+                consumer = self.folded_pads[node.name]
+                alias_steps.append(Step(node.name, node.op, "alias", [node.inputs[0]], list(node.outputs),
+                                        reason=f"folded into {consumer}'s padding"))
+                continue
             if node.op in ALIAS_OPS and self._is_free_reshape(node):
                 aliases[node.outputs[0]] = node.inputs[0]
                 alias_steps.append(Step(node.name, node.op, "alias", [node.inputs[0]], list(node.outputs),
@@ -196,8 +203,8 @@ class Legalizer:
                     raise _Refuse(f"{node.op} is not in {self.target.name}'s instruction set "
                                   "(no NPU instruction computes it)")
                 if not self.target.supports(operation):
-                    raise _Refuse(f"{node.op} needs {operation}, which is not in {self.target.name}'s "
-                                  "instruction set")
+                    needs = "" if operation == node.op else f" needs {operation}, which"
+                    raise _Refuse(f"{node.op}{needs} is not in {self.target.name}'s instruction set")
                 lowered = getattr(self, f"_lower_{node.op}")(node)
             except _Refuse as refusal:
                 if self.fallback != "host":
@@ -207,6 +214,30 @@ class Legalizer:
                 lowered = self._host_step(node, str(refusal))
             steps.extend(lowered if isinstance(lowered, list) else [lowered])
         return Legalized(steps, aliases, alias_steps)
+
+    def _foldable_pads(self) -> dict[str, str]:
+        """Spatial zero-point pads feeding only a conv: the conv's own padding does the job."""
+        folded = {}
+        for node in self.graph.nodes:
+            if node.op != "pad" or not self._is_free_reshape(node):
+                continue
+            pads = [tuple(int(v) for v in p) for p in node.attrs.get("pads", ())]
+            consumers = self.graph.consumers(node.outputs[0])
+            if (len(pads) != 4 or pads[0] != (0, 0) or pads[3] != (0, 0) or len(consumers) != 1
+                    or consumers[0].op not in ("conv2d", "depthwise_conv2d")
+                    or node.outputs[0] in self.graph.outputs):
+                continue
+            zp = int(_scalar(self.tensor(node.inputs[0]).quant.zero_point))
+            if int(node.attrs.get("value", zp)) != zp:
+                continue
+            conv = consumers[0]
+            t, b, left, r = conv.attrs.get("padding", (0, 0, 0, 0))
+            padding = (t + pads[1][0], b + pads[1][1], left + pads[2][0], r + pads[2][1])
+            if max(padding) > self.target.limits.max_padding:
+                continue
+            self.pad_overrides[conv.name] = (node.inputs[0], padding)   # the graph stays untouched
+            folded[node.name] = conv.name
+        return folded
 
     def _is_free_reshape(self, node: Node) -> bool:
         src, dst = self.tensor(node.inputs[0]), self.tensor(node.outputs[0])
@@ -258,6 +289,9 @@ class Legalizer:
     def _conv_like(self, node: Node, depthwise: bool) -> Step:
         x, w = node.inputs[0], node.inputs[1]
         b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
+        padding = tuple(node.attrs.get("padding", (0, 0, 0, 0)))
+        if node.name in self.pad_overrides:
+            x, padding = self.pad_overrides[node.name]
         dtype = self._check_dtype(x, node)
         out = node.outputs[0]
         out_q = self.quant(out, node)
@@ -274,7 +308,6 @@ class Legalizer:
             raise _Refuse("weight zero points differ per channel")
         stride = tuple(node.attrs.get("stride", (1, 1)))
         dilation = tuple(node.attrs.get("dilation", (1, 1)))
-        padding = tuple(node.attrs.get("padding", (0, 0, 0, 0)))
         weights = np.asarray(wt.data)
         kernel = weights.shape[:2]
         cout = weights.shape[-1]
@@ -388,9 +421,7 @@ class Legalizer:
 
     def _lower_global_avg_pool(self, node: Node) -> Step:
         h, w, _ = fmap_shape(self.tensor(node.inputs[0]).shape)
-        if max(h, w) > self.target.limits.max_kernel * 64:
-            raise _Refuse(f"global pool window {h}x{w} is too large")
-        step = self._avg_pool(node, (h, w), (1, 1), (0, 0, 0, 0))
+        step = self._avg_pool(node, (h, w), (1, 1), (0, 0, 0, 0))   # checks the window vs max_kernel
         step.params["global"] = True
         return step
 

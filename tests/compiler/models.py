@@ -99,6 +99,76 @@ class Builder:
             self.act("Relu")
         return self
 
+    def branch_concat(self, cout: int = 4):
+        """concat(conv_a(x), conv_b(x)) along channels."""
+        x = self.cur
+        shape = self.shape
+        self.conv(cout, 3, 1, 1, relu=True)
+        a = self.cur
+        self.cur, self.shape = x, shape
+        self.conv(cout + 2, 1, 1, 0, relu=False)
+        name = self._name("concat")
+        out = name + "_out"
+        self.nodes.append(helper.make_node("Concat", [a, self.cur], [out], name=name, axis=1))
+        self.cur = out
+        self.shape = (1, 2 * cout + 2, shape[2], shape[3])
+        return self
+
+    def binary(self, op: str, constant: str | None = None):
+        """x op conv(x), or x op a constant of shape (1,) / (1, C, 1, 1) when ``constant`` is given."""
+        x = self.cur
+        if constant is None:
+            self.conv(self.shape[1], 1, 1, 0, relu=False)
+            other = self.cur
+        else:
+            shape = (1,) if constant == "scalar" else (1, self.shape[1], 1, 1)
+            other = self._init(self._name("const"), self.rng.normal(0.5, 0.5, shape))
+        name = self._name(op.lower())
+        out = name + "_out"
+        self.nodes.append(helper.make_node(op, [x, other], [out], name=name))
+        self.cur = out
+        return self
+
+    def resize(self, factor: int = 2):
+        name = self._name("resize")
+        out = name + "_out"
+        scales = self._init(name + "_scales", np.array([1, 1, factor, factor], np.float32))
+        self.nodes.append(helper.make_node("Resize", [self.cur, "", scales], [out], name=name, mode="nearest"))
+        self.cur = out
+        self.shape = (1, self.shape[1], self.shape[2] * factor, self.shape[3] * factor)
+        return self
+
+    def transpose(self, perm):
+        name = self._name("transpose")
+        out = name + "_out"
+        self.nodes.append(helper.make_node("Transpose", [self.cur], [out], name=name, perm=list(perm)))
+        self.cur = out
+        self.shape = tuple(self.shape[p] for p in perm)
+        return self
+
+    def matmul_self(self):
+        """(N, M, K) @ transpose(x): a MatMul of two activations."""
+        x = self.cur
+        self.transpose((0, 2, 1))
+        name = self._name("matmul")
+        out = name + "_out"
+        self.nodes.append(helper.make_node("MatMul", [x, self.cur], [out], name=name))
+        self.cur = out
+        self.shape = (1, self.shape[2], self.shape[2])
+        return self
+
+    def pad(self, top: int = 1, bottom: int = 2, left: int = 2, right: int = 1):
+        """Explicit zero Pad of H and W (the compiler folds it into the next conv's padding)."""
+        name = self._name("pad")
+        out = name + "_out"
+        pads = np.array([0, 0, top, left, 0, 0, bottom, right], np.int64)
+        self.inits.append(numpy_helper.from_array(pads, name + "_pads"))
+        self.nodes.append(helper.make_node("Pad", [self.cur, name + "_pads"], [out], name=name, mode="constant"))
+        self.cur = out
+        _, c, h, w = self.shape
+        self.shape = (1, c, h + top + bottom, w + left + right)
+        return self
+
     def flatten(self):
         name = self._name("flatten")
         out = name + "_out"

@@ -36,6 +36,40 @@ def test_builtin_models_match_onnxruntime(model, target):
         assert np.mean(diff == 0) >= 0.9
 
 
+OP_MODELS = {
+    "concat": lambda: Builder((1, 3, 8, 8), seed=2).branch_concat(),
+    "mul": lambda: Builder((1, 4, 8, 8), seed=3).conv(4).binary("Mul"),
+    "add_channel_constant": lambda: Builder((1, 4, 8, 8), seed=3).conv(4).binary("Add", "channel"),
+    "mul_scalar_constant": lambda: Builder((1, 4, 8, 8), seed=3).conv(4).binary("Mul", "scalar"),
+    "resize": lambda: Builder((1, 3, 6, 6), seed=4).conv(4).resize().conv(4),
+    "transpose": lambda: Builder((1, 3, 6, 6), seed=4).conv(4).transpose((0, 1, 3, 2)).conv(4),
+    "matmul": lambda: Builder((1, 6, 8), seed=2).matmul_self(),
+    "pad_folded_into_conv": lambda: Builder((1, 3, 6, 6), seed=1).conv(4).pad().conv(4),
+    "pad_on_host": lambda: Builder((1, 3, 6, 6), seed=1).conv(4).pad(),
+    "leaky_dilated_stride": lambda: Builder((1, 3, 15, 15), seed=6).conv(8, k=3, pad=2, dilation=2)
+    .act("LeakyRelu", alpha=0.1).conv(4, k=3, stride=2, pad=1),
+}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("model", OP_MODELS)
+def test_less_common_ops_match_onnxruntime(model, target):
+    b = OP_MODELS[model]()
+    q = quantize(b.model(), b.input_shape)
+    cm, _, _ = _compare(q, b.input_shape, target)
+    if model == "matmul" and not cm.target.supports("matmul"):
+        assert [op for _, op, _ in cm.unsupported()] == ["matmul"]
+    elif model == "pad_on_host":                   # nothing to fold it into
+        assert [op for _, op, _ in cm.unsupported()] == ["pad"]
+    else:
+        assert not cm.unsupported()
+    if model == "pad_folded_into_conv":
+        conv = [i for i in cm.program.instructions if i.opcode == "CONV2D"][-1]
+        assert conv.padding[2:] == (3, 2) and conv.ifm.shape[1] == 6   # 1+2 / 1+1 with the 6-wide ifm
+    if model == "transpose":
+        assert any(i.opcode == "DMA_IN" and i.src.strides for i in cm.program.instructions)
+
+
 def test_int16_activations_match_onnxruntime():
     q, shape = qdq_model("slice", "int16")
     cm, ex, diff = _compare(q, shape, "u55-256")
