@@ -82,6 +82,14 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def npu_dir(pytester, tiny_models):
     """A pytester directory holding the tiny models and a conftest exposing them as fixtures."""
+    # pytester restores sys.modules after each in-process run; importing the stages here keeps one
+    # copy of each class (a Target made by a re-imported loader must still be a Target to the compiler)
+    import pytest_npu.compiler.api  # noqa: F401
+    import pytest_npu.harness.diagnose  # noqa: F401
+    import pytest_npu.metrics  # noqa: F401
+    import pytest_npu.npu.emulator  # noqa: F401
+    import pytest_npu.targets  # noqa: F401
+
     for path in tiny_models.values():
         shutil.copy(path, pytester.path / path.name)
     np.save(pytester.path / "calib.npy", calibration())
@@ -92,13 +100,7 @@ def npu_dir(pytester, tiny_models):
 
 
 CONFTEST = '''
-import os
-import sys
 from pathlib import Path
-
-if os.environ.get("NPU_DEV_STANDIN"):  # TEMPORARY until the compiler lands
-    sys.path.insert(0, os.environ["NPU_DEV_STANDIN"])
-    import standin  # noqa: F401
 
 import numpy as np
 import pytest
