@@ -328,11 +328,12 @@ def _bind_dims(graph: onnx.GraphProto, source: str, batch: int, bindings: dict[s
                 raise ModelError(f"{source}: input '{value.name}' has dynamic dim {label} at axis "
                                  f"{axis}; pass bindings={{'{param or 'dim'}': <size>}} to from_onnx "
                                  "(or export with a static shape)")
-    for value in list(graph.output) + list(graph.value_info):
+    # Output and intermediate shapes are re-inferred from the bound inputs (a stale static batch
+    # of 1 on an output would contradict batch=N).
+    for value in graph.output:
         if value.type.HasField("tensor_type"):
             for dim in value.type.tensor_type.shape.dim:
-                if not dim.HasField("dim_value"):
-                    dim.Clear()
+                dim.Clear()
     del graph.value_info[:]
 
 
