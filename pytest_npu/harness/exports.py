@@ -53,7 +53,8 @@ def benchmark_json(records: Iterable[Any], run: Any) -> dict:
         metrics = _numeric(record.metrics)
         seconds = metrics.get("latency_ms", float("nan")) / 1000.0
         rounds = max(int(getattr(record, "runs", 1) or 1), 1)
-        stats = {key: seconds for key in ("min", "max", "mean", "median", "q1", "q3", "ld15iqr", "hd15iqr")}
+        stats: dict[str, Any] = {key: seconds for key in ("min", "max", "mean", "median", "q1", "q3",
+                                                          "ld15iqr", "hd15iqr")}
         stats.update(stddev=0.0, iqr=0.0, rounds=rounds, iterations=1, outliers="0;0", iqr_outliers=0,
                      stddev_outliers=0, total=seconds * rounds, ops=(1.0 / seconds) if seconds > 0 else 0.0)
         benchmarks.append({

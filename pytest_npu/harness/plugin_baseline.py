@@ -193,9 +193,9 @@ class BaselineSession:
             return []
         try:
             outcome = self.judge(record)
-        except BaselineError as exc:             # also when updating: a broken file cannot take the entry
+        except (BaselineError, BudgetUsageError) as exc:   # also when updating: a broken file takes no entry
             return [Breach("baseline", None, math.nan, message=str(exc))]
-        if self.update == "all":
+        if self.update == "all" or not self.enabled:
             return []
         if outcome.missing:
             if self.update == "new":
@@ -207,9 +207,10 @@ class BaselineSession:
         provenance = ("; provenance changed: " + ", ".join(outcome.provenance)) if outcome.provenance else ""
         rows = []
         for row in outcome.comparisons:
-            if row.status == "regressed" or (row.status == "improved" and self.fail_on_improvement):
+            judged = row.measured is not None and row.baseline is not None
+            if judged and (row.status == "regressed" or (row.status == "improved" and self.fail_on_improvement)):
                 verb = "regressed" if row.status == "regressed" else "improved (refresh with --npu-update-baseline)"
-                rows.append(Breach(row.metric, None, row.measured, baseline=row.baseline, delta=row.delta,
+                rows.append(Breach(row.metric, None, float(row.measured or 0), baseline=row.baseline, delta=row.delta,
                                    message=f"{verb} by {row.delta_text}, tolerance {row.tolerance}{provenance}"))
         return rows
 
@@ -222,7 +223,7 @@ class BaselineSession:
         if self.update:
             self._update(records)
         if self.update or self.enabled:
-            self._check_unused(session)
+            self._check_unused(session, records)
         self._save()
         self._export(records, outcomes)
 
@@ -296,6 +297,22 @@ class BaselineSession:
             stale += [(baseline, key) for key in sorted(baseline.tests) if key not in keys]
         return stale
 
+    def _unused_targets(self, records: list) -> list[str]:
+        """Targets stored for a test that passed on other targets only. Reported, never removed:
+        ``--npu-target`` picks targets the way ``-k`` picks tests, so absence proves nothing."""
+        ran: dict[tuple[str, str], set[str]] = {}
+        for record in records:
+            if record.outcome in ("", "passed"):
+                module, key = bl.split_nodeid(record.nodeid)
+                ran.setdefault((record.module or module, key), set()).add(record.target)
+        lines = []
+        for (module, key), targets in sorted(ran.items()):
+            baseline = self.files.get(module)
+            for target in sorted(set(baseline.tests.get(key, {})) - targets) if baseline else []:
+                lines.append(f"not run: {key} on target {target} (entry kept in {_rel(baseline.path, self.rootdir)}; "
+                             f"delete it by hand if the target was dropped)")
+        return lines
+
     def _orphan_files(self) -> list[Path]:
         """Baseline files beside collected modules whose test module no longer exists."""
         directories = {self.path_for(module).parent for module in self.collected}
@@ -306,7 +323,7 @@ class BaselineSession:
                     orphans.append(path)
         return orphans
 
-    def _check_unused(self, session: pytest.Session) -> None:
+    def _check_unused(self, session: pytest.Session, records: list) -> None:
         """Report entries whose test is gone; remove them only on a full ``--npu-update-baseline`` run.
 
         On a subset run (-k, -m, node ids, --lf, deselection, collection errors, early stop) the
@@ -325,6 +342,8 @@ class BaselineSession:
             else:
                 self.lines.append(f"unused: {key} in {_rel(baseline.path, self.rootdir)} (no such test; "
                                   f"a full run with --npu-update-baseline removes it)")
+        for line in self._unused_targets(records):
+            self.lines.append(line)
         for path in self._orphan_files():
             if remove:
                 path.unlink()

@@ -24,10 +24,10 @@ FIGURES = pathlib.Path(__file__).with_name("figures.json")
 @pytest.fixture
 def measure(npu, request):
     """Record figures.json[<test function>] on this test's target, as npu.run would."""
-    def measure():
+    def measure(target=None):
         figures = json.loads(FIGURES.read_text())
         callspec = getattr(request.node, "callspec", None)
-        target = callspec.params.get("npu_target", "u55-256") if callspec else "u55-256"
+        target = target or (callspec.params.get("npu_target", "u55-256") if callspec else "u55-256")
         metrics = dict(figures["metrics"][request.node.originalname])
         provenance = figures.get("provenance", {"compiler_version": "0.1.0", "model_sha256": "ab" * 32})
         layers = [{"layer": "conv", "op": "CONV2D", "cycles": metrics.get("cycles", 0)}]
@@ -304,6 +304,28 @@ def test_port(measure, npu_target):
     stored = json.loads(baseline_file(suite).read_text())["tests"]
     assert sorted(stored) == ["test_port[edge-3core]", "test_port[u55-256]"]
     assert list(stored["test_port[u55-256]"]) == ["u55-256"]
+
+
+def test_a_target_no_longer_run_is_reported_but_kept(suite):
+    suite.makepyfile(test_port="""
+def test_port(measure):
+    measure("u55-256")
+    measure("edge-3core")
+""")
+    run(suite, "--npu-update-baseline").assert_outcomes(passed=1)
+    suite.makepyfile(test_port="def test_port(measure):\n    measure('u55-256')\n")
+    result = run(suite, "--npu-update-baseline")
+    result.stdout.fnmatch_lines(["*not run: test_port on target edge-3core (entry kept in __npu__/test_port.json;*"])
+    assert sorted(json.loads(baseline_file(suite).read_text())["tests"]["test_port"]) == ["edge-3core", "u55-256"]
+
+
+def test_unreadable_marker_tolerance_fails_the_test_with_its_name(suite):
+    recorded(suite)
+    suite.makepyfile(test_port=TESTS.replace('compare={"latency_ms": "10%"}', 'compare={"latency_ms": "ten %"}'))
+    result = run(suite)
+    result.assert_outcomes(failed=1, passed=3)
+    result.stdout.fnmatch_lines(["*test_port.py::test_budgeted: npu_budget(compare={'latency_ms': 'ten %'})*"
+                                 "cannot read tolerance*"])
 
 
 # --------------------------------------------------------------------------------------------------
