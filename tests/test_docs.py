@@ -1,0 +1,248 @@
+"""Every code block in README.md and docs/**/*.md runs, so the guide cannot drift from the code.
+
+Rules (the README's "User guide" section states them for readers):
+
+* A ```` ```python ```` block runs with ``exec``. Blocks of one file share one namespace and one
+  temporary working directory, in document order, like a notebook: a later block may use names
+  and files an earlier one made.
+* A ```` ```python ```` block containing ``def test_`` is a pytest test file: it is written into
+  the same directory and run with ``pytester``; every test in it must pass. A first-line comment
+  ``# run: pytest ARGS`` gives the command-line options it is documented with.
+* A ```` ```bash ```` block whose first command starts with ``pytest-npu `` runs every command
+  through :func:`pytest_npu.cli.main` (each must be a ``pytest-npu`` command and exit 0).
+* A block with the flag ``file=NAME`` (any language, e.g. ```` ```toml file=my-npu.toml ````) is
+  written to ``NAME`` in that directory instead of being executed, so the file a reader sees is
+  the file the later blocks load; a ``file=test_*.py`` block holding ``def test_`` is then run.
+* ```` ```python no-run ```` skips a block that truly cannot run here (the text beside it says why).
+  Other languages (``text``, ``toml``, ``yaml``, ``console``) are shown, not run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FENCE = re.compile(r"^(?P<indent> {0,3})```(?P<info>[^`]*)$")
+TEST_FUNCTION = re.compile(r"^\s*(async\s+)?def test_", re.M)
+RUN_ARGS = re.compile(r"^#\s*run:\s*pytest\b(?P<args>.*)$")
+LINK = re.compile(r"\[[^\]]*\]\((?P<target>[^)\s]+)\)")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced code block: where it starts (1-based line of the fence), its language and flags."""
+
+    path: Path
+    line: int
+    lang: str
+    flags: tuple[str, ...]
+    code: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+    @property
+    def file(self) -> str | None:
+        """The NAME of a ``file=NAME`` flag, if any."""
+        names = [flag.split("=", 1)[1] for flag in self.flags if flag.startswith("file=")]
+        return names[0] if names else None
+
+    @property
+    def is_test_file(self) -> bool:
+        return bool(TEST_FUNCTION.search(self.code))
+
+    @property
+    def is_cli(self) -> bool:
+        commands = _commands(self.code)
+        return bool(commands) and commands[0][0] == "pytest-npu"
+
+
+def doc_files() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def extract_blocks(path: Path) -> list[Block]:
+    """Fenced blocks of a Markdown file (indented up to three spaces, e.g. inside a list item)."""
+    blocks: list[Block] = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    opened: tuple[int, str, str] | None = None
+    body: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        match = FENCE.match(line)
+        if opened is None:
+            if match:
+                opened, body = (number, match["indent"], match["info"].strip()), []
+            continue
+        if match and not match["info"].strip():
+            start, indent, info = opened
+            words = info.split()
+            code = "\n".join(row[len(indent):] if row.startswith(indent) else row for row in body)
+            blocks.append(Block(path, start, words[0] if words else "", tuple(words[1:]), code + "\n"))
+            opened = None
+        else:
+            body.append(line)
+    if opened is not None:
+        raise AssertionError(f"{path.relative_to(ROOT)}:{opened[0]}: code fence never closed")
+    return blocks
+
+
+def _commands(code: str) -> list[list[str]]:
+    """Shell commands of a bash block (continuation lines joined, comments dropped)."""
+    joined = code.replace("\\\n", " ")
+    return [words for words in (shlex.split(line, comments=True) for line in joined.splitlines()) if words]
+
+
+def _runnable(block: Block) -> bool:
+    if "no-run" in block.flags:
+        return False
+    return block.file is not None or block.lang == "python" or (block.lang == "bash" and block.is_cli)
+
+
+DOCS = [path for path in doc_files() if any(_runnable(b) for b in extract_blocks(path))]
+
+
+def _run_python(block: Block, namespace: dict) -> None:
+    code = compile(block.code, block.where, "exec")
+    try:
+        exec(code, namespace)
+    except Exception as exc:
+        exc.add_note(f"raised by the python block at {block.where}")
+        raise
+
+
+def _write_file(block: Block, directory: Path) -> Path:
+    path = directory / block.file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(block.code, encoding="utf-8")
+    return path
+
+
+def _run_test_file(block: Block, pytester: pytest.Pytester, path: Path | None = None) -> None:
+    first = block.code.lstrip().splitlines()[0]
+    match = RUN_ARGS.match(first)
+    args = shlex.split(match["args"]) if match else []
+    if path is None:
+        name = f"test_doc_{block.path.stem.replace('-', '_')}_l{block.line}"
+        path = pytester.makepyfile(**{name: block.code})
+    result = pytester.runpytest(str(path), "-p", "no:cacheprovider", "-q", *args)
+    outcomes = result.parseoutcomes()
+    if result.ret != 0 or not outcomes.get("passed"):
+        pytest.fail(f"the test file at {block.where} did not pass (exit {result.ret}, {outcomes}):\n"
+                    + result.stdout.str(), pytrace=False)
+
+
+def _run_cli(block: Block) -> None:
+    from pytest_npu.cli import main
+
+    for words in _commands(block.code):
+        if words[0] != "pytest-npu":
+            pytest.fail(f"{block.where}: a pytest-npu block may hold only pytest-npu commands, got "
+                        f"{shlex.join(words)!r}; put other commands in their own block", pytrace=False)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(words[1:])
+        if code != 0:
+            pytest.fail(f"{block.where}: `{shlex.join(words)}` exited {code}:\n{out.getvalue()}\n"
+                        f"{err.getvalue()}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def warm_imports() -> None:
+    """Import the heavy libraries before pytester snapshots ``sys.modules``.
+
+    pytester drops every module first imported during a test (and during each in-process run), and
+    torch cannot be imported twice in one process; modules loaded here survive both snapshots.
+    """
+    import importlib
+    import pkgutil
+
+    import pytest_npu
+    import reference_models
+
+    for name in ("torch", "torch.onnx", "torch.nn.utils.prune", "onnx", "onnx.reference", "onnxruntime",
+                 "onnxruntime.quantization", "hypothesis", "hypothesis.extra.numpy", "sklearn.datasets",
+                 "sklearn.model_selection", "tabulate"):
+        importlib.import_module(name)
+    for package in (pytest_npu, reference_models):
+        for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if module.name.endswith("__main__") or ".train_" in module.name or ".report_" in module.name:
+                continue   # scripts: importing them runs them
+            with contextlib.suppress(ImportError):   # a subcommand a colleague has not landed yet
+                importlib.import_module(module.name)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[str(p.relative_to(ROOT)) for p in DOCS])
+def test_code_blocks_run(doc: Path, warm_imports: None, pytester: pytest.Pytester) -> None:
+    """Run the file's blocks in order in one temporary directory (pytester's, already the cwd)."""
+    namespace: dict = {"__name__": "__docs__"}
+    for block in extract_blocks(doc):
+        if not _runnable(block):
+            continue
+        if block.file is not None:
+            path = _write_file(block, pytester.path)
+            if block.lang == "python" and path.name.startswith("test_") and block.is_test_file:
+                _run_test_file(block, pytester, path)
+        elif block.lang == "bash":
+            _run_cli(block)
+        elif block.is_test_file:
+            _run_test_file(block, pytester)
+        else:
+            _run_python(block, namespace)
+
+
+@pytest.mark.parametrize("doc", doc_files(), ids=[str(p.relative_to(ROOT)) for p in doc_files()])
+def test_relative_links_resolve(doc: Path) -> None:
+    """A link to another file of the repository points at a file that exists."""
+    broken = []
+    for match in LINK.finditer(doc.read_text(encoding="utf-8")):
+        target = match["target"].split("#", 1)[0]
+        if not target or re.match(r"^[a-z][a-z0-9+.-]*:", target):
+            continue
+        if not (doc.parent / target).exists():
+            broken.append(target)
+    assert not broken, f"{doc.relative_to(ROOT)} links to missing files: {broken}"
+
+
+def test_no_run_blocks_say_why() -> None:
+    """A skipped block must be explained in the two lines above it or in its first comment."""
+    unexplained = []
+    for doc in doc_files():
+        lines = doc.read_text(encoding="utf-8").splitlines()
+        for block in extract_blocks(doc):
+            if "no-run" not in block.flags:
+                continue
+            context = " ".join(lines[max(0, block.line - 3):block.line - 1]) + block.code.split("\n", 1)[0]
+            if not re.search(r"\b(because|needs|requires|cannot|can't|not run)\b", context, re.I):
+                unexplained.append(block.where)
+    assert not unexplained, f"no-run blocks without a reason next to them: {unexplained}"
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    """The first command block of the README is `make demo` then `make test`."""
+    first = extract_blocks(ROOT / "README.md")[0]
+    assert [words[:2] for words in _commands(first.code)] == [["make", "demo"], ["make", "test"]]
+
+
+def test_extractor_reads_fences_flags_and_test_files(tmp_path: Path) -> None:
+    """The extractor itself: languages, flags, indented fences, test-file and CLI detection."""
+    sample = tmp_path / "sample.md"
+    sample.write_text("text\n```python\nx = 1\n```\n\n1. item\n   ```python no-run\n   y = 2\n   ```\n"
+                      "```python\ndef test_x():\n    pass\n```\n```bash\npytest-npu targets  # list\n```\n"
+                      "```bash\nmake demo\n```\n```toml file=a.toml\nk = 1\n```\n", encoding="utf-8")
+    blocks = extract_blocks(sample)
+    assert [(b.line, b.lang, b.flags) for b in blocks] == [
+        (2, "python", ()), (7, "python", ("no-run",)), (11, "python", ()), (15, "bash", ()), (18, "bash", ()),
+        (21, "toml", ("file=a.toml",))]
+    assert blocks[1].code == "y = 2\n"
+    assert [b.is_test_file for b in blocks[:3]] == [False, False, True]
+    assert [_runnable(b) for b in blocks] == [True, False, True, True, False, True]
+    assert blocks[5].file == "a.toml" and blocks[0].file is None
+    assert _commands(blocks[3].code) == [["pytest-npu", "targets"]]
