@@ -213,7 +213,43 @@ class Legalizer:
                         "fallback = \"error\"; pass fallback=\"host\" or change the model") from None
                 lowered = self._host_step(node, str(refusal))
             steps.extend(lowered if isinstance(lowered, list) else [lowered])
+        steps = self._write_concat_slices_in_place(steps, alias_steps)
         return Legalized(steps, aliases, alias_steps)
+
+    def _write_concat_slices_in_place(self, steps: list[Step], alias_steps: list[Step]) -> list[Step]:
+        """A concat operand whose NPU producer feeds only the concat, with the concat's quant
+        params, is written by that producer straight into its channel slice (strided ofm): the
+        copy step disappears. Other operands keep their rescale-into-slice step."""
+        by_output = {s.output: s for s in steps if s.where == "npu" and s.outputs}
+        kept: list[Step] = []
+        folded: dict[str, list[str]] = {}
+        for step in steps:
+            p = step.params
+            producer = by_output.get(step.inputs[0]) if "out_c0" in p else None
+            if (producer is not None and "out_c0" not in producer.params
+                    and producer.kind in ("conv2d", "depthwise_conv2d", "pool", "elementwise", "lut",
+                                          "rescale", "resize")
+                    and len(self.graph.consumers(step.inputs[0])) == 1
+                    and step.inputs[0] not in self.graph.outputs
+                    and self._same_quant(step.inputs[0], step.output)):
+                producer.outputs = [step.output]
+                producer.params = {**producer.params, "out_c0": p["out_c0"], "channels": p["channels"]}
+                folded.setdefault(step.name, []).append(producer.name)
+                continue
+            kept.append(step)
+        for concat, producers in folded.items():
+            node = next(n for n in self.graph.nodes if n.name == concat)
+            if any(s.name == concat for s in kept):
+                continue   # some operands still need copies: the concat stays a (smaller) layer
+            alias_steps.append(Step(concat, node.op, "alias", list(node.inputs), list(node.outputs),
+                                    reason=f"free: {', '.join(producers)} write their channel slices"))
+        return kept
+
+    def _same_quant(self, a: str, b: str) -> bool:
+        qa, qb = self.tensor(a).quant, self.tensor(b).quant
+        return (qa is not None and qb is not None and qa.dtype == qb.dtype
+                and np.array_equal(np.atleast_1d(qa.scale), np.atleast_1d(qb.scale))
+                and np.array_equal(np.atleast_1d(qa.zero_point), np.atleast_1d(qb.zero_point)))
 
     def _foldable_pads(self) -> dict[str, str]:
         """Spatial zero-point pads feeding only a conv: the conv's own padding does the job."""

@@ -218,6 +218,6 @@ def step_shapes(step: Step, tensor_shape) -> tuple[list[tuple[int, int, int]], t
     if step.kind == "transpose":
         return ins, fmap_shape(tensor_shape(step.output))
     out = fmap_shape(tensor_shape(step.output))
-    if step.kind == "rescale" and "out_c0" in step.params:
+    if "out_c0" in step.params:          # writes a channel slice of a concat's buffer
         out = (out[0], out[1], step.params["channels"])
     return ins, out

@@ -66,6 +66,11 @@ def test_less_common_ops_match_onnxruntime(model, target):
     if model == "pad_folded_into_conv":
         conv = [i for i in cm.program.instructions if i.opcode == "CONV2D"][-1]
         assert conv.padding[2:] == (3, 2) and conv.ifm.shape[1] == 6   # 1+2 / 1+1 with the 6-wide ifm
+    if model == "concat":
+        (concat,) = [n for n in cm.graph.nodes if n.op == "concat"]
+        writers = {s.name for s in cm.steps if s.output == concat.outputs[0]}
+        assert any(s.kind == "conv2d" for s in cm.steps if s.name in writers), writers   # in place
+        assert len(writers) <= len(concat.inputs)
     if model == "transpose":
         assert any(i.opcode == "DMA_IN" and i.src.strides for i in cm.program.instructions)
 
