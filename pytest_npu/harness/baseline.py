@@ -72,10 +72,14 @@ class Tolerance:
 INTEGRAL_METRICS = frozenset({"cycles", "macs", "host_cycles", "roofline_cycles"})
 
 
+def is_count(metric: str) -> bool:
+    return metric in INTEGRAL_METRICS or metric.endswith("_bytes")
+
+
 def default_tolerance(metric: str, value: float | None = None) -> Tolerance:
     """Counts (cycles, bytes, MACs) must match exactly; other figures within rounding noise."""
     integral = isinstance(value, int) and not isinstance(value, bool)
-    if integral or metric in INTEGRAL_METRICS or metric.endswith("_bytes"):
+    if integral or is_count(metric):
         return Tolerance()
     if metric in ACCURACY_METRICS:
         return Tolerance(relative=ACCURACY_DEFAULT_RELATIVE)
@@ -235,7 +239,9 @@ class BaselineFile:
 
     def set_entry(self, test: str, target: str, metrics: Mapping[str, Any],
                   provenance: Mapping[str, Any]) -> None:
-        self.tests.setdefault(test, {})[target] = {"metrics": normalise(dict(metrics)),
+        counts = {name: int(value) for name, value in metrics.items()
+                  if is_count(name) and isinstance(value, float) and value.is_integer()}
+        self.tests.setdefault(test, {})[target] = {"metrics": normalise({**metrics, **counts}),
                                                    "provenance": normalise(dict(provenance))}
 
     def remove(self, test: str, target: str | None = None) -> None:

@@ -224,7 +224,8 @@ class BaselineSession:
             self._update(records)
         if self.update or self.enabled:
             self._check_unused(session, records)
-        self._save()
+        if self.update:                          # a comparing run never writes, whatever it read
+            self._save()
         self._export(records, outcomes)
 
     def _summarise(self, records: list) -> list[Outcome]:

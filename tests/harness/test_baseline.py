@@ -99,6 +99,13 @@ def _sample_file(tmp_path):
     return baseline
 
 
+def test_counts_are_stored_as_integers():
+    baseline = bl.BaselineFile(bl.Path("x.json"), "m.py")
+    baseline.set_entry("t", "u55", {"cycles": 8599.0, "dram_read_bytes": 12.0, "latency_ms": 2.0}, {})
+    assert baseline.tests["t"]["u55"]["metrics"] == {"cycles": 8599, "dram_read_bytes": 12, "latency_ms": 2.0}
+    assert '"cycles": 8599,' in baseline.dumps()
+
+
 def test_file_format_sorted_versioned_and_round_trips(tmp_path):
     baseline = _sample_file(tmp_path)
     assert bl.save_baseline(baseline) is True

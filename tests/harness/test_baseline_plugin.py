@@ -132,6 +132,14 @@ def test_update_records_every_test_then_the_suite_passes(suite):
     assert baseline_file(suite).read_bytes() == before          # re-recording the same figures is a no-op
 
 
+def test_a_comparing_run_never_writes(suite):
+    recorded(suite)
+    hand_formatted = json.dumps(json.loads(baseline_file(suite).read_text()), indent=4)
+    baseline_file(suite).write_text(hand_formatted)
+    run(suite).assert_outcomes(passed=4)
+    assert baseline_file(suite).read_text() == hand_formatted
+
+
 def test_regression_fails_with_baseline_and_delta_in_the_table(suite):
     recorded(suite)
     set_figures(suite, test_port={"cycles": 1001, "sqnr_db": 29.0})
