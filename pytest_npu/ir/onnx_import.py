@@ -84,7 +84,37 @@ def from_onnx(model: str | os.PathLike | onnx.ModelProto | bytes, *, batch: int 
     logical = fold_quantization(view)
     graph = lower(logical, view)
     graph.source = source
+    check_graph(graph)
     return graph
+
+
+def check_graph(graph: Graph) -> None:
+    """The contract with the compiler, verified on every import: known ops with their attrs,
+    every tensor declared, nodes topologically sorted, constants carrying data of their shape."""
+    from .graph import OPS
+
+    problems = []
+    ready = set(graph.inputs) | {n for n, t in graph.tensors.items() if t.is_constant}
+    for node in graph.nodes:
+        if node.op not in OPS:
+            problems.append(f"node '{node.name}' has unknown op '{node.op}'")
+            continue
+        missing = [a for a in OPS[node.op] if a not in node.attrs]
+        if missing:
+            problems.append(f"node '{node.name}' ({node.op}) lacks attrs {missing}")
+        for x in node.inputs:
+            if x and x not in graph.tensors:
+                problems.append(f"node '{node.name}' reads undeclared tensor '{x}'")
+            elif x and x not in ready:
+                problems.append(f"node '{node.name}' reads '{x}' before it is produced")
+        ready.update(o for o in node.outputs if o)
+    for name, t in graph.tensors.items():
+        if t.is_constant and tuple(np.shape(t.data)) != tuple(t.shape):
+            problems.append(f"constant '{name}' has data of shape {np.shape(t.data)}, declared {t.shape}")
+    problems += [f"output '{o}' is never produced" for o in graph.outputs if o not in ready]
+    if problems:
+        raise ModelError(f"{graph.source}: the importer produced an inconsistent graph (an importer "
+                         f"bug; please report it with the model): {'; '.join(problems[:5])}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -186,3 +186,17 @@ def test_model_proto_input_is_not_modified():
     assert m.SerializeToString() == before
     assert isinstance(from_onnx(before).nodes, list)
     assert onnx.load_from_string(before) is not None
+
+
+def test_graph_self_check_reports_importer_bugs():
+    from pytest_npu.ir import Graph, Node, Tensor
+    from pytest_npu.ir.onnx_import import check_graph
+
+    graph = Graph("g", {"x": Tensor("x", (1, 4), "float32"), "y": Tensor("y", (1, 4), "float32")},
+                  [Node("n1", "softmax", ["x"], ["y"], {}), Node("n2", "warp", ["y"], ["z"], {})],
+                  ["x"], ["y", "z"], source="m.onnx")
+    with pytest.raises(ModelError) as info:
+        check_graph(graph)
+    msg = str(info.value)
+    assert "m.onnx" in msg and "lacks attrs ['axis']" in msg and "unknown op 'warp'" in msg
+    assert "'z' is never produced" in msg

@@ -99,6 +99,12 @@ CASES = {
                                 N("Mul", ["m", "half"], ["y"])], X4,
                                {"r2": np.float32(np.sqrt(2)), "one": np.float32(1), "half": np.float32(0.5)}),
                          {"gelu"}),
+    "erf_gelu_half_first": (model([N("Mul", ["x", "half"], ["h"]), N("Mul", ["x", "r"], ["d"]),
+                                   N("Erf", ["d"], ["e"]), N("Add", ["one", "e"], ["a"]),
+                                   N("Mul", ["h", "a"], ["y"])], X4,
+                                  {"r": np.float32(1 / np.sqrt(2)), "one": np.float32(1),
+                                   "half": np.float32(0.5)}), {"gelu"}),
+    "erf_alone_on_host": (model([N("Erf", ["x"], ["y"])], X4), {"float_op"}),
     "maxpool_pads": (model([N("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2],
                               pads=[1, 1, 1, 1])], X4), {"max_pool"}),
     "maxpool_ceil": (model([N("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2],
@@ -198,6 +204,17 @@ def _quantise(m: onnx.ModelProto, tmp_path, name: str) -> onnx.ModelProto:
                     per_channel=name not in PER_TENSOR_ONLY,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
     return onnx.load(dst)
+
+
+def test_every_supported_op_is_imported_somewhere():
+    """The cases here plus the real/QOperator models cover the whole supported list."""
+    from pytest_npu.ir.onnx_import import SUPPORTED_OPS
+
+    seen = {n.op_type for m, _ in CASES.values() for n in m.graph.node}
+    elsewhere = {  # covered by test_real_models / test_qoperator / test_qdq_patterns
+        "QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+        "MatMulInteger", "DynamicQuantizeLinear", "Cast"}
+    assert SUPPORTED_OPS - seen - elsewhere == set()
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

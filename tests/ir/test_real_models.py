@@ -67,7 +67,8 @@ def test_qdq_cnn_structure(cnn_models):
     dw = graph.nodes[2]
     assert graph.tensors[dw.inputs[1]].shape == (3, 3, 8) and graph.tensors[dw.inputs[1]].quant.axis == 2
     fc = graph.nodes[-1]
-    assert graph.tensors[fc.inputs[1]].shape == (48, 10)
+    assert graph.tensors[fc.inputs[1]].shape == (48, 10)     # rows permuted CHW -> HWC, no transpose
+    assert "transpose" not in ops
     assert graph.tensors[fc.outputs[0]].dtype == "int8" and fc.outputs[0] in graph.output_quant
 
 
