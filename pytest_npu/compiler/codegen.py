@@ -183,10 +183,10 @@ class CodeGen:
     # ---- host and copies ----------------------------------------------------------------------
     def _dram_operand(self, name: str) -> Operand:
         t = self.graph.tensors[name]
-        if t.is_constant:
+        if t.is_constant:       # constants keep their full IR shape (a 1x1 kernel is not a batch)
             key = f"const:{name}"
             if key not in self.consts.infos:
-                self.consts.add(key, np.asarray(t.data).reshape(sample_shape(tuple(t.shape))), t.dtype)
+                self.consts.add(key, np.asarray(t.data).reshape(tuple(t.shape)), t.dtype)
             return self.consts.infos[key].operand()
         loc = self.locs[self.root(name)]
         if loc.mem != "dram":    # pragma: no cover - the planner forces host operands to DRAM

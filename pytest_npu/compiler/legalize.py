@@ -158,8 +158,9 @@ class Legalizer:
     def _check_dtype(self, name: str, node: Node) -> str:
         q = self.quant(name, node)
         if q.dtype not in self.target.dtypes:
+            hint = "; quantise activations as int8 (activation_type=QuantType.QInt8)" if q.dtype == "uint8" else ""
             raise _Refuse(f"{q.dtype} activations ('{name}') are not in {self.target.name}'s dtypes "
-                          f"{sorted(self.target.dtypes)}")
+                          f"{sorted(self.target.dtypes)}{hint}")
         return q.dtype
 
     def _activation_inputs(self, node: Node) -> list[str]:

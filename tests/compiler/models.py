@@ -228,7 +228,8 @@ def quantize(model: onnx.ModelProto, input_shape, *, activation: str = "int8", s
         src, dst = Path(tmp) / "f.onnx", Path(tmp) / "q.onnx"
         onnx.save(model, src)
         quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt16 if activation == "int16" else QuantType.QInt8,
+                        activation_type={"int16": QuantType.QInt16, "uint8": QuantType.QUInt8}.get(
+                            activation, QuantType.QInt8),
                         weight_type=QuantType.QInt8,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         return onnx.load(str(dst))

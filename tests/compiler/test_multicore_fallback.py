@@ -51,3 +51,22 @@ def test_fallback_error_names_the_layer():
     q, _ = qdq_model("softmax")
     with pytest.raises(CompileError, match=r"layer '.*' \(softmax\).*fallback"):
         compiler.compile(q, "u55-256", fallback="error")
+
+
+def test_uint8_model_runs_on_the_host_and_matches_onnxruntime():
+    from models import Builder, quantize
+    b = Builder((1, 3, 8, 8), seed=1).conv(4, k=1, pad=0).pool().conv(4).flatten().fc(5)
+    q = quantize(b.model(), b.input_shape, activation="uint8")
+    cm = compiler.compile(q, "u55-256")
+    reasons = [reason for _, _, reason in cm.unsupported()]
+    assert len(reasons) == 4 and all("uint8" in r and "QInt8" in r for r in reasons)
+    x = inputs_for(b.input_shape, 3)
+    (name,) = cm.program.outputs
+    assert_matches_ort(cm.run(x).outputs[name], ort_run(q, x), float(cm.graph.output_quant[name].scale))
+
+
+def test_float_model_is_refused_with_a_hint():
+    from models import Builder
+    b = Builder((1, 3, 8, 8), seed=1).conv(4).flatten().fc(5)
+    with pytest.raises(CompileError, match="float32.*[Qq]uantise the model first"):
+        compiler.compile(b.model(), "u55-256")
