@@ -169,6 +169,22 @@ class Legalizer:
     def _bits(self, dtype: str) -> int:
         return 16 if dtype == "int16" else 32
 
+    def _requant_bounded(self, acc_scale, out_q: QuantParams, lo: int, hi: int, dtype: str,
+                         acc_bound: int) -> Requant:
+        """int16 activations need apply_scale_16 (15-bit multipliers, 48-bit accumulators) only
+        when the accumulator can leave int32; otherwise the 31-bit multiplier is 2**16 times more
+        precise. TOSA's apply_scale_32 also needs |acc| < 2**(shift-1), checked on the result."""
+        if dtype == "int16" and acc_bound < 2 ** 31:
+            req = _requant(acc_scale, out_q, lo, hi, 32)
+            if acc_bound < 2 ** (min(min(req.shift), 32) - 1):
+                return req
+        return _requant(acc_scale, out_q, lo, hi, self._bits(dtype))
+
+    @staticmethod
+    def _input_span(dtype: str, zp: int) -> int:
+        lo, hi = dtype_range(dtype)
+        return max(abs(lo - zp), abs(hi - zp))
+
     def _check_limits(self, node: Node, kernel=(1, 1), stride=(1, 1), dilation=(1, 1),
                       padding=(0, 0, 0, 0), channels: int = 0) -> None:
         lim = self.target.limits
@@ -353,7 +369,10 @@ class Legalizer:
         bias = self._bias(b, cout)
         acc_scale = in_scale * np.broadcast_to(np.asarray(wt.quant.scale, np.float64), (cout,))
         lo, hi = _clamp(node, out_q)
-        req = _requant(acc_scale, out_q, lo, hi, self._bits(dtype))
+        w_abs = np.abs(weights.astype(np.int64) - int(w_zp[0]))
+        per_out = w_abs.reshape(-1, cout).sum(axis=0)
+        bound = int((per_out * self._input_span(dtype, in_zp) + np.abs(bias.astype(np.int64))).max())
+        req = self._requant_bounded(acc_scale, out_q, lo, hi, dtype, bound)
         params = dict(stride=stride, dilation=dilation, padding=padding, kernel=tuple(kernel),
                       ifm_zp=in_zp, weight_zp=int(w_zp[0]), requant=req, dtype=dtype)
         return Step(node.name, node.op, node.op, [x], [out], params=params,
@@ -393,10 +412,13 @@ class Legalizer:
         self._check_limits(node, channels=max(weights.shape))
         acc_scale = in_scale * np.broadcast_to(np.asarray(wt.quant.scale, np.float64), (n_out,))
         lo, hi = _clamp(node, out_q)
-        req = _requant(acc_scale, out_q, lo, hi, self._bits(dtype))
+        bias = self._bias(b, n_out)
+        per_out = np.abs(weights.astype(np.int64) - int(w_zp[0])).sum(axis=0)
+        bound = int((per_out * self._input_span(dtype, in_zp) + np.abs(bias.astype(np.int64))).max())
+        req = self._requant_bounded(acc_scale, out_q, lo, hi, dtype, bound)
         params = dict(ifm_zp=in_zp, weight_zp=int(w_zp[0]), requant=req, dtype=dtype)
         return Step(node.name, node.op, "fully_connected", [x], [out], params=params,
-                    consts={"weights": weights.astype(np.int8), "bias": self._bias(b, n_out)})
+                    consts={"weights": weights.astype(np.int8), "bias": bias})
 
     def _lower_matmul(self, node: Node) -> Step:
         a, b = node.inputs[0], node.inputs[1]
@@ -444,7 +466,8 @@ class Legalizer:
         self._check_limits(node, kernel, stride, (1, 1), padding, fmap_shape(self.tensor(x).shape)[2])
         lo, hi = _clamp(node, out_q)
         count = int(kernel[0] * kernel[1])
-        req = _requant(np.array([s_in / count]), out_q, lo, hi, self._bits(dtype))
+        req = self._requant_bounded(np.array([s_in / count]), out_q, lo, hi, dtype,
+                                    count * self._input_span(dtype, z_in))
         return Step(node.name, node.op, "pool", [x], [out],
                     params=dict(pool="avg", kernel=tuple(kernel), stride=tuple(stride),
                                 padding=tuple(padding), ifm_zp=z_in, requant=req, dtype=dtype))
@@ -556,7 +579,8 @@ class Legalizer:
             lo = max(lo, int(np.rint(lo_real / s_out)) + z_out)
         if hi_real is not None:
             hi = min(hi, int(np.rint(hi_real / s_out)) + z_out)
-        req = _requant(np.array([s_in]), out_q, lo, hi, self._bits(in_q.dtype))
+        req = self._requant_bounded(np.array([s_in]), out_q, lo, hi, in_q.dtype,
+                                    self._input_span(in_q.dtype, z_in))
         return Step(node.name, node.op, "rescale", [x], [out],
                     params=dict(ifm_zp=z_in, requant=req, dtype=in_q.dtype, out_dtype=out_q.dtype))
 
@@ -598,7 +622,8 @@ class Legalizer:
             self._check_dtype(name, node)
             s_in, z_in = _per_tensor(t.quant, f"input '{name}'")
             lo, hi = dtype_range(out_q.dtype)
-            req = _requant(np.array([s_in]), out_q, lo, hi, self._bits(t.quant.dtype))
+            req = self._requant_bounded(np.array([s_in]), out_q, lo, hi, t.quant.dtype,
+                                        self._input_span(t.quant.dtype, z_in))
             channels = fmap_shape(t.shape)[2]
             # each operand is rescaled straight into its channel slice of the output buffer
             parts.append(Step(node.name, node.op, "rescale", [name], [out],

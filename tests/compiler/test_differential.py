@@ -78,6 +78,7 @@ def test_less_common_ops_match_onnxruntime(model, target):
 def test_int16_activations_match_onnxruntime():
     q, shape = qdq_model("slice", "int16")
     cm, ex, diff = _compare(q, shape, "u55-256")
+    assert np.mean(diff == 0) >= 0.95          # 31-bit multipliers wherever the accumulator fits int32
     assert cm.graph.tensors[cm.program.inputs[0]].dtype == "int16"
     assert all(i.ifm.dtype == "int16" for i in cm.program.instructions if i.opcode == "CONV2D")
 
