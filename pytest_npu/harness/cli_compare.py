@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
               for status in ("ok", "regressed", "improved", "changed", "new", "gone")}
     print(", ".join(f"{count} {status}" for status, count in counts.items() if count) or "no figures to compare")
     if regressed:
-        print(f"FAILED: {len(regressed)} figures regressed from {run_a.label} to {run_b.label}")
+        print(f"FAILED: {len(regressed)} figure{'s' if len(regressed) != 1 else ''} regressed "
+              f"from {run_a.label} to {run_b.label}")
         return EXIT_REGRESSION
     return 0
 

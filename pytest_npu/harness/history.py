@@ -398,7 +398,9 @@ def changes(before: Iterable[Point], after: Iterable[Point], tolerances: Mapping
                                str(tolerance)))
             continue
         status = compare_metric(metric, now, then, tolerance).status
-        if gate is not None and metric not in gate and status != "ok":
-            status = "changed"
+        if gate is not None and metric not in gate:
+            status = "changed" if status != "ok" else status
+            rows.append(Change(test_name, target_name, metric, then, now, status, "not gated"))
+            continue
         rows.append(Change(test_name, target_name, metric, then, now, status, str(tolerance)))
     return rows
