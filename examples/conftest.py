@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 import pytest_npu.strategies  # noqa: F401  (registers the "npu" Hypothesis profile named in pytest.ini)
-from pytest_npu.harness.session import ModelPair
+from pytest_npu.harness import ModelPair
 from reference_models import digits_cnn
 
 

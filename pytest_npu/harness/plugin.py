@@ -227,8 +227,11 @@ class _RecordCollector:
 
     def pytest_runtest_logreport(self, report):
         if report.when == "call":
+            outcome = report.outcome
+            if hasattr(report, "wasxfail"):
+                outcome = "xfailed" if report.skipped else "xpassed"
             for record in xdist.extract(report):
-                record.outcome = report.outcome
+                record.outcome = outcome
                 self.records.append(record)
 
 

@@ -19,6 +19,8 @@ SUMMARY_METRICS = ("latency_ms", "cycles", "energy_mj", "sram_kib", "mse", "sqnr
 
 def status(record) -> str:
     """'ok', 'over budget' (--npu-no-budgets), 'FAILED' (breach made the test fail) or the outcome."""
+    if record.outcome in ("xfailed", "xpassed", "skipped"):
+        return record.outcome
     if record.breaches:
         return "FAILED" if record.outcome == "failed" else "over budget"
     return "ok" if record.outcome in ("passed", "") else record.outcome
