@@ -21,6 +21,7 @@ from . import baseline as bl
 
 SESSION_KEY: pytest.StashKey[BaselineSession] = pytest.StashKey()
 UPDATE_MODES = ("all", "new")
+OFF = ("", "off", "false", "no", "0", "none")
 HEADLINE_METRICS = ("cycles", "latency_ms", "energy_mj", "mse")
 
 
@@ -37,8 +38,8 @@ def _update_mode(value: str) -> str:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("npu", "NPU testing (pytest-npu)")
     group.addoption("--npu-baseline-dir", metavar="DIR", default=None,
-                    help="directory for committed baselines (default: __npu__/ beside each test module); "
-                         "ini: npu_baseline_dir")
+                    help="directory for committed baselines, relative to rootdir (default: __npu__/ beside "
+                         "each test module); ini: npu_baseline_dir")
     group.addoption("--npu-compare-fail", metavar="METRIC:N%|ABS", action="append", default=[],
                     help="tolerance of a baseline comparison, e.g. latency_ms:2%% or mse:1e-4 (repeatable; "
                          "default exact for integer figures, 1e-9 relative for floats); ini: npu_compare_fail")
@@ -123,11 +124,12 @@ class BaselineSession:
         ini_tolerances = bl.tolerances_from(config.getini("npu_compare_fail"), where="ini npu_compare_fail")
         history_ini = str(config.getini("npu_history") or "").strip()
         history: Path | None = None
-        if not option.npu_no_history and history_ini.lower() not in ("", "off", "false", "no", "0"):
-            history = Path(option.npu_history or history_ini)
-            history = history if history.is_absolute() else Path(config.rootpath) / history
-        elif option.npu_history and not option.npu_no_history:
+        if option.npu_no_history:
+            history = None
+        elif option.npu_history:                                  # a command-line path: from the cwd
             history = Path(option.npu_history).absolute()
+        elif history_ini.lower() not in OFF:                      # an ini path: from the rootdir
+            history = Path(history_ini) if Path(history_ini).is_absolute() else Path(config.rootpath) / history_ini
         fail_on_improvement = option.npu_fail_on_improvement
         return cls(
             rootdir=Path(config.rootpath),
@@ -433,6 +435,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         _note_collected(session.config.stash[SESSION_KEY], [item.nodeid for item in session.items])
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     state = config.stash.get(SESSION_KEY, None)
     if state is None or state.is_worker or not state.lines:

@@ -172,6 +172,8 @@ def test_improvement_is_reported_and_fails_only_when_asked(suite):
     failed = run(suite, "--npu-fail-on-improvement")
     failed.assert_outcomes(failed=1, passed=3)
     failed.stdout.fnmatch_lines(["*improved (refresh with --npu-update-baseline) by -100*"])
+    suite.makeini("[pytest]\nnpu_fail_on_improvement = true\n")
+    run(suite).assert_outcomes(failed=1, passed=3)
 
 
 def test_update_never_records_a_value_that_breaks_the_budget(suite):
@@ -359,6 +361,13 @@ def test_history_records_every_run_with_release_labels(suite):
     custom = suite.path / "elsewhere.sqlite"
     suite.runpytest("-p", "no:randomly", "--npu-history", str(custom), "--npu-no-baseline")
     assert custom.is_file()
+    suite.makeini("[pytest]\nnpu_history = off\n")
+    db.unlink()
+    suite.runpytest("-p", "no:randomly").assert_outcomes(passed=3, failed=1)
+    assert not db.exists()
+    suite.makeini("[pytest]\nnpu_history = runs/h.sqlite\n")
+    suite.runpytest("-p", "no:randomly").assert_outcomes(passed=3, failed=1)
+    assert (suite.path / "runs" / "h.sqlite").is_file()
 
 
 def test_exports_from_a_run(suite):
