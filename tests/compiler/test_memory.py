@@ -7,6 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 from conftest import inputs_for, qdq_model
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 import pytest_npu.compiler as compiler
 from pytest_npu import targets
@@ -83,3 +85,24 @@ def test_target_too_small_for_any_tiling_names_layer_and_bytes():
 def _ints(cm, x):
     name = cm.program.inputs[0]
     return {name: cm.graph.input_quant[name].quantize(x.transpose(0, 2, 3, 1))}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=st.sampled_from(["cnn", "chain", "slice"]), sram_kib=st.integers(2, 64),
+       cores=st.integers(1, 3), double_buffer=st.booleans())
+def test_outputs_do_not_depend_on_tiling_or_scheduling(model, sram_kib, cores, double_buffer):
+    """Any SRAM size, core count and buffering that compiles gives bit-identical outputs."""
+    q, shape = qdq_model(model)
+    reference = compiler.compile(q, "edge-3core", cores=1, double_buffer=False)
+    try:
+        cm = compiler.compile(q, "edge-3core", sram_limit_bytes=sram_kib * 1024, cores=cores,
+                              double_buffer=double_buffer)
+    except CompileError as exc:
+        assert "does not fit in SRAM" in str(exc)
+        assume(False)
+    ints = _ints(reference, inputs_for(shape, 2, seed=sram_kib))
+    expected = reference.run_quantized(ints)
+    got = cm.run_quantized(ints)       # the emulator faults on any hazard the deps miss
+    for name in reference.program.outputs:
+        np.testing.assert_array_equal(got.outputs[name], expected.outputs[name])
+    assert got.summary.sram_peak_bytes <= sram_kib * 1024
