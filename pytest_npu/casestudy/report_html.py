@@ -49,7 +49,7 @@ def grouped_bars(title: str, groups: Sequence[tuple[str, dict[str, float]]], uni
     colours = _colours(series)
     bar, gap, left, right = 10, 8, 190, 170
     width = 860
-    height = 30 + len(groups) * (len(series) * bar + gap) + 20
+    height = 30 + len(groups) * (len(series) * bar + gap) + 24
     top = max((v for _, values in groups for v in values.values()), default=0.0) or 1.0
     plot = width - left - right
     out = [_svg_open(width, height, title), f'<text x="{left}" y="14">{escape(title)} ({escape(unit)})</text>']
@@ -65,16 +65,37 @@ def grouped_bars(title: str, groups: Sequence[tuple[str, dict[str, float]]], uni
             y += bar
         y += gap
     out.append(f'<line x1="{left}" x2="{left}" y1="22" y2="{y}" stroke="#999"/>')
+    for i in range(1, 5):
+        x = left + plot * i / 4
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="22" y2="{y}" stroke="#e6e6e6"/>'
+                   f'<text x="{x:.1f}" y="{y + 12}" text-anchor="middle">{top * i / 4:,.0f}</text>')
     out.append(_legend(series, colours, width - right + 20, 30))
     out.append("</svg>")
     return "".join(out)
 
 
+def _marker(shape: int, x: float, y: float, colour: str, tip: str) -> str:
+    """A point drawn as circle, square, triangle or diamond (one shape per model variant)."""
+    r = 5.5
+    kind = shape % 4
+    if kind == 0:
+        body = f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}"'
+    elif kind == 1:
+        body = f'<rect x="{x - r:.1f}" y="{y - r:.1f}" width="{2 * r}" height="{2 * r}"'
+    else:
+        points = ([(x, y - r - 1), (x + r + 1, y + r), (x - r - 1, y + r)] if kind == 2 else
+                  [(x, y - r - 1), (x + r + 1, y), (x, y + r + 1), (x - r - 1, y)])
+        body = '<polygon points="' + " ".join(f"{px:.1f},{py:.1f}" for px, py in points) + '"'
+    return f'{body} fill="{colour}" fill-opacity=".85" stroke="#333" stroke-width=".6"><title>{tip}</title>' \
+           + ("</circle>" if kind == 0 else "</rect>" if kind == 1 else "</polygon>")
+
+
 def scatter(title: str, points: Sequence[tuple[float, float, str, str]], x_label: str, y_label: str) -> str:
-    """(x, y, series, label) points, x on a log scale (latencies span orders of magnitude)."""
+    """(x, y, series, kind) points: colour = series (target), shape = kind (variant); x on a log scale."""
     series = list(dict.fromkeys(p[2] for p in points))
+    kinds = list(dict.fromkeys(p[3] for p in points))
     colours = _colours(series)
-    width, height, left, right, top_pad, bottom = 760, 340, 70, 170, 24, 50
+    width, height, left, right, top_pad, bottom = 780, 340, 70, 190, 24, 50
     xs = [math.log10(p[0]) for p in points if p[0] > 0]
     ys = [p[1] for p in points]
     x_lo, x_hi = (min(xs), max(xs)) if xs else (0.0, 1.0)
@@ -94,20 +115,28 @@ def scatter(title: str, points: Sequence[tuple[float, float, str, str]], x_label
            f'<rect x="{left}" y="{top_pad}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#bbb"/>']
     for i in range(5):
         value = y_lo + (y_hi - y_lo) * i / 4
-        out.append(f'<text x="{left - 5}" y="{py(value) + 4:.1f}" text-anchor="end">{100 * value:.1f}</text>')
-        exponent = x_lo + (x_hi - x_lo) * i / 4
-        out.append(f'<text x="{left + plot_w * i / 4:.1f}" y="{top_pad + plot_h + 15}" text-anchor="middle">'
-                   f'{10 ** exponent:.3g}</text>')
+        out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(value):.1f}" y2="{py(value):.1f}" '
+                   f'stroke="#e6e6e6"/><text x="{left - 5}" y="{py(value) + 4:.1f}" text-anchor="end">'
+                   f'{100 * value:.1f}</text>')
+    for exponent in range(math.floor(x_lo), math.ceil(x_hi) + 1):
+        for mantissa in (1, 2, 5):
+            tick = mantissa * 10.0 ** exponent
+            if x_lo <= math.log10(tick) <= x_hi:
+                out.append(f'<line x1="{px(tick):.1f}" x2="{px(tick):.1f}" y1="{top_pad}" '
+                           f'y2="{top_pad + plot_h}" stroke="#e6e6e6"/><text x="{px(tick):.1f}" '
+                           f'y="{top_pad + plot_h + 15}" text-anchor="middle">{tick:g}</text>')
     out.append(f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle">{escape(x_label)}</text>'
                f'<text x="14" y="{top_pad + plot_h / 2}" transform="rotate(-90 14 {top_pad + plot_h / 2})" '
                f'text-anchor="middle">{escape(y_label)}</text>')
-    for x, y, name, label in points:
-        if x <= 0:
-            continue
-        out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="5" fill="{colours[name]}" fill-opacity=".8">'
-                   f'<title>{escape(label)} on {escape(name)}: {x:.4g} ms, top-1 {100 * y:.1f} %</title></circle>'
-                   f'<text x="{px(x) + 7:.1f}" y="{py(y) - 5:.1f}" font-size="9">{escape(label)}</text>')
+    for x, y, name, kind in points:
+        if x > 0:
+            tip = f"{escape(kind)} on {escape(name)}: {x:.4g} ms, top-1 {100 * y:.1f} %"
+            out.append(_marker(kinds.index(kind), px(x), py(y), colours[name], tip))
     out.append(_legend(series, colours, width - right + 20, top_pad + 6))
+    legend_y = top_pad + 6 + 16 * len(series) + 14
+    for i, kind in enumerate(kinds):
+        out.append(_marker(i, width - right + 25.5, legend_y + 16 * i + 5, "#fff", escape(kind))
+                   + f'<text x="{width - right + 36}" y="{legend_y + 16 * i + 9}">{escape(kind)}</text>')
     out.append("</svg>")
     return "".join(out)
 
