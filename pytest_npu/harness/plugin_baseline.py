@@ -221,24 +221,24 @@ class BaselineSession:
     def finish(self, session: pytest.Session, records: list) -> None:
         if self.is_worker:
             return
-        outcomes = self._summarise(records) if self.enabled or self.update else []
+        if self.enabled or self.update:
+            self._summarise(records)
         if self.update:
             self._update(records)
         if self.update or self.enabled:
             self._check_unused(session, records)
         if self.update:                          # a comparing run never writes, whatever it read
             self._save()
-        self._export(records, outcomes)
+        self._export(records)
 
-    def _summarise(self, records: list) -> list[Outcome]:
-        outcomes = []
+    def _summarise(self, records: list) -> None:
+        """Counts and one line per regression, improvement, metric change and provenance change."""
         counts = {"passed": 0, "regressed": 0, "improved": 0, "missing": 0}
         for record in records:
             try:
                 outcome = self.judge(record)
-            except BaselineError:
+            except (BaselineError, BudgetUsageError):   # already a failure row of that test
                 continue
-            outcomes.append(outcome)
             statuses = {row.status for row in outcome.comparisons}
             where = f"{record.nodeid} [{record.target}]"
             if outcome.missing:
@@ -248,9 +248,11 @@ class BaselineSession:
                 if row.status in ("regressed", "improved"):
                     self.lines.append(f"{row.status}: {where} {row.metric} {bl.normalise(row.baseline)} -> "
                                       f"{bl.normalise(row.measured)} ({row.delta_text}, tolerance {row.tolerance})")
-                elif row.status in ("new-metric", "missing-metric"):
-                    self.lines.append(f"{row.status.replace('-', ' ')}: {where} {row.metric} "
-                                      f"(not in both the baseline and this run)")
+                elif row.status == "new-metric":
+                    self.lines.append(f"new metric: {where} {row.metric} (not in the baseline yet; "
+                                      f"--npu-update-baseline adds it)")
+                elif row.status == "missing-metric":
+                    self.lines.append(f"not measured: {where} {row.metric} (in the baseline, not in this run)")
             if outcome.provenance:
                 self.lines.append(f"provenance changed: {where}: " + ", ".join(outcome.provenance))
             key = "regressed" if "regressed" in statuses else "improved" if "improved" in statuses else "passed"
@@ -260,7 +262,6 @@ class BaselineSession:
         if records:
             self.lines.insert(0, ", ".join(f"{count} {name}" for name, count in counts.items() if count)
                               + " against baselines" + (f" (update mode: {self.update})" if self.update else ""))
-        return outcomes
 
     def _update(self, records: list) -> None:
         from .verdict import check_budgets
@@ -311,7 +312,9 @@ class BaselineSession:
         lines = []
         for (module, key), targets in sorted(ran.items()):
             baseline = self.files.get(module)
-            for target in sorted(set(baseline.tests.get(key, {})) - targets) if baseline else []:
+            if baseline is None:
+                continue
+            for target in sorted(set(baseline.tests.get(key, {})) - targets):
                 lines.append(f"not run: {key} on target {target} (entry kept in {_rel(baseline.path, self.rootdir)}; "
                              f"delete it by hand if the target was dropped)")
         return lines
@@ -360,7 +363,7 @@ class BaselineSession:
             if baseline.tests or baseline.path.exists():
                 bl.save_baseline(baseline)
 
-    def _export(self, records: list, outcomes: list[Outcome]) -> None:
+    def _export(self, records: list) -> None:
         from . import exports, history
 
         if not records:
