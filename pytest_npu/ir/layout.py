@@ -64,7 +64,7 @@ class _Lowerer:
 
     # -- helpers ------------------------------------------------------------------------------
     def where(self, node: Node) -> str:
-        return f"{self.view.source}: node '{node.name}' ({node.source_ops[0] if node.source_ops else node.op})"
+        return f"{self.view.source}: node '{node.name}' ({node.op})"
 
     def fail(self, node: Node, what: str) -> ModelError:
         return ModelError(f"{self.where(node)}: {what}")
@@ -813,10 +813,38 @@ class _Lowerer:
         src = self.to_onnx_layout(node, x)
         self._onnx_layout_result(node, "layernorm", [src, *names], {"axis": axis, "epsilon": eps})
 
+    def op_ReduceMean(self, node: Node) -> None:
+        """Mean over H and W is a global average pool (how torch exports ``x.mean((2, 3))``)."""
+        x, out = node.inputs[0], node.outputs[0]
+        xs = self.lt(x).shape
+        if len(node.inputs) > 1 and node.inputs[1]:
+            axes = [int(a) for a in self._const_input(node, 1, "axes").reshape(-1)]
+        else:
+            axes = list(node.attrs.get("axes", range(len(xs))))
+        axes = sorted(a % len(xs) for a in axes)
+        if len(xs) != 4 or axes != [2, 3]:
+            self.float_op(node)
+            return
+        keep = int(node.attrs.get("keepdims", 1))
+        if keep:
+            self.emit(node, "global_avg_pool", [self.act(x)], [self.out(out)])
+            return
+        t = self.lt(out)
+        pooled = self.temp(f"{out}__pooled", (xs[0], 1, 1, xs[1]), t)
+        self.tensors[pooled].quant = t.quant
+        self.emit(node, "global_avg_pool", [self.act(x)], [pooled])
+        self.emit(node, "reshape", [pooled], [self.out(out)], {"shape": tuple(t.shape)}, suffix="/squeeze")
+
     # -- host fallback ------------------------------------------------------------------------------
     def float_op(self, node: Node) -> None:
-        """An ONNX node the NPU cannot express: run on the host with ONNX semantics (NCHW)."""
-        op = node.source_ops[0] if node.source_ops else node.op
+        """An ONNX node the NPU cannot express: run on the host with ONNX semantics (NCHW).
+
+        Quantised operands are dequantised first and quantised results requantised after
+        (``rescale`` nodes), so the host always computes on real values."""
+        if any(x and self.lt(x).quant is not None for x in node.inputs + node.outputs):
+            self._float_op_on_reals(node)
+            return
+        op = node.op
         if op in _LAYOUT_FREE and len(node.inputs) == 1 and node.inputs[0] not in self.flat:
             x = self.act(node.inputs[0]) if not self.is_const(node.inputs[0]) else self.to_onnx_layout(node, node.inputs[0])
             outs = [self.out(o) if o else "" for o in node.outputs]
@@ -840,6 +868,47 @@ class _Lowerer:
         self.emit(node, "float_op", inputs, outs, {"onnx_op": op, "onnx_attrs": attrs})
         for tmp, o in fix:
             self.from_onnx_layout(node, tmp, o)
+
+    def _float_op_on_reals(self, node: Node) -> None:
+        reals = []
+        for x in node.inputs:
+            t = self.lt(x) if x else None
+            if t is None or t.quant is None:
+                reals.append(x)
+            elif t.is_constant:
+                name = _real_name(x)
+                scale, zp = t.quant.scale, t.quant.zero_point
+                if t.quant.axis is not None:
+                    shape = [1] * t.data.ndim
+                    shape[t.quant.axis] = -1
+                    scale, zp = scale.reshape(shape), zp.reshape(shape)
+                self.lg.tensors[name] = Tensor(name, t.shape, "float32", None,
+                                               ((t.data.astype(np.int64) - zp) * scale).astype(np.float32))
+                reals.append(name)
+            else:
+                name = _real_name(x)
+                if name not in self.tensors:
+                    self.lg.tensors[name] = Tensor(name, t.shape, "float32")
+                    self._unary(Node(node.name + "/dequantize", "Rescale", [x], [name], {}, []), "rescale", {})
+                reals.append(name)
+        outs = []
+        requant = []
+        for o in node.outputs:
+            t = self.lt(o) if o else None
+            if t is None or t.quant is None:
+                outs.append(o)
+                continue
+            name = _real_name(o)
+            self.lg.tensors[name] = Tensor(name, t.shape, "float32")
+            outs.append(name)
+            requant.append((name, o))
+        self.float_op(Node(node.name, node.op, reals, outs, dict(node.attrs), node.source_ops))
+        for name, o in requant:
+            self._unary(Node(node.name + "/quantize", "Rescale", [name], [o], {}, []), "rescale", {})
+
+
+def _real_name(base: str) -> str:
+    return f"{base}__real"
 
 
 def _nearest_index(attrs: dict, size_in: int, size_out: int) -> np.ndarray | None:

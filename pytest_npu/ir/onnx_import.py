@@ -31,7 +31,7 @@ SUPPORTED_OPS = frozenset({
     "LeakyRelu", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "MaxPool", "AveragePool",
     "GlobalAveragePool", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Concat",
     "Pad", "Resize", "Softmax", "BatchNormalization", "Identity", "Dropout",
-    "LayerNormalization", "Gelu", "Erf", "QuantizeLinear", "DequantizeLinear", "QLinearConv",
+    "LayerNormalization", "Gelu", "Erf", "ReduceMean", "QuantizeLinear", "DequantizeLinear", "QLinearConv",
     "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear", "Cast", "Constant",
 })
 FOLD_ONLY_OPS = frozenset({

@@ -33,7 +33,7 @@ QUANTISABLE = frozenset({
     "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Min", "Max", "MaxPool", "AveragePool",
     "GlobalAveragePool", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Pad",
     "Resize", "Softmax", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "LeakyRelu", "Gelu",
-    "Relu", "Clip", "LayerNormalization", "Identity",
+    "Relu", "Clip", "LayerNormalization", "Identity", "ReduceMean",
 })
 # Ops that act on integer tensors directly in QOperator models; the output keeps the input's params.
 PASS_THROUGH = frozenset({"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",

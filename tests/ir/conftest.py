@@ -58,6 +58,65 @@ def _build_cnn():
     return model
 
 
+def _build_mixed():
+    import torch
+    from torch import nn
+
+    class Mixed(nn.Module):
+        """The exporter's other idioms: HardSwish, grouped conv, gating Mul, Concat, nearest
+        Upsample, AvgPool, mean over H,W (ReduceMean), LayerNorm, GELU, Softmax; two outputs."""
+
+        def __init__(self):
+            super().__init__()
+            self.c1 = nn.Conv2d(3, 8, 3, padding=1, stride=2)
+            self.c2 = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+            self.up = nn.Upsample(scale_factor=2, mode="nearest")
+            self.ln = nn.LayerNorm(16)
+            self.fc = nn.Linear(16, 5)
+
+        def forward(self, x):
+            a = nn.functional.hardswish(self.c1(x))
+            b = torch.sigmoid(self.c2(a)) * a
+            c = torch.cat([a, nn.functional.leaky_relu(b, 0.1)], 1)
+            d = nn.functional.avg_pool2d(self.up(c), 2)
+            f = nn.functional.gelu(self.ln(d.mean((2, 3))))
+            return torch.softmax(self.fc(f), -1), torch.tanh(d)
+
+    torch.manual_seed(1)
+    return Mixed().eval()
+
+
+def _mixed_reader():
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(2)
+            self.batches = iter([{"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)} for _ in range(6)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    return Reader()
+
+
+@pytest.fixture(scope="session")
+def mixed_models(tmp_path_factory) -> dict[str, Path]:
+    """A second real export (other ops, two outputs) and its QDQ int8 quantisation."""
+    import torch
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    logging.getLogger().setLevel(logging.ERROR)
+    folder = tmp_path_factory.mktemp("mixed")
+    paths = {"float": folder / "float.onnx", "qdq8": folder / "qdq8.onnx"}
+    torch.onnx.export(_build_mixed(), (torch.randn(1, 3, 8, 8),), paths["float"], dynamo=True,
+                      external_data=False, dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+                      verbose=False)
+    quantize_static(str(paths["float"]), str(paths["qdq8"]), _mixed_reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    return paths
+
+
 @pytest.fixture(scope="session")
 def cnn_models(tmp_path_factory) -> dict[str, Path]:
     """float (opset 20 and 21), QDQ int8, QDQ int16 activations, QOperator and dynamic models."""

@@ -161,3 +161,16 @@ def test_batch_argument_binds_the_leading_dim(batch):
     graph = from_onnx(m, batch=batch)
     assert graph.tensors["x"].shape == (batch, 6, 6, 2)
     assert graph.tensors[graph.nodes[0].outputs[0]].shape == (batch, 6, 6, 4)
+
+
+def test_quantised_op_without_npu_form_runs_on_host_on_real_values():
+    """DQ -> ReduceMean(channels) -> Q: a host float_op fed by a dequantise, followed by a quantise."""
+    q_in, c_in = _qdq("x", 0.03, 3)
+    q_out, c_out = _qdq("m", 0.01, -5)
+    nodes = q_in + [N("ReduceMean", ["x_dq", "axes"], ["m"], name="channel_mean")] + q_out + \
+        [N("Identity", ["m_dq"], ["y"])]
+    graph = _check(_model(nodes, c_in + c_out + [_c("axes", np.array([1], np.int64))]))
+    host = next(n for n in graph.nodes if n.op == "float_op")
+    assert host.attrs["onnx_op"] == "ReduceMean"
+    assert all(graph.tensors[x].quant is None for x in host.inputs + host.outputs if x)
+    assert graph.tensors["y"].quant is not None and "y" in graph.output_quant

@@ -104,3 +104,27 @@ def test_int16_activations_keep_int16(cnn_models):
     assert graph.tensors[conv.inputs[0]].dtype == "int16"
     assert graph.tensors[conv.inputs[1]].dtype == "int8"
     assert graph.tensors[conv.outputs[0]].quant.dtype == "int16"
+
+
+@pytest.mark.parametrize("kind", ["float", "qdq8"])
+def test_mixed_export_matches_onnxruntime(mixed_models, kind):
+    graph = from_onnx(mixed_models[kind])
+    ops = {n.op for n in graph.nodes}
+    assert {"hardswish", "sigmoid", "mul", "leaky_relu", "concat", "resize", "avg_pool", "global_avg_pool",
+            "layernorm", "gelu", "softmax", "tanh", "conv2d"} <= ops, ops
+    x = np.random.default_rng(4).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(str(mixed_models[kind]), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    assert names == graph.outputs
+    for i in range(len(x)):
+        want = dict(zip(names, sess.run(None, {"x": x[i:i + 1]})))
+        got = run_ir(graph, {"x": x[i:i + 1]})
+        for name in names:
+            assert got[name].shape == want[name].shape
+            if name not in graph.output_quant:      # float model, or an op ORT leaves float (Tanh)
+                np.testing.assert_allclose(got[name], want[name], atol=1e-5, rtol=1e-4)
+            else:
+                lsb = np.abs(got[name] - want[name]) / float(graph.output_quant[name].scale)
+                assert lsb.max() <= 1.01, f"{name}: {lsb.max():.2f} LSB"
