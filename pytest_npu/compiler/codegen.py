@@ -280,7 +280,7 @@ class CodeGen:
     def _compute(self, step: Step, tile: Tile, ops: list[Operand], regions: list[Region],
                  weights, bias, b_const, ofm: Operand):
         p = step.params
-        common = dict(core=tile.core, layer=step.name)
+        core, layer = tile.core, step.name
         kind = step.kind
         if kind in ("conv2d", "depthwise_conv2d"):
             reg = regions[0]
@@ -288,14 +288,14 @@ class CodeGen:
             cls = Conv2D if kind == "conv2d" else DepthwiseConv2D
             return cls(ifm=ops[0], weights=weights, bias=bias, ofm=ofm, stride=p["stride"],
                        dilation=p["dilation"], padding=padding, ifm_zp=p["ifm_zp"],
-                       weight_zp=p["weight_zp"], requant=_slice_requant(p["requant"], tile.chans), **common)
+                       weight_zp=p["weight_zp"], requant=_slice_requant(p["requant"], tile.chans), core=core, layer=layer)
         if kind == "fully_connected":
             return FullyConnected(ifm=_as_2d(ops[0]), weights=weights, bias=bias, ofm=_as_2d(ofm),
                                   ifm_zp=p["ifm_zp"], weight_zp=p["weight_zp"],
-                                  requant=_slice_requant(p["requant"], tile.chans), **common)
+                                  requant=_slice_requant(p["requant"], tile.chans), core=core, layer=layer)
         if kind == "matmul":
             return MatMul(a=_as_2d(ops[0]), b=_as_2d(ops[1]), ofm=_as_2d(ofm), a_zp=p["a_zp"], b_zp=p["b_zp"],
-                          requant=p["requant"], **common)
+                          requant=p["requant"], core=core, layer=layer)
         if kind == "pool":
             reg = regions[0]
             if p.get("global"):
@@ -303,8 +303,9 @@ class CodeGen:
             else:
                 kernel, stride = p["kernel"], p["stride"]
                 padding = (reg.pad_top, reg.pad_bottom, p["padding"][2], p["padding"][3])
-            return Pool(ifm=ops[0], ofm=ofm, kind=p["pool"], kernel=tuple(kernel), stride=tuple(stride),
-                        padding=padding, ifm_zp=p["ifm_zp"], requant=p["requant"], **common)
+            return Pool(ifm=ops[0], ofm=ofm, kind=p["pool"], kernel=(int(kernel[0]), int(kernel[1])),
+                        stride=(int(stride[0]), int(stride[1])),
+                        padding=padding, ifm_zp=p["ifm_zp"], requant=p["requant"], core=core, layer=layer)
         if kind == "elementwise":
             if b_const is not None:
                 b = b_const if p["b_mode"] == "scalar" else Operand(
@@ -312,15 +313,16 @@ class CodeGen:
                     (tile.chans[1] - tile.chans[0],), b_const.dtype, None, b_const.name)
             else:
                 b = ops[1]
-            extra = {k: p[k] for k in ("a_multiplier", "a_shift", "b_multiplier", "b_shift") if k in p}
             return Elementwise(a=ops[0], b=b, ofm=ofm, op=p["op"], a_zp=p["a_zp"], b_zp=p["b_zp"],
-                               requant=p["requant"], **extra, **common)
+                               a_multiplier=p.get("a_multiplier", 1 << 30), a_shift=p.get("a_shift", 30),
+                               b_multiplier=p.get("b_multiplier", 1 << 30), b_shift=p.get("b_shift", 30),
+                               requant=p["requant"], core=core, layer=layer)
         if kind == "lut":
-            return Lut(ifm=ops[0], ofm=ofm, table=p["table"], **common)
+            return Lut(ifm=ops[0], ofm=ofm, table=p["table"], core=core, layer=layer)
         if kind == "rescale":
-            return Rescale(ifm=ops[0], ofm=ofm, ifm_zp=p["ifm_zp"], requant=p["requant"], **common)
+            return Rescale(ifm=ops[0], ofm=ofm, ifm_zp=p["ifm_zp"], requant=p["requant"], core=core, layer=layer)
         if kind == "resize":
-            return Resize(ifm=ops[0], ofm=ofm, scale=tuple(p["scale"]), **common)
+            return Resize(ifm=ops[0], ofm=ofm, scale=tuple(p["scale"]), core=core, layer=layer)
         raise CompileError(f"layer '{step.name}': no code generator for {kind}")  # pragma: no cover
 
 

@@ -280,8 +280,9 @@ class Legalizer:
                     or consumers[0].op not in ("conv2d", "depthwise_conv2d")
                     or node.outputs[0] in self.graph.outputs):
                 continue
-            zp = int(_scalar(self.tensor(node.inputs[0]).quant.zero_point))
-            if int(node.attrs.get("value", zp)) != zp:
+            in_q = self.tensor(node.inputs[0]).quant
+            zp = int(_scalar(in_q.zero_point)) if in_q is not None else 0
+            if in_q is None or int(node.attrs.get("value", zp)) != zp:
                 continue
             conv = consumers[0]
             t, b, left, r = conv.attrs.get("padding", (0, 0, 0, 0))
@@ -512,7 +513,7 @@ class Legalizer:
         out_q = self.quant(out, node)
         if out_q.dtype != dtype:
             raise _Refuse("output dtype differs from the inputs'")
-        sa, za = _per_tensor(ta.quant, "input a")
+        sa, za = _per_tensor(self.quant(a, node), "input a")
         sb, zb = _per_tensor(tb.quant, "input b")
         s_out, _ = _per_tensor(out_q, "the output")
         lo, hi = _clamp(node, out_q)
@@ -619,15 +620,15 @@ class Legalizer:
             t = self.tensor(name)
             if t.is_constant:
                 raise _Refuse("concat with a constant operand")
-            self._check_dtype(name, node)
-            s_in, z_in = _per_tensor(t.quant, f"input '{name}'")
+            in_dtype = self._check_dtype(name, node)
+            s_in, z_in = _per_tensor(self.quant(name, node), f"input '{name}'")
             lo, hi = dtype_range(out_q.dtype)
-            req = self._requant_bounded(np.array([s_in]), out_q, lo, hi, t.quant.dtype,
-                                        self._input_span(t.quant.dtype, z_in))
+            req = self._requant_bounded(np.array([s_in]), out_q, lo, hi, in_dtype,
+                                        self._input_span(in_dtype, z_in))
             channels = fmap_shape(t.shape)[2]
             # each operand is rescaled straight into its channel slice of the output buffer
             parts.append(Step(node.name, node.op, "rescale", [name], [out],
-                              params=dict(ifm_zp=z_in, requant=req, dtype=t.quant.dtype,
+                              params=dict(ifm_zp=z_in, requant=req, dtype=in_dtype,
                                           out_dtype=out_q.dtype, out_c0=offset, channels=channels)))
             offset += channels
         return parts

@@ -124,7 +124,7 @@ def _candidates(total: int, step: int = 1) -> list[int]:
 
 def make_tiles(out_shape, th: int, tc: int, cores: int) -> list[Tile]:
     oh, _, oc = out_shape
-    tiles = []
+    tiles: list[Tile] = []
     for block, c0 in enumerate(range(0, oc, tc)):
         for y0 in range(0, oh, th):
             tiles.append(Tile((y0, min(oh, y0 + th)), (c0, min(oc, c0 + tc)), block, len(tiles) % cores))
