@@ -153,7 +153,14 @@ class Comparison:
 
 
 def compare_metric(metric: str, measured: float, baseline: float, tolerance: Tolerance) -> Comparison:
-    """Classify a change by the metric's direction: worse beyond tolerance is a regression."""
+    """Classify a change by the metric's direction: worse beyond tolerance is a regression.
+
+    NaN means "could not be measured": losing a figure is a regression, gaining one an improvement.
+    """
+    if math.isnan(measured) or math.isnan(baseline):
+        status = "ok" if math.isnan(measured) and math.isnan(baseline) else \
+            "regressed" if math.isnan(measured) else "improved"
+        return Comparison(metric, measured, baseline, tolerance, status)
     worse_by = (baseline - measured) if higher_is_better(metric) else (measured - baseline)
     allowed = tolerance.allowed(baseline)
     if worse_by > allowed:

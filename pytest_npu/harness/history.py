@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import os
 import platform
 import sqlite3
@@ -218,11 +219,13 @@ def _test_name(record: Any) -> str:
 
 
 def _is_number(value: Any) -> bool:
+    """A figure worth storing: numeric and not NaN (SQLite would turn NaN into NULL)."""
+    if isinstance(value, (str, bytes, bool)):
+        return False
     try:
-        float(value)
+        return not math.isnan(float(value))
     except (TypeError, ValueError):
         return False
-    return not isinstance(value, (str, bytes))
 
 
 # --------------------------------------------------------------------------------------------------

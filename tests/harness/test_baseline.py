@@ -50,6 +50,14 @@ def test_direction_decides_what_a_regression_is():
     assert bl.compare_metric("cosine", 0.999, 0.999, bl.Tolerance()).status == "ok"
 
 
+def test_nan_means_not_measured_and_losing_a_figure_regresses():
+    exact = bl.Tolerance()
+    assert bl.compare_metric("sqnr_db", math.nan, 30.0, exact).status == "regressed"
+    assert bl.compare_metric("mse", 0.1, math.nan, exact).status == "improved"
+    assert bl.compare_metric("mse", math.nan, math.nan, exact).status == "ok"
+    assert bl.compare_metric("sqnr_db", math.inf, math.inf, exact).status == "ok"   # exact outputs stay exact
+
+
 def test_default_tolerances_exact_for_integers_tight_for_floats():
     assert bl.default_tolerance("cycles", 1000) == bl.Tolerance()
     assert bl.default_tolerance("latency_ms", 1.5) == bl.Tolerance(relative=bl.FLOAT_DEFAULT_RELATIVE)

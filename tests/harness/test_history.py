@@ -52,6 +52,13 @@ def test_a_run_is_stored_whole_and_queried_back(tmp_path):
     assert history.integrity_problems(db) == []
 
 
+def test_unmeasured_figures_are_not_stored_as_null(tmp_path):
+    db = tmp_path / "h.sqlite"
+    record(db, cycles=800, sqnr_db=float("nan"), mse=0.0, top1=True)
+    with history.connect(db) as connection:
+        assert {p.metric for p in history.points(connection)} == {"cycles", "mse"}
+
+
 def test_labels_refs_and_latest_run_per_label(tmp_path):
     db = tmp_path / "h.sqlite"
     record(db, release="v1.0", cycles=800)
