@@ -30,6 +30,7 @@ program reuses it. The model (see ``/work/shared/research/npu-anchors.md`` 1.4, 
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections import defaultdict
@@ -311,22 +312,34 @@ def operands_overlap(a: Operand, b: Operand) -> bool:
 
 
 def check_hazards(program: Program, start: list[int], end: list[int], engine_of: list[str]) -> None:
-    """Fault if two instructions on different engines touch a byte in overlapping time windows and
-    at least one writes it. Interval sweep over start times: only instructions still running are
-    compared, so the cost is O(n * engines) pairs, not O(n^2)."""
+    """Fault unless every pair of instructions on different engines that touch a common byte (at
+    least one writing it) runs in program order: ``end[i] <= start[j]`` for ``i < j``.
+
+    Two ways to break it: the windows overlap (caught by an interval sweep that compares only the
+    instructions still running, O(n * engines) pairs), or a later instruction finished before an
+    earlier one started (compared against the finished instructions with a higher index, few in
+    compiler output). The second matters as much: the emulator executes in program order, so a
+    missing WAR/RAW dependency that the schedule reorders would otherwise go unnoticed.
+    """
     order = sorted(range(len(start)), key=lambda i: (start[i], i))
-    active: list[tuple[int, int]] = []   # heap of (end, index)
+    active: list[tuple[int, int]] = []   # heap of (end, index) of running instructions
+    finished: list[int] = []             # sorted indices of instructions that have ended
     for j in order:
         while active and active[0][0] <= start[j]:
-            heapq.heappop(active)
+            bisect.insort(finished, heapq.heappop(active)[1])
+        for later in finished[bisect.bisect_right(finished, j):]:
+            if engine_of[later] != engine_of[j]:
+                _check_pair(program, j, later, start, end)
+        for _, i in active:
+            if engine_of[i] != engine_of[j]:
+                _check_pair(program, i, j, start, end)
         if end[j] > start[j]:
-            for _, i in active:
-                if engine_of[i] != engine_of[j]:
-                    _check_pair(program, i, j)
             heapq.heappush(active, (end[j], j))
+        else:
+            bisect.insort(finished, j)
 
 
-def _check_pair(program: Program, i: int, j: int) -> None:
+def _check_pair(program: Program, i: int, j: int, start: list[int], end: list[int]) -> None:
     first, second = sorted((i, j))
     a, b = program.instructions[first], program.instructions[second]
     a_writes, b_writes = a.writes(), b.writes()
@@ -334,10 +347,13 @@ def _check_pair(program: Program, i: int, j: int) -> None:
         for b_name, b_op in b.operands().items():
             if (a_name in a_writes or b_name in b_writes) and operands_overlap(a_op, b_op):
                 layer = f" (layer {layer_of(b)})" if layer_of(b) else ""
+                when = ("at the same time" if start[second] < end[first] and start[first] < end[second] else
+                        f"in the reverse of program order (instruction {second} ends at cycle {end[second]}, "
+                        f"before instruction {first} starts at cycle {start[first]})")
                 raise EmulatorFault(
                     f"hazard: instruction {second} {b.opcode}{layer} operand {b_name!r} "
                     f"({b_op.describe()}) and instruction {first} {a.opcode} operand {a_name!r} "
-                    f"({a_op.describe()}) touch the same bytes at the same time on engines "
+                    f"({a_op.describe()}) touch the same bytes {when} on engines "
                     f"{b.engine()} and {a.engine()}, and one of them writes; add {first} to the deps "
                     f"of instruction {second} (or move one of the buffers)",
                     index=second, operand=b_name, kind="hazard")

@@ -14,7 +14,18 @@ from pytest_npu.demo import build_demo_program, make_demo_net
 from pytest_npu.errors import EmulatorFault
 from pytest_npu.npu import Emulator
 from pytest_npu.npu.cost import operands_overlap
-from pytest_npu.npu.isa import Conv2D, DmaIn, DmaOut, FullyConnected, HostOp, MatMul, Operand, Rescale
+from pytest_npu.npu.isa import (
+    Conv2D,
+    DmaIn,
+    DmaOut,
+    Elementwise,
+    FullyConnected,
+    HostOp,
+    Lut,
+    MatMul,
+    Operand,
+    Rescale,
+)
 from pytest_npu.npu.program import ProgramBuilder
 from pytest_npu.npu.requant import requant_for
 
@@ -118,6 +129,23 @@ def test_hazard_two_dma_channels_write_the_same_bytes(edge):
     fault = _fault(edge, b.build())
     _assert_names(fault, 1, "DMA_IN", "dst", "hazard")
     assert "instruction 0 DMA_IN operand 'dst'" in str(fault) and "add 0 to the deps" in str(fault)
+
+
+def test_hazard_a_later_write_the_schedule_runs_before_an_earlier_read(edge):
+    """A WAR bug the overlap sweep alone would miss: instruction 2 overwrites what instruction 1
+    reads, without a dep, and the schedule runs 2 entirely before 1 (core1 is free while core0 is
+    still busy with 0). Executed in program order the results would look right; the hardware's
+    would not."""
+    b = ProgramBuilder(edge.name)
+    big_in, big_out = b.sram("big.in", (256, 256)), b.sram("big.out", (256, 256))
+    a, c, out = b.sram("a", (16,)), b.sram("c", (16,)), b.sram("out", (16,))
+    rq = requant_for(1 / (1 << 20), 1.0, 0, "int8")
+    b.emit(Lut(big_in, big_out, table=tuple(range(-128, 128)), layer="slow"))
+    b.emit(Elementwise(a, a, out, op="max", requant=rq, deps=(0,), layer="reader"))
+    b.emit(Elementwise(c, c, a, op="max", requant=rq, core=1, layer="writer"))
+    fault = _fault(edge, b.build(), {})
+    _assert_names(fault, 2, "ELEMENTWISE", "ofm", "hazard")
+    assert "reverse of program order" in str(fault) and "add 1 to the deps of instruction 2" in str(fault)
 
 
 def test_no_hazard_once_the_dependency_is_declared(edge):
