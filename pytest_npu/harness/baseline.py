@@ -291,7 +291,17 @@ def load_baseline(path: str | os.PathLike[str], module: str = "") -> BaselineFil
             for targets in tests.values()):
         raise BaselineError(f"baseline file {path} has a malformed \"tests\" section (expected "
                             f"test -> target -> {{metrics, provenance}}); it was left untouched")
+    for test, targets in tests.items():
+        for target, entry in targets.items():
+            bad = [name for name, value in entry["metrics"].items()
+                   if isinstance(value, bool) or not (isinstance(value, (int, float)) or value in _NON_FINITE)]
+            if bad:
+                raise BaselineError(f"baseline file {path}: {test} on {target} has non-numeric metric(s) "
+                                    f"{', '.join(sorted(bad))}; it was left untouched. Fix or re-record them")
     return BaselineFile(path, str(document.get("module", module)), tests)
+
+
+_NON_FINITE = ("inf", "-inf", "nan")
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

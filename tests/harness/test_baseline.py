@@ -145,6 +145,8 @@ def test_one_moved_number_is_a_one_line_diff(tmp_path):
     ('{"format": "pytest-npu-baseline", "version": 99, "tests": {}}', "version 99"),
     ('{"format": "pytest-npu-baseline", "version": 1, "tests": {"t": {"u55": 3}}}', "malformed"),
     ('[1, 2]', "not a pytest-npu baseline"),
+    ('{"format": "pytest-npu-baseline", "version": 1, "tests": {"t": {"u55": {"metrics": {"cycles": "many"}}}}}',
+     "t on u55 has non-numeric metric"),
 ])
 def test_corrupt_or_too_new_file_is_named_and_left_untouched(tmp_path, content, message):
     path = tmp_path / "test_x.json"
