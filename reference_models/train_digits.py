@@ -30,20 +30,23 @@ def train(epochs: int = 8, seed: int = 0, lr: float = 3e-3, batch_size: int = 64
     import torch
     from torch import nn
 
+    from pytest_npu.compress._export import single_thread
+
     torch.manual_seed(seed)
     model = digits_cnn.build()
     x, y = digits_cnn.train_data()
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(xt), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
-        for start in range(0, len(xt), batch_size):
-            idx = order[start:start + batch_size]
-            opt.zero_grad()
-            loss_fn(model(xt[idx]), yt[idx]).backward()
-            opt.step()
+    with single_thread():
+        for epoch in range(epochs):
+            model.train()
+            order = torch.randperm(len(xt), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+            for start in range(0, len(xt), batch_size):
+                idx = order[start:start + batch_size]
+                opt.zero_grad()
+                loss_fn(model(xt[idx]), yt[idx]).backward()
+                opt.step()
     return model.eval()
 
 

@@ -58,6 +58,18 @@ def example_input(model: nn.Module, input_shape: Sequence[int] | None) -> torch.
     return torch.randn(2, *tuple(shape), generator=torch.Generator().manual_seed(0))
 
 
+@contextlib.contextmanager
+def single_thread():
+    """Train with one intra-op thread: on a small model two threads are barely faster when the
+    machine is idle and many times slower when it is busy (spinning OpenMP workers)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def strip_debug_info(proto: onnx.ModelProto) -> onnx.ModelProto:
     """Drop the exporter's per-node stack traces and doc strings (about 10 KiB on a small model).
 
@@ -78,7 +90,7 @@ def to_onnx(model: nn.Module, input_shape: Sequence[int] | None = None,
     was_training = model.training
     model.eval()
     try:
-        with quiet(), torch.no_grad():
+        with quiet(), torch.no_grad(), single_thread():
             program = torch.onnx.export(
                 model, (x,), None, dynamo=True, external_data=False, verbose=False,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
