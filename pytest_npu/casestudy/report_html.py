@@ -195,6 +195,10 @@ def render(*, reference: ModelFigures, host_ms: float, steps: list[StepFigures],
                         "-" if s.mse is None else f"{s.mse:.3g}",
                         "-" if s.seconds is None else f"{s.seconds:.1f}"] for s in steps]))
     out.append("<h2>2. Before and after, per target</h2>")
+    out.append("<p class='note'>MSE and SQNR compare each port's logits with the original float model's. For "
+               "the pruned + distilled variants they also count the student's own departure from its teacher "
+               "(a smaller network learns different logit scales), so read their top-1 first. Speedup = the "
+               "float model's host CPU time / the modelled NPU latency.</p>")
     for target in targets:
         out.append(f"<h3>{escape(target)}</h3>{_table(port_headers, port_rows[target])}")
     out.append("<h2>3. Accuracy against latency</h2>")

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NpuError
+from ..errors import ModelError, NpuError, TargetError
 from . import table, testgen
 
 QUICK_TARGETS = ("u55-256", "edge-3core")
@@ -83,7 +83,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if args.targets:
         names = tuple(dict.fromkeys(name.strip() for name in args.targets.split(",") if name.strip()))
         if not names:
-            raise NpuError(f"--targets {args.targets!r} names no target; pass e.g. --targets u55-256,edge-3core "
+            raise TargetError(f"--targets {args.targets!r} names no target; pass e.g. --targets u55-256,edge-3core "
                            f"(built-ins: {', '.join(target_registry.available())})")
     else:
         names = QUICK_TARGETS if args.quick else tuple(target_registry.available())
@@ -362,7 +362,7 @@ def host_time_ms(session: Any, sample: np.ndarray) -> float:
 
 def _single(outputs: dict, where: str) -> np.ndarray:
     if len(outputs) != 1:
-        raise NpuError(f"{where}: expected one output (the logits), got {sorted(outputs)}")
+        raise ModelError(f"{where}: expected one output (the logits), got {sorted(outputs)}")
     return next(iter(outputs.values()))
 
 

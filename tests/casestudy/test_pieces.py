@@ -144,3 +144,12 @@ def test_html_charts_are_inline_svg_with_the_figures():
     assert "conv1 on edge-3core: 1,674 cycles" in text
     assert "node_Softmax" in text and "passed" in text
     assert "<script" not in text
+
+
+def test_the_cli_dispatcher_can_run_the_case_study(monkeypatch, capsys):
+    """configure/run follow the subcommand protocol; a bad option value is refused with its name."""
+    from pytest_npu import cli
+
+    monkeypatch.setitem(cli.SUBCOMMANDS, "demo", ("pytest_npu.casestudy", "the case study"))
+    assert cli.main(["demo", "--targets", ","]) == 2
+    assert "--targets ','" in capsys.readouterr().err
