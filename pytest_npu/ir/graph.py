@@ -13,6 +13,10 @@ Conventions (the contract between import and compile):
   Relu/Clip) is ``(lo, hi)`` in the *output's quantised* domain, or absent.
 * Graph inputs are quantised integer tensors; ``input_quant``/``output_quant`` say how user
   floats map in and out (what the QDQ model's boundary Quantize/DequantizeLinear did).
+* ``metadata`` from ``from_onnx``: ``opset``; ``onnx_shapes`` (ONNX shape of each graph input and
+  output); ``onnx_to_ir_perm`` (name -> perm with ``ir = onnx_array.transpose(perm)`` for the 4-D
+  inputs/outputs). ``float_op`` nodes read and write ONNX (NCHW) layout; the importer adds the
+  transposes around them.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "leaky_relu": ("alpha",), "gelu": (), "relu": (), "clip": ("min", "max"),
     "layernorm": ("axis", "epsilon"),                       # inputs: x, gamma, beta (float consts)
     "rescale": (),                                          # requantise to the output's params
+    #   (a float32 input = quantise, a float32 output = dequantise: the boundary of float parts)
     "float_op": ("onnx_op", "onnx_attrs"),                  # unquantised ONNX node, host only
 }
 
