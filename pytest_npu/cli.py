@@ -20,7 +20,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "asm": ("pytest_npu.compiler.cli_asm", "compile a model and print the program as assembly"),
     "history": ("pytest_npu.harness.cli_history", "show recorded figures across releases"),
     "compare": ("pytest_npu.harness.cli_compare", "compare two recorded runs; non-zero on regression"),
-    "demo": ("pytest_npu.demo", "the NPU port case study on built-in defaults"),
+    "demo": ("pytest_npu.casestudy", "the NPU port case study on built-in defaults (digits CNN)"),
+    "demo-program": ("pytest_npu.demo", "run a hand-built conv program on a target and print its trace summary"),
 }
 
 

@@ -220,7 +220,7 @@ def test_bad_inputs_name_the_input(u55, small_net, bad, match):
 def test_demo_command_prints_the_run(capsys):
     from pytest_npu.cli import main
 
-    assert main(["demo", "--quick", "--batch", "2", "--target", "u65-512"]) == 0
+    assert main(["demo-program", "--quick", "--batch", "2", "--target", "u65-512"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"target u65-512: \d+ cycles", out) and "efficiency" in out and "core1.mac" in out
 
