@@ -142,8 +142,8 @@ def budget_for(node, where: str | None = None) -> Budget:
         budget = parse_budget_kwargs(mark.kwargs, where)
         for key, value in budget.limits.items():
             limits[key] = METRICS[key].tighter(limits[key], value) if key in limits else value
-        for key, value in budget.tolerances.items():
-            tolerances.setdefault(key, value)
+        for key, tolerance in budget.tolerances.items():
+            tolerances.setdefault(key, tolerance)
     return Budget(limits, tolerances)
 
 

@@ -11,8 +11,12 @@ import os
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .verdict import Breach
+
+if TYPE_CHECKING:
+    from .markers import Budget
 
 
 @dataclass
@@ -224,9 +228,9 @@ def _accuracy_worse(new: dict, old: dict) -> bool:
 class TestContext:
     """The test currently in its call phase: where ``npu.run`` records go."""
 
-    item: object
+    item: Any                         # the pytest.Item in its call phase
     target: str | None                # this test's npu_target parameter (None: not parametrised)
-    budget: object                    # markers.Budget
+    budget: Budget
     enforce_per_run: bool             # inside @given, raise on the run itself so Hypothesis shrinks
     per_target: dict[str, _Aggregate] = field(default_factory=dict)
 

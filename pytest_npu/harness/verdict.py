@@ -29,8 +29,8 @@ class Breach:
 
     @classmethod
     def from_dict(cls, data: dict) -> Breach:
-        return cls(**{key: data.get(key) for key in ("metric", "limit", "measured", "baseline", "delta")},
-                   message=data.get("message") or "")
+        return cls(data["metric"], data.get("limit"), data["measured"], data.get("baseline"), data.get("delta"),
+                   data.get("message") or "")
 
 
 class NpuBudgetExceeded(AssertionError):
