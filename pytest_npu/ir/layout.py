@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import ModelError
 from .graph import OPS, Graph, Node, QuantParams, Tensor
 from .onnx_import import OnnxView
-from .qdq import Logical, same_quant
+from .qdq import Logical, dequantise, int_clamp, same_quant
 
 NHWC = (0, 2, 3, 1)   # IR axis i holds ONNX (NCHW) axis NHWC[i]
 NCHW = (0, 3, 1, 2)   # ONNX axis i holds IR axis NCHW[i]
@@ -234,11 +234,9 @@ class _Lowerer:
                 continue
             lo = 0.0 if node.op == "relu" else node.attrs.get("min", -math.inf)
             hi = math.inf if node.op == "relu" else node.attrs.get("max", math.inf)
+            clamp: tuple
             if tout.quant is not None:
-                info = np.iinfo(np.dtype(tout.quant.dtype))
-                qlo = int(tout.quant.quantize(np.float32(lo))) if math.isfinite(lo) else int(info.min)
-                qhi = int(tout.quant.quantize(np.float32(hi))) if math.isfinite(hi) else int(info.max)
-                clamp: tuple = (qlo, qhi)
+                clamp = int_clamp(tout.quant, lo, hi)
             else:
                 clamp = (float(lo), float(hi))
             if "clamp" in prod.attrs:
@@ -286,7 +284,7 @@ class _Lowerer:
         if not self.is_const(w_name):
             raise self.fail(node, f"weight '{w_name}' is not a constant; the NPU needs constant weights")
         w = self.lt(w_name)
-        co, cig, kh, kw = w.data.shape
+        co, cig, kh, kw = np.asarray(w.data).shape
         ci = self.lt(x).shape[1]
         group = int(node.attrs.get("group", 1))
         stride, dilation, padding = self._window(node, x, (kh, kw))
@@ -347,13 +345,13 @@ class _Lowerer:
             real = data if t.quant is None else (data.astype(np.int64) - t.quant.zero_point) * scale
             return self.add_tensor(Tensor(b, (n,), "float32", None,
                                           np.ascontiguousarray(np.asarray(real) * beta, np.float32)))
-        stored_as_wanted = (t.quant is not None and t.dtype == "int32" and beta == 1.0
-                            and not np.any(t.quant.zero_point)
-                            and np.allclose(scale, np.broadcast_to(target, (n,)), rtol=1e-6, atol=0))
-        if stored_as_wanted:
-            return self._int_bias(b, data.astype(np.int32), target)
-        real = (data.astype(np.float64) if t.quant is None
-                else (data.astype(np.int64) - t.quant.zero_point) * scale.astype(np.float64)) * beta
+        if t.quant is None or scale is None:
+            real = data.astype(np.float64) * beta
+        elif (t.dtype == "int32" and beta == 1.0 and not np.any(t.quant.zero_point)
+              and np.allclose(scale, np.broadcast_to(target, (n,)), rtol=1e-6, atol=0)):
+            return self._int_bias(b, data.astype(np.int32), target)     # stored as the NPU wants it
+        else:
+            real = (data.astype(np.int64) - t.quant.zero_point) * scale.astype(np.float64) * beta
         q = np.rint(real / np.broadcast_to(target, (n,)).astype(np.float64))
         info = np.iinfo(np.int32)
         return self._int_bias(f"{b}__requantised", np.clip(q, info.min, info.max).astype(np.int32), target)
@@ -413,7 +411,7 @@ class _Lowerer:
     def op_MatMul(self, node: Node) -> None:
         x, b_name = node.inputs
         xs = self.lt(x).shape
-        if self.is_const(b_name) and not self.is_const(x) and self.lt(b_name).data.ndim == 2 and len(xs) >= 2:
+        if self.is_const(b_name) and not self.is_const(x) and np.asarray(self.lt(b_name).data).ndim == 2 and len(xs) >= 2:
             bt = self.lt(b_name)
             w, quant = np.asarray(bt.data), bt.quant
             if quant is not None and quant.axis == 0:
@@ -735,7 +733,7 @@ class _Lowerer:
         value = float(np.asarray(self._const_input(node, 2, "constant_value")).reshape(())) \
             if len(node.inputs) > 2 and node.inputs[2] else float(a.get("value", 0.0))
         xq = self.lt(x).quant
-        stored: float | int = value if xq is None else int(xq.quantize(np.float32(value)))
+        stored: float | int = value if xq is None else int(xq.quantize(np.asarray(value, np.float32)))
         if rank == 4:
             per_axis = [per_axis[i] for i in NHWC]
         self.emit(node, "pad", [self.act(x)], [self.out(out)],
@@ -875,15 +873,9 @@ class _Lowerer:
             t = self.lt(x) if x else None
             if t is None or t.quant is None:
                 reals.append(x)
-            elif t.is_constant:
+            elif t.data is not None:
                 name = _real_name(x)
-                scale, zp = t.quant.scale, t.quant.zero_point
-                if t.quant.axis is not None:
-                    shape = [1] * t.data.ndim
-                    shape[t.quant.axis] = -1
-                    scale, zp = scale.reshape(shape), zp.reshape(shape)
-                self.lg.tensors[name] = Tensor(name, t.shape, "float32", None,
-                                               ((t.data.astype(np.int64) - zp) * scale).astype(np.float32))
+                self.lg.tensors[name] = Tensor(name, t.shape, "float32", None, dequantise(t.data, t.quant))
                 reals.append(name)
             else:
                 name = _real_name(x)

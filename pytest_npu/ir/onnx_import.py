@@ -109,7 +109,7 @@ def check_graph(graph: Graph) -> None:
                 problems.append(f"node '{node.name}' reads '{x}' before it is produced")
         ready.update(o for o in node.outputs if o)
     for name, t in graph.tensors.items():
-        if t.is_constant and tuple(np.shape(t.data)) != tuple(t.shape):
+        if t.data is not None and tuple(np.shape(t.data)) != tuple(t.shape):
             problems.append(f"constant '{name}' has data of shape {np.shape(t.data)}, declared {t.shape}")
     problems += [f"output '{o}' is never produced" for o in graph.outputs if o not in ready]
     if problems:
@@ -444,8 +444,9 @@ def _contrib_shape(node: onnx.NodeProto, known: dict) -> tuple[int, ...] | None:
         s = shape(0)
         return None if s is None else (s[0], s[1]) + (1,) * (len(s) - 2)
     if op == "QLinearConcat":
-        parts = [shape(i) for i in range(2, len(node.input), 3)]
-        if any(p is None for p in parts) or not parts:
+        found = [shape(i) for i in range(2, len(node.input), 3)]
+        parts = [p for p in found if p is not None]
+        if len(parts) != len(found) or not parts:
             return None
         axis = int(a["axis"]) % len(parts[0])
         total = sum(p[axis] for p in parts)

@@ -33,7 +33,8 @@ def _rename(view: OnnxView, old: str, new: str) -> None:
             for i, x in enumerate(seq):
                 if x == old:
                     seq[i] = new
-    for table in (view.shapes, view.dtypes):
+    tables: tuple[dict, ...] = (view.shapes, view.dtypes)
+    for table in tables:
         if old in table and new not in table:
             table[new] = table[old]
 

@@ -174,9 +174,9 @@ class _Folder:
             return name
         self.materialised.add(name)
         t = self.tensors[src]
-        if t.is_constant:
+        if t.data is not None:
             assert t.quant is not None
-            self.tensors[name] = Tensor(name, t.shape, "float32", None, _dequantise(t.data, t.quant))
+            self.tensors[name] = Tensor(name, t.shape, "float32", None, dequantise(t.data, t.quant))
         else:
             self.tensors[name] = Tensor(name, t.shape, "float32")
             self.nodes.append(Node(f"{name}_dequantize", "Rescale", [src], [name],
@@ -268,7 +268,7 @@ class _Folder:
         if op in QUANTISABLE and len(outs) == 1 and all(s is not None for s in sources):
             if not v.dtypes.get(outs[0], "float32").startswith("float"):
                 if op in PASS_THROUGH and all(x not in self.dq for x in node.input[:1]):
-                    self.emit(node, op, {i: s for i, s in zip(data, sources)}, outs[0],
+                    self.emit(node, op, {i: s for i, s in zip(data, sources) if s}, outs[0],
                               self.tensors[sources[0]].quant)   # type: ignore[index]
                     return
             else:
@@ -277,7 +277,7 @@ class _Folder:
                     clamps, qs = chain
                     qp = self.q_params(qs[0])
                     main = qs[0].output[0]
-                    self.emit(node, op, {i: s for i, s in zip(data, sources)}, main, qp,
+                    self.emit(node, op, {i: s for i, s in zip(data, sources) if s}, main, qp,
                               clamp=_clamp(v, clamps, qp), extra=[c.op_type for c in clamps])
                     for c in clamps:
                         self.absorbed.add(id(c))
@@ -410,7 +410,7 @@ class _Folder:
                        self.input_quant, self.output_quant)
 
 
-def _dequantise(data: np.ndarray, qp: QuantParams) -> np.ndarray:
+def dequantise(data: np.ndarray, qp: QuantParams) -> np.ndarray:
     scale, zp = qp.scale, qp.zero_point
     if qp.axis is not None and scale.ndim == 1:
         shape = [1] * data.ndim
@@ -435,12 +435,17 @@ def _clamp(view: OnnxView, clamps: list[onnx.NodeProto], qp: QuantParams) -> tup
             lo = max(lo, float(np.asarray(cmin).reshape(())))
         if cmax is not None:
             hi = min(hi, float(np.asarray(cmax).reshape(())))
-    info = np.iinfo(np.dtype(qp.dtype))
     if qp.per_channel:
         raise ModelError(f"{view.source}: a Relu/Clip after a per-channel quantised output cannot be "
                          "folded; quantise activations per tensor")
-    qlo = int(qp.quantize(np.float32(lo))) if np.isfinite(lo) else int(info.min)
-    qhi = int(qp.quantize(np.float32(hi))) if np.isfinite(hi) else int(info.max)
+    return int_clamp(qp, lo, hi)
+
+
+def int_clamp(qp: QuantParams, lo: float, hi: float) -> tuple[int, int]:
+    """Real bounds [lo, hi] as integer bounds of ``qp`` (infinite bounds -> the dtype's range)."""
+    info = np.iinfo(np.dtype(qp.dtype))
+    qlo = int(qp.quantize(np.asarray(lo, np.float32))) if np.isfinite(lo) else int(info.min)
+    qhi = int(qp.quantize(np.asarray(hi, np.float32))) if np.isfinite(hi) else int(info.max)
     return qlo, qhi
 
 
