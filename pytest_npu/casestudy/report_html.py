@@ -201,6 +201,12 @@ def render(*, reference: ModelFigures, host_ms: float, steps: list[StepFigures],
                "float model's host CPU time / the modelled NPU latency.</p>")
     for target in targets:
         out.append(f"<h3>{escape(target)}</h3>{_table(port_headers, port_rows[target])}")
+    out.append("<h3>Schedule against the roofline</h3><p class='note'>roofline = max(MACs / peak MACs per "
+               "cycle, DRAM bytes / DRAM bytes per cycle); efficiency = roofline / modelled cycles.</p>")
+    out.append(_table(["target", "model", "cycles", "roofline cycles", "efficiency", "SRAM peak KiB",
+                       "DRAM KiB"],
+                      [[f.target, f.model.label, f"{f.cycles:,}", f"{f.roofline_cycles:,}", f"{f.efficiency:.0%}",
+                        f"{f.sram_kib:.1f}", f"{f.dram_kib:.1f}"] for f in figures]))
     out.append("<h2>3. Accuracy against latency</h2>")
     out.append(scatter("top-1 (%) against modelled latency per inference",
                        [(f.latency_ms, f.top1, f.target, f.model.label) for f in figures],
