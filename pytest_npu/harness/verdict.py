@@ -120,10 +120,11 @@ def _signed_margin(breach: Breach, metric) -> str:
     return margin(breach.measured, breach.limit)
 
 
-_COST_ORDER = {  # which layer column explains a breach of this metric
-    "latency_ms": "cycles", "cycles": "cycles", "energy_mj": "energy_mj", "sram_kib": "sram_bytes",
-    "dram_kib": "dram_bytes", "macs": "macs", "model_kib": "weight_bytes",
+_COST_ORDER = {  # which per-layer column (compiler's layer rows) explains a breach of this metric
+    "latency_ms": "cycles", "cycles": "cycles", "energy_mj": "energy_mj", "sram_kib": "sram_peak",
+    "dram_kib": "dram_bytes", "macs": "macs",
 }
+_ADDITIVE = {"cycles", "energy_mj", "dram_bytes", "macs"}   # columns whose shares of the total mean something
 _ACCURACY = {"mse", "max_abs_err", "sqnr_db", "cosine", "top1", "top1_drop"}
 
 
@@ -138,10 +139,11 @@ def costly_layers(layers: list[dict], metric: str, count: int = 3) -> str:
     if not ranked:
         return "(the compiler reported no per-layer rows)"
     total = sum(float(row.get(column) or 0) for row in layers) or 1.0
-    rows = [[row.get("layer", "?"), row.get("op", "?"), row.get("where", "npu"), fmt(row.get(column)),
-             f"{float(row.get(column) or 0) / total:.0%}"] for row in ranked]
-    return tabulate(rows, headers=["layer", "op", "where", column, "share"], tablefmt="simple",
-                    disable_numparse=True)
+    share = column in _ADDITIVE
+    rows = [[row.get("layer", "?"), row.get("op", "?"), row.get("where", "npu"), fmt(row.get(column))]
+            + ([f"{float(row.get(column) or 0) / total:.0%}"] if share else []) for row in ranked]
+    return tabulate(rows, headers=["layer", "op", "where", column] + (["share"] if share else []),
+                    tablefmt="simple", disable_numparse=True)
 
 
 def failure_message(record, breaches: list[Breach], accuracy_rows: list[dict] | None = None,

@@ -73,9 +73,9 @@ def test_breach_table_shows_floors_and_baselines():
 
 
 def _record(**changes) -> NpuRecord:
-    layers = [{"layer": "conv1", "op": "conv2d", "where": "npu", "cycles": 300, "sram_bytes": 10},
-              {"layer": "fc", "op": "fully_connected", "where": "npu", "cycles": 100, "sram_bytes": 90},
-              {"layer": "softmax", "op": "softmax", "where": "host", "cycles": 600, "sram_bytes": 0}]
+    layers = [{"layer": "conv1", "op": "conv2d", "where": "npu", "cycles": 300, "sram_peak": 10},
+              {"layer": "fc", "op": "fully_connected", "where": "npu", "cycles": 100, "sram_peak": 90},
+              {"layer": "softmax", "op": "softmax", "where": "host", "cycles": 600, "sram_peak": 0}]
     record = NpuRecord("t.py::test[u55-256]", "test[u55-256]", "t.py", "u55-256",
                        metrics={"cycles": 1000.0, "sram_kib": 0.1, "sqnr_db": float("inf")},
                        layers=layers, budgets={"cycles": 500.0}, runs=2)
@@ -89,7 +89,8 @@ def test_costly_layers_rank_by_the_column_that_explains_the_metric():
     by_cycles = costly_layers(record.layers, "latency_ms").splitlines()
     assert [line.split()[0] for line in by_cycles[2:]] == ["softmax", "conv1", "fc"]
     assert by_cycles[2].split()[-1] == "60%"
-    assert costly_layers(record.layers, "sram_kib").splitlines()[2].split()[0] == "fc"
+    by_sram = costly_layers(record.layers, "sram_kib").splitlines()
+    assert by_sram[0].split() == ["layer", "op", "where", "sram_peak"] and by_sram[2].split()[0] == "fc"
 
 
 def test_failure_message_layout():
