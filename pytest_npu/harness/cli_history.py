@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 from itertools import groupby
-from pathlib import Path
 
 from . import history
-from .baseline import tolerances_from
+from .baseline import atomic_write_text, tolerances_from
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", help="glob of the target name, e.g. u55-256")
     parser.add_argument("--last", type=int, default=0, metavar="N", help="only the last N releases/commits")
     parser.add_argument("--every-run", action="store_true",
-                        help="one column per run instead of the latest run of each release/commit")
+                        help="one row per run instead of the latest run of each release/commit")
     parser.add_argument("--fail", action="append", default=[], metavar="METRIC:N%|ABS",
                         help="tolerance used to flag a step as a regression (default: exact/1e-9 relative)")
     parser.add_argument("--html", metavar="OUT", help="also write a self-contained HTML report with charts")
@@ -49,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         from .html import render_history
 
-        Path(args.html).write_text(render_history(points, layers, regressions, source=str(args.db)),
-                                   encoding="utf-8")
+        atomic_write_text(args.html, render_history(points, layers, regressions, source=str(args.db)))
         print(f"wrote {args.html}")
     return 0
 

@@ -370,6 +370,17 @@ def test_history_records_every_run_with_release_labels(suite):
     assert (suite.path / "runs" / "h.sqlite").is_file()
 
 
+def test_a_corrupt_history_database_fails_the_run_and_is_left_alone(suite):
+    recorded(suite)
+    junk = suite.path / "junk.sqlite"
+    junk.write_bytes(b"not sqlite at all" * 64)
+    result = suite.runpytest("-p", "no:randomly", "--npu-history", str(junk))
+    result.assert_outcomes(passed=4)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([f"*error: history database {junk} is unreadable*left untouched*"])
+    assert junk.read_bytes() == b"not sqlite at all" * 64
+
+
 def test_exports_from_a_run(suite):
     recorded(suite)
     result = run(suite, "--npu-benchmark-json", "out/bench.json", "--npu-github-benchmark", "out/small.json",
