@@ -4,10 +4,22 @@ with onnxruntime (QDQ int8, QDQ int16 activations, QOperator, dynamic)."""
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+
+def _export(model, x, path) -> None:
+    """Dynamo export, batch dim dynamic, one self-contained file; torch's own deprecation noise
+    (a FutureWarning about its tree specs, raised from copyreg) is not ours to fix."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.onnx.export(model, (x,), path, dynamo=True, external_data=False,
+                          dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, verbose=False)
 
 
 def _calibration(n: int = 8):
@@ -103,15 +115,13 @@ def _mixed_reader():
 @pytest.fixture(scope="session")
 def mixed_models(tmp_path_factory) -> dict[str, Path]:
     """A second real export (other ops, two outputs) and its QDQ int8 quantisation."""
-    import torch
+    torch = pytest.importorskip("torch", reason="the real-model tests export with torch ([torch] extra)")
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     logging.getLogger().setLevel(logging.ERROR)
     folder = tmp_path_factory.mktemp("mixed")
     paths = {"float": folder / "float.onnx", "qdq8": folder / "qdq8.onnx"}
-    torch.onnx.export(_build_mixed(), (torch.randn(1, 3, 8, 8),), paths["float"], dynamo=True,
-                      external_data=False, dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
-                      verbose=False)
+    _export(_build_mixed(), torch.randn(1, 3, 8, 8), paths["float"])
     quantize_static(str(paths["float"]), str(paths["qdq8"]), _mixed_reader(), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
     return paths
@@ -121,7 +131,8 @@ def mixed_models(tmp_path_factory) -> dict[str, Path]:
 def cnn_models(tmp_path_factory) -> dict[str, Path]:
     """float (opset 20 and 21), QDQ int8, QDQ int16 activations, QOperator and dynamic models."""
     import onnx
-    import torch
+
+    torch = pytest.importorskip("torch", reason="the real-model tests export with torch ([torch] extra)")
     from onnx import version_converter
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
@@ -130,9 +141,7 @@ def cnn_models(tmp_path_factory) -> dict[str, Path]:
     model = _build_cnn()
     x = torch.randn(1, 1, 8, 8)
     paths = {"float": folder / "float.onnx", "float21": folder / "float21.onnx"}
-    batch = {"x": {0: torch.export.Dim("batch")}}
-    torch.onnx.export(model, (x,), paths["float"], dynamo=True, external_data=False,
-                      dynamic_shapes=batch, verbose=False)
+    _export(model, x, paths["float"])
     # int16 activations need opset 21; converting the export is faster than a second export
     onnx.save(version_converter.convert_version(onnx.load(paths["float"]), 21), paths["float21"])
     for name, src, fmt, act in (("qdq8", "float", QuantFormat.QDQ, QuantType.QInt8),

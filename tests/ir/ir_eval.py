@@ -7,8 +7,14 @@ weight permutation and every quant parameter the importer produced.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from scipy.special import erf
+
+try:
+    from scipy.special import erf
+except ImportError:            # scipy comes with the [torch] extra; the base install lacks it
+    erf = np.vectorize(math.erf, otypes=[np.float64])
 
 from pytest_npu.ir import Graph, QuantParams
 
