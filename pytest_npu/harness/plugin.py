@@ -207,8 +207,8 @@ def _failure_text(item, exc, records) -> str:
     """The breach table, Hypothesis' falsifying example (if any) and how to reproduce."""
     import shlex
 
-    parts = [str(exc)]
-    notes = getattr(exc, "__notes__", None)
+    parts = [exc.full_text()]
+    notes = _without_own_explanation(list(getattr(exc, "__notes__", None) or []))
     if notes:
         parts.append("\n".join(notes))
         target = records[0].target if records else item.config.stash[RUNNER].default_target
@@ -217,6 +217,24 @@ def _failure_text(item, exc, records) -> str:
         command = f"pytest {shlex.quote(item.nodeid)} --npu-target={target}"
         parts.append(f"reproduce: {command}" + (f" --hypothesis-seed={seed}" if seed is not None else ""))
     return "\n\n".join(parts)
+
+
+def _without_own_explanation(notes: list[str]) -> list[str]:
+    """Hypothesis' explain phase lists lines "only run by failing test cases"; the budget check's own
+    raise is always among them, which tells the user nothing: drop the block if it lists only ours."""
+    import os
+
+    if "Explanation:" not in notes:
+        return notes
+    start = notes.index("Explanation:")
+    end = start + 1
+    while end < len(notes) and notes[end].startswith(" "):
+        end += 1
+    paths = [note.strip() for note in notes[start + 1:end] if note.strip().startswith(os.sep)]
+    here = os.path.dirname(__file__)
+    if paths and all(path.startswith(here) for path in paths):
+        return notes[:start] + notes[end:]
+    return notes
 
 
 class _RecordCollector:

@@ -351,8 +351,10 @@ class NpuRunner:
                 from .verdict import NpuBudgetExceeded
 
                 record = self.build_record(context, target_name, aggregate)
-                record.metrics = dict(result.metrics)
-                raise NpuBudgetExceeded(self.failure_text(record, result.breaches, diagnose), result.breaches)
+                record.metrics, breaches = dict(result.metrics), result.breaches
+                headline = ", ".join(f"{b.metric}={b.measured:.4g} (budget {b.limit:.4g})" for b in breaches)
+                raise NpuBudgetExceeded(f"NPU budget exceeded on {target_name}: {headline}", breaches,
+                                        render=lambda: self.failure_text(record, breaches, diagnose))
 
     # -- records and messages (used by the plugin after the call phase)
     def build_record(self, context: TestContext, target_name: str, aggregate: _Aggregate) -> NpuRecord:

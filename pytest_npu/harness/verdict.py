@@ -36,9 +36,15 @@ class Breach:
 class NpuBudgetExceeded(AssertionError):
     """Raised from the test call when a record breaks a budget (an AssertionError so Hypothesis shrinks)."""
 
-    def __init__(self, message: str, breaches: list[Breach]):
+    def __init__(self, message: str, breaches: list[Breach], render=None):
         super().__init__(message)
         self.breaches = breaches
+        self._render = render
+
+    def full_text(self) -> str:
+        """The whole failure text. Rendered late (at report time) so Hypothesis' shrinking and explain
+        phases do not pay for, or point at, the per-layer diagnosis."""
+        return self._render() if self._render is not None else str(self)
 
 
 def _finite(value) -> bool:
