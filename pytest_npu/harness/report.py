@@ -7,6 +7,7 @@ written atomically so a CI step reading them never sees half a file.
 from __future__ import annotations
 
 import json
+import math
 import platform
 from datetime import datetime, timezone
 
@@ -80,7 +81,8 @@ def markdown(records, enforce: bool) -> str:
 def write_json(path, records, targets: list[str], enforce: bool) -> None:
     from .baseline import atomic_write_text
 
-    atomic_write_text(path, json.dumps(run_document(records, targets, enforce), indent=2, sort_keys=True,
+    document = _strict(run_document(records, targets, enforce))
+    atomic_write_text(path, json.dumps(document, indent=2, sort_keys=True, allow_nan=False,
                                        default=_jsonable) + "\n")
 
 
@@ -88,6 +90,18 @@ def write_markdown(path, records, enforce: bool) -> None:
     from .baseline import atomic_write_text
 
     atomic_write_text(path, markdown(records, enforce) + "\n")
+
+
+def _strict(value):
+    """Strict JSON has no NaN/Infinity: write them as the strings "nan", "inf", "-inf"
+    (sqnr_db is +inf when the NPU matches the reference exactly; NaN marks a figure not measured)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    return value
 
 
 def _jsonable(value):

@@ -111,7 +111,7 @@ def test_record_round_trips_through_json_with_inf_and_breaches():
     assert again == record and math.isinf(again.metrics["sqnr_db"])
 
 
-def test_reports_count_and_mark_breaches():
+def test_reports_count_and_mark_breaches(tmp_path):
     ok = _record(nodeid="t.py::ok", breaches=[], outcome="passed")
     bad = _record(breaches=[Breach("cycles", 500.0, 1000.0)], outcome="failed")
     reported = _record(nodeid="t.py::soft", breaches=[Breach("cycles", 500.0, 1000.0)], outcome="passed")
@@ -122,5 +122,9 @@ def test_reports_count_and_mark_breaches():
     document = report.run_document([ok, bad], ["u55-256"], enforce=True)
     assert [t["status"] for t in document["tests"]] == ["ok", "FAILED"]
     json.dumps(document)   # builtins only
+    path = tmp_path / "run.json"
+    report.write_json(path, [ok, bad], ["u55-256"], enforce=True)
+    written = json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"non-strict JSON {name}"))
+    assert written["tests"][0]["metrics"]["sqnr_db"] == "inf"
     text = report.markdown([ok, bad], enforce=False)
     assert "2 test x target record(s), 1 with breaches (budgets not enforced: --npu-no-budgets)." in text
