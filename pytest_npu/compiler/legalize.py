@@ -29,8 +29,6 @@ _OPERATION_FOR = {
     "transpose": "dma",
 }
 ALIAS_OPS = frozenset({"reshape"})
-LUT_OPS = frozenset({"sigmoid", "tanh", "hardswish", "hardsigmoid", "gelu", "leaky_relu"})
-ELEMENTWISE_OPS = frozenset({"add", "sub", "mul", "min", "max"})
 ADD_LEFT_SHIFT = 20      # TFLite's quantised add: inputs pre-shifted by 20 bits before rescaling
 
 
@@ -162,9 +160,6 @@ class Legalizer:
             raise _Refuse(f"{q.dtype} activations ('{name}') are not in {self.target.name}'s dtypes "
                           f"{sorted(self.target.dtypes)}{hint}")
         return q.dtype
-
-    def _activation_inputs(self, node: Node) -> list[str]:
-        return [n for n in node.inputs if n and not self.tensor(n).is_constant]
 
     def _bits(self, dtype: str) -> int:
         return 16 if dtype == "int16" else 32

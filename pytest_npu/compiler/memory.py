@@ -140,9 +140,10 @@ class Planner:
                     f"available (sram_bytes={self.sram_limit}); use a target with more SRAM or a "
                     "smaller layer") from None
         residents = [Buffer(r, align(self.nbytes(r)), a, b) for r, (a, b) in live.items()]
-        # Scratch is first tried live from the previous step on, so the next layer's weights and
-        # first stripes load while the current one computes (no reuse of bytes still being read).
-        for prefetch in (1, 0):
+        # Scratch is first tried live from the program start (every load may start at once), then
+        # from two steps / one step earlier, so the next layers' weights and first stripes load
+        # while the current one computes (no reuse of bytes still being read).
+        for prefetch in (len(self.steps), 2, 1, 0):
             buffers = residents + [Buffer(f"scratch:{i}", align(p.scratch_bytes), max(0, i - prefetch), i)
                                    for i, p in tiles.items() if p.scratch_bytes]
             peak = _greedy_by_size(buffers)
