@@ -100,10 +100,10 @@ class _Lowerer:
             self.tensors[name] = Tensor(name, t.shape, t.dtype, t.quant)
         return name
 
-    def out(self, name: str, like: str | None = None, *, shape=None, quant_from_logical=True) -> str:
+    def out(self, name: str) -> str:
+        """Declare the IR tensor for a logical node output (NHWC if 4-D); returns its name."""
         t = self.lt(name)
-        shape = shape if shape is not None else (tuple(t.shape[i] for i in NHWC) if len(t.shape) == 4
-                                                 else t.shape)
+        shape = tuple(t.shape[i] for i in NHWC) if len(t.shape) == 4 else t.shape
         quant = _permute_quant(t.quant, NHWC) if len(t.shape) == 4 else t.quant
         self.tensors[name] = Tensor(name, tuple(shape), t.dtype, quant)
         return name
@@ -121,8 +121,6 @@ class _Lowerer:
         while name in self.tensors or name in self.lg.tensors:
             name, i = f"{base}{i}", i + 1
         quant = _permute_quant(like.quant, perm) if perm is not None else like.quant
-        if perm is None and like.quant is not None and like.quant.axis is not None:
-            quant = like.quant
         self.tensors[name] = Tensor(name, tuple(shape), like.dtype, quant)
         return name
 
