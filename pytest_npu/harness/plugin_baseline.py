@@ -205,7 +205,8 @@ class BaselineSession:
             metric, value = _headline(record.metrics)
             return [Breach(metric, None, value, message=(
                 f"no baseline for target {record.target} in {_rel(outcome.file, self.rootdir)}; record it with: "
-                f"pytest {shlex.quote(record.nodeid)} --npu-update-baseline=new"))]
+                f"pytest {shlex.quote(record.nodeid)} --npu-update-baseline=new "
+                f"(or gate on budgets only: --npu-no-baseline / ini npu_baseline = false)"))]
         provenance = ("; provenance changed: " + ", ".join(outcome.provenance)) if outcome.provenance else ""
         rows = []
         for row in outcome.comparisons:
