@@ -64,6 +64,8 @@ def layer_rows(cm, execution) -> list[dict]:
                      "macs": 0, "cycles": 0, "span_cycles": 0, "instructions": 0, "dram_bytes": 0,
                      "sram_bytes": 0, "energy_mj": 0.0, "sram_peak": 0, "roofline_cycles": 0,
                      "efficiency": None})
+    position = {node.name: i for i, node in enumerate(cm.graph.nodes)}
+    rows.sort(key=lambda r: position.get(r["layer"], len(position)))   # graph order, free layers included
     return rows
 
 
