@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,7 +231,7 @@ class BaselineSession:
             self._check_unused(session, records)
         if self.update:                          # a comparing run never writes, whatever it read
             self._save()
-        self._export(records)
+        self._export(records, session.config.invocation_params.args)
 
     def _summarise(self, records: list) -> None:
         """Counts and one line per regression, improvement, metric change and provenance change."""
@@ -364,12 +365,12 @@ class BaselineSession:
             if baseline.tests or baseline.path.exists():
                 bl.save_baseline(baseline)
 
-    def _export(self, records: list) -> None:
+    def _export(self, records: list, args: Sequence[str]) -> None:
         from . import exports, history
 
         if not records:
             return
-        run = history.current_run(self.rootdir, self.release)
+        run = history.current_run(self.rootdir, self.release, extra={"args": [str(arg) for arg in args]})
         if self.history is not None:
             run_id = history.record_run(self.history, run, records)
             self.lines.append(f"history: run #{run_id} ({run.label}) recorded in {_rel(self.history, self.rootdir)}")

@@ -351,12 +351,14 @@ def test_history_records_every_run_with_release_labels(suite):
     suite.runpytest("-p", "no:randomly", "--npu-release", "v1.1").assert_outcomes(failed=1, passed=3)
     with sqlite3.connect(db) as connection:
         runs = connection.execute("SELECT release, host FROM runs ORDER BY id").fetchall()
+        args = json.loads(connection.execute("SELECT extra FROM runs ORDER BY id").fetchone()[0])["args"]
         cycles = connection.execute(
             "SELECT runs.release, metrics.value FROM metrics JOIN records ON records.id = metrics.record_id "
             "JOIN runs ON runs.id = records.run_id WHERE records.test = 'test_port' AND metrics.name = 'cycles'"
         ).fetchall()
         layers = connection.execute("SELECT COUNT(*) FROM layers").fetchone()[0]
     assert [release for release, _ in runs] == ["v1.0", "v1.1"] and all(host for _, host in runs)
+    assert args[:4] == ["-p", "no:randomly", "--npu-release", "v1.0"]     # pytester adds --basetemp
     assert cycles == [("v1.0", 1000.0), ("v1.1", 1100.0)] and layers == 8
     custom = suite.path / "elsewhere.sqlite"
     suite.runpytest("-p", "no:randomly", "--npu-history", str(custom), "--npu-no-baseline")
