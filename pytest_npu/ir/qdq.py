@@ -42,6 +42,7 @@ PASS_THROUGH = frozenset({"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze
 _MULTI_DATA = {"Conv": (0, 1), "Gemm": (0, 1), "MatMul": (0, 1), "Add": (0, 1), "Sub": (0, 1),
                "Mul": (0, 1), "Min": (0, 1), "Max": (0, 1)}
 _BIAS_INPUT = {"Conv": 2, "Gemm": 2}
+_QUANT_DTYPES = frozenset({"int8", "uint8", "int16", "uint16", "int32"})
 
 # QOperator op -> (float op, [(x, scale, zp) per data input], (y scale, y zp), bias input or None)
 _QOPS: dict[str, tuple[str, list[tuple[int, int, int]], tuple[int, int] | None, int | None]] = {
@@ -72,6 +73,9 @@ class Logical:
 def quant_params(view: OnnxView, node: onnx.NodeProto, scale: str, zero_point: str | None,
                  dtype: str, axis: int | None, rank: int) -> QuantParams:
     """QuantParams from a node's scale/zero-point constants (refusing non-constant ones)."""
+    if dtype not in _QUANT_DTYPES:
+        raise ModelError(f"{view.where(node)}: {dtype} quantisation is not supported; use int8/uint8 or "
+                         "int16/uint16 activations with int8 weights")
     if scale not in view.consts:
         raise ModelError(f"{view.where(node)}: scale '{scale}' is not a constant; only static "
                          "quantisation is supported (quantize_dynamic models run on the host)")

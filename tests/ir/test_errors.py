@@ -200,3 +200,17 @@ def test_graph_self_check_reports_importer_bugs():
     msg = str(info.value)
     assert "m.onnx" in msg and "lacks attrs ['axis']" in msg and "unknown op 'warp'" in msg
     assert "'z' is never produced" in msg
+
+
+def test_int4_quantisation_is_refused_by_name():
+    w = numpy_helper.from_array(np.zeros((2, 2), np.int8), "w")
+    w.data_type = TensorProto.INT4
+    w.raw_data = bytes(2)
+    nodes = [helper.make_node("DequantizeLinear", ["w", "s"], ["wf"], name="dq_int4"),
+             helper.make_node("MatMul", ["x", "wf"], ["y"], name="mm")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+                              [w, numpy_helper.from_array(np.float32(0.1), "s")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    msg = _error(m)
+    assert "'dq_int4'" in msg and "int4 quantisation is not supported" in msg
