@@ -18,7 +18,7 @@ pytest_plugins = ["pytest_npu.harness.plugin_baseline"]
 RUNNER = pytest.StashKey[NpuRunner]()
 RECORDS = pytest.StashKey[list]()
 ITEM_RECORDS = pytest.StashKey[list]()
-ITEM_FAILURE = pytest.StashKey[str]()
+ITEM_FAILURE = pytest.StashKey[object]()   # a callable rendering the failure text, or None
 DEFAULT_TARGET = "u55-256"
 
 
@@ -154,12 +154,12 @@ def pytest_runtest_call(item):
         raise
     finally:
         runner.context = None
-        records, failure = runner.finish(context, item.ihook.pytest_npu_check, passed)
-        _publish(item, records, failure)
-        if passed and failure and runner.options.enforce:
+        records, render = runner.finish(context, item.ihook.pytest_npu_check, passed)
+        _publish(item, records, render)
+        if passed and render is not None and runner.options.enforce:
             from .verdict import NpuBudgetExceeded
 
-            raise NpuBudgetExceeded(failure, [b for r in records for b in r.breaches]) from None
+            raise NpuBudgetExceeded(render(), [b for r in records for b in r.breaches]) from None
     return outcome
 
 
@@ -168,9 +168,9 @@ def _param_target(item) -> str | None:
     return callspec.params.get("npu_target") if callspec is not None else None
 
 
-def _publish(item, records: list[NpuRecord], failure: str) -> None:
+def _publish(item, records: list[NpuRecord], render) -> None:
     item.stash[ITEM_RECORDS] = records
-    item.stash[ITEM_FAILURE] = failure
+    item.stash[ITEM_FAILURE] = render
     for record in records:
         for key, value in record.metrics.items():
             item.user_properties.append((f"npu.{record.target}.{key}", _property(value)))
@@ -198,8 +198,8 @@ def pytest_runtest_makereport(item, call):
 
     if call.excinfo is not None and isinstance(call.excinfo.value, NpuBudgetExceeded):
         report.longrepr = _failure_text(item, call.excinfo.value, records)
-    elif report.failed and item.stash.get(ITEM_FAILURE, ""):
-        report.sections.append(("npu budget", item.stash[ITEM_FAILURE]))
+    elif report.failed and item.stash.get(ITEM_FAILURE, None) is not None:
+        report.sections.append(("npu budget", item.stash[ITEM_FAILURE]()))
     return report
 
 

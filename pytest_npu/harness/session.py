@@ -373,15 +373,16 @@ class NpuRunner:
             rows, note = diagnose()
         return failure_message(record, breaches, rows, note)
 
-    def finish(self, context: TestContext, check_hook, body_passed: bool) -> tuple[list[NpuRecord], str]:
-        """Aggregate the test's runs into records, collect budget + plugin breaches, build the message.
+    def finish(self, context: TestContext, check_hook, body_passed: bool):
+        """Aggregate the test's runs into records and collect budget + plugin breaches.
 
-        Returns the records (breaches filled in) and the failure text ('' when nothing broke).
+        Returns the records (breaches filled in) and a callable rendering the failure text, or None
+        when nothing broke (rendering runs the per-layer diagnosis, so it happens only when shown).
         ``check_hook`` is ``item.ihook.pytest_npu_check``; every plugin's rows join the same table.
         """
-        from .verdict import Breach, check_budgets
+        from .verdict import Breach, breach_table, check_budgets
 
-        records, texts = [], []
+        records, parts = [], []
         for target_name, aggregate in context.per_target.items():
             record = self.build_record(context, target_name, aggregate)
             breaches = check_budgets(record.metrics, record.budgets)
@@ -390,16 +391,23 @@ class NpuRunner:
             record.breaches = breaches
             records.append(record)
             if breaches:
-                texts.append(self.failure_text(record, breaches, aggregate.diagnose))
+                parts.append((record, breaches, aggregate.diagnose))
+        missing = []
         if body_passed and context.budget.limits and not context.per_target:
-            where = context.item.nodeid
             missing = [Breach(key, limit, float("nan"), message="the test never called npu.run")
                        for key, limit in context.budget.limits.items()]
-            from .verdict import breach_table
+        if not parts and not missing:
+            return records, None
 
-            texts.append(f"NPU budget not checked: {where} has an npu_budget marker but never called "
-                         f"npu.run(model, inputs, ...), so no figure was measured.\n\n{breach_table(missing)}")
-        return records, "\n\n".join(texts)
+        def render() -> str:
+            texts = [self.failure_text(record, breaches, diagnose) for record, breaches, diagnose in parts]
+            if missing:
+                texts.append(f"NPU budget not checked: {context.item.nodeid} has an npu_budget marker but never "
+                             f"called npu.run(model, inputs, ...), so no figure was measured.\n\n"
+                             f"{breach_table(missing)}")
+            return "\n\n".join(texts)
+
+        return records, render
 
     # -- helpers
     def _feeds(self, model: _Model, inputs) -> dict:
