@@ -103,6 +103,8 @@ def test_cycles_vs_roofline(benchmark, name, target):
     rows = cm.layers(ex)
     conv = [r for r in rows if r["op"] == "conv2d" and r["efficiency"] is not None and r["macs"] > 0]
     ratios = [r["cycles"] / r["roofline_cycles"] for r in conv if r["roofline_cycles"]]
+    peak = cm.target.mac.macs_per_cycle * cm.options["cores"]
+    mac_ratios = [r["compute_cycles"] / max(1.0, r["macs"] / peak) for r in conv]
     benchmark.extra_info.update(
         cycles=ex.summary.cycles, roofline_cycles=ex.summary.roofline_cycles,
         efficiency=round(ex.summary.efficiency, 3), macs=ex.summary.macs,
@@ -110,5 +112,6 @@ def test_cycles_vs_roofline(benchmark, name, target):
         conv_layers=len(conv),
         conv_cycles_over_roofline_median=round(statistics.median(ratios), 3) if ratios else None,
         conv_cycles_over_roofline_worst=round(max(ratios), 3) if ratios else None,
+        conv_mac_cycles_over_mac_bound_median=round(statistics.median(mac_ratios), 3) if mac_ratios else None,
         run_s=round(time.perf_counter() - started, 3))
     assert ex.summary.cycles >= ex.summary.roofline_cycles

@@ -1,7 +1,8 @@
 """Per-layer figures of a compiled model, computed from an emulator trace (never estimated).
 
 A layer's ``cycles`` is the busy time of its critical engine: for each engine, the sum of the
-spans of the layer's instructions on it; the largest of those sums. Its roofline is
+spans of the layer's instructions on it; the largest of those sums (``compute_cycles`` and
+``dma_cycles`` split it into the busiest compute engine and the busiest DMA channel). Its roofline is
 ``max(MACs / peak MACs per cycle, DRAM bytes / DRAM bytes per cycle)`` over the cores it ran on,
 and ``efficiency = roofline / cycles``.
 """
@@ -35,6 +36,8 @@ def layer_rows(cm, execution) -> list[dict]:
         for r in trace:
             busy[r.engine] += r.cycles
         cycles = max(busy.values(), default=0)
+        compute = max((v for e, v in busy.items() if not e.startswith("dma")), default=0)
+        dma = max((v for e, v in busy.items() if e.startswith("dma")), default=0)
         macs = sum(r.macs for r in trace)
         dram = sum(r.dram_read + r.dram_write for r in trace)
         sram = sum(r.sram_read + r.sram_write for r in trace)
@@ -49,7 +52,7 @@ def layer_rows(cm, execution) -> list[dict]:
             "layer": step.name, "op": step.op, "where": step.where, "reason": step.reason,
             "in_shapes": [sample_shape(tuple(cm.graph.tensors[n].shape)) for n in inputs],
             "out_shapes": [sample_shape(tuple(cm.graph.tensors[n].shape)) for n in step.outputs],
-            "macs": macs, "cycles": cycles,
+            "macs": macs, "cycles": cycles, "compute_cycles": compute, "dma_cycles": dma,
             "span_cycles": (max(r.end for r in trace) - min(r.start for r in trace)) if trace else 0,
             "instructions": len(trace), "dram_bytes": dram, "sram_bytes": sram,
             "energy_mj": energy_pj * 1e-9,
@@ -61,7 +64,7 @@ def layer_rows(cm, execution) -> list[dict]:
         rows.append({"layer": step.name, "op": step.op, "where": "npu", "reason": step.reason,
                      "in_shapes": [sample_shape(tuple(cm.graph.tensors[n].shape)) for n in step.inputs],
                      "out_shapes": [sample_shape(tuple(cm.graph.tensors[n].shape)) for n in step.outputs],
-                     "macs": 0, "cycles": 0, "span_cycles": 0, "instructions": 0, "dram_bytes": 0,
+                     "macs": 0, "cycles": 0, "compute_cycles": 0, "dma_cycles": 0, "span_cycles": 0, "instructions": 0, "dram_bytes": 0,
                      "sram_bytes": 0, "energy_mj": 0.0, "sram_peak": 0, "roofline_cycles": 0,
                      "efficiency": None})
     position = {node.name: i for i, node in enumerate(cm.graph.nodes)}
