@@ -70,3 +70,17 @@ def test_float_model_is_refused_with_a_hint():
     b = Builder((1, 3, 8, 8), seed=1).conv(4).flatten().fc(5)
     with pytest.raises(CompileError, match="float32.*[Qq]uantise the model first"):
         compiler.compile(b.model(), "u55-256")
+
+
+def test_layer_outside_the_target_limits_goes_to_the_host_or_names_the_limit():
+    from models import Builder, quantize
+    b = Builder((1, 3, 16, 16), seed=4).conv(4).conv(4, k=3, stride=4, pad=1).conv(4)
+    q = quantize(b.model(), b.input_shape)
+    cm = compiler.compile(q, "u55-256")                 # max_stride = 3
+    (entry,) = cm.unsupported()
+    assert entry[1] == "conv2d" and entry[2] == "stride 4 exceeds u55-256's max_stride 3"
+    x = inputs_for(b.input_shape, 2)
+    (name,) = cm.program.outputs
+    assert_matches_ort(cm.run(x).outputs[name], ort_run(q, x), float(cm.graph.output_quant[name].scale))
+    with pytest.raises(CompileError, match=rf"layer '{entry[0]}' \(conv2d\): stride 4 exceeds u55-256's max_stride 3"):
+        compiler.compile(q, "u55-256", fallback="error")
