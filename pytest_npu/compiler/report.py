@@ -91,6 +91,11 @@ def text_report(cm) -> str:
     lines = [f"{cm.graph.name or cm.graph.source} on {cm.target.name}: "
              f"{sum(s.where == 'npu' for s in cm.steps)} NPU steps, {len(cm.unsupported())} host layers, "
              f"{len(cm.alias_steps)} free reshapes"]
-    for layer, op, reason in cm.unsupported():
-        lines.append(f"  host: {layer} ({op}): {reason}")
+    unsupported = cm.unsupported()
+    rows = {r["layer"]: r for r in cm.layers()} if unsupported else {}
+    for layer, op, reason in unsupported:
+        row = rows.get(layer, {})
+        lines.append(f"  host: {layer} ({op}): {reason} -- costs {row.get('cycles', 0)} cycles "
+                     f"({cm.target.cycles_to_ms(row.get('cycles', 0)):.4f} ms), "
+                     f"{row.get('energy_mj', 0.0) * 1e3:.3f} uJ")
     return "\n".join(lines)

@@ -84,3 +84,13 @@ def test_layer_outside_the_target_limits_goes_to_the_host_or_names_the_limit():
     assert_matches_ort(cm.run(x).outputs[name], ort_run(q, x), float(cm.graph.output_quant[name].scale))
     with pytest.raises(CompileError, match=rf"layer '{entry[0]}' \(conv2d\): stride 4 exceeds u55-256's max_stride 3"):
         compiler.compile(q, "u55-256", fallback="error")
+
+
+def test_report_names_host_layers_with_reason_and_cost():
+    q, _ = qdq_model("softmax")
+    cm = compiler.compile(q, "u55-256")
+    text = cm.report()
+    (layer, op, reason) = cm.unsupported()[0]
+    host_row = next(r for r in cm.layers() if r["layer"] == layer)
+    assert f"host: {layer} ({op}): {reason} -- costs {host_row['cycles']} cycles" in text
+    assert host_row["cycles"] > 0
