@@ -14,7 +14,8 @@ import numbers
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,9 @@ class BaselineFile:
     path: Path
     module: str
     tests: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    #: the edits of this session, replayed onto the file as it is on disk when saving, so two
+    #: processes updating different tests of one module (CI shards) both keep their entries
+    edits: list[tuple[str, str, str | None, dict | None]] = field(default_factory=list, repr=False)
 
     def entry(self, test: str, target: str) -> dict[str, Any] | None:
         return self.tests.get(test, {}).get(target)
@@ -248,17 +252,24 @@ class BaselineFile:
                   provenance: Mapping[str, Any]) -> None:
         counts = {name: int(value) for name, value in metrics.items()
                   if is_count(name) and isinstance(value, float) and value.is_integer()}
-        self.tests.setdefault(test, {})[target] = {"metrics": normalise({**metrics, **counts}),
-                                                   "provenance": normalise(dict(provenance))}
+        entry = {"metrics": normalise({**metrics, **counts}), "provenance": normalise(dict(provenance))}
+        self._apply("set", test, target, entry)
+        self.edits.append(("set", test, target, entry))
 
     def remove(self, test: str, target: str | None = None) -> None:
-        if target is None:
+        self._apply("remove", test, target, None)
+        self.edits.append(("remove", test, target, None))
+
+    def _apply(self, kind: str, test: str, target: str | None, entry: dict | None) -> None:
+        if kind == "set" and target is not None and entry is not None:
+            self.tests.setdefault(test, {})[target] = entry
+        elif target is None:
             self.tests.pop(test, None)
-            return
-        targets = self.tests.get(test, {})
-        targets.pop(target, None)
-        if not targets:
-            self.tests.pop(test, None)
+        else:
+            targets = self.tests.get(test, {})
+            targets.pop(target, None)
+            if not targets:
+                self.tests.pop(test, None)
 
     def dumps(self) -> str:
         document = {"format": FORMAT, "version": VERSION, "module": self.module, "tests": self.tests}
@@ -330,17 +341,50 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def save_baseline(baseline: BaselineFile) -> bool:
-    """Write the file if its content changed (or delete it once empty); return whether it changed."""
-    if not baseline.tests:
-        if baseline.path.exists():
-            baseline.path.unlink()
-            return True
-        return False
-    text = baseline.dumps()
-    if baseline.path.exists() and baseline.path.read_text(encoding="utf-8") == text:
-        return False
-    atomic_write_text(baseline.path, text)
-    return True
+    """Replay this session's edits onto the file as it is now, and write it if that changed anything.
+
+    Under an exclusive lock on the directory, the file is re-read, so another process's entries
+    written since we read it survive (last writer wins only per entry, never per file). An emptied
+    file is deleted. Returns whether the file changed.
+    """
+    with _directory_lock(baseline.path.parent):
+        current = load_baseline(baseline.path, baseline.module)
+        for kind, test, target, entry in baseline.edits:
+            current._apply(kind, test, target, entry)
+        baseline.tests, baseline.edits = current.tests, []
+        if not current.tests:
+            if current.path.exists():
+                current.path.unlink()
+                return True
+            return False
+        text = current.dumps()
+        if current.path.exists() and current.path.read_text(encoding="utf-8") == text:
+            return False
+        atomic_write_text(current.path, text)
+        return True
+
+
+@contextmanager
+def _directory_lock(directory: Path) -> Iterator[None]:
+    """An advisory exclusive lock on the directory itself (no lock file to commit by mistake)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError as exc:
+        raise BaselineError(f"cannot write baselines in {directory}: {exc}") from exc
+    try:
+        try:
+            import fcntl
+        except ImportError:                # Windows: no flock; controller-only writes still hold
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        os.close(handle)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -362,7 +362,7 @@ class BaselineSession:
 
     def _save(self) -> None:
         for baseline in self.files.values():
-            if baseline.tests or baseline.path.exists():
+            if baseline.edits:                   # files only read stay byte-for-byte as they are
                 bl.save_baseline(baseline)
 
     def _export(self, records: list, args: Sequence[str]) -> None:

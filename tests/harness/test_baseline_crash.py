@@ -1,4 +1,5 @@
-"""A baseline writer killed with SIGKILL mid-write leaves the old or the new file, never half of one."""
+"""Baseline writers: one killed with SIGKILL mid-write leaves the old or the new file, never half of
+one; several writing one module's file at once (CI shards) keep every entry."""
 
 from __future__ import annotations
 
@@ -36,3 +37,24 @@ def test_killed_writer_leaves_a_valid_baseline(tmp_path):
     assert len(loaded.tests) == 3000
     assert {entry["u55-256"]["metrics"]["cycles"] for entry in loaded.tests.values()} in ({0}, {1})
     assert path.read_text() == loaded.dumps()      # byte-identical to a clean write of what it holds
+
+
+SHARD = """
+import sys
+from pytest_npu.harness import baseline as bl
+path, shard = sys.argv[1], int(sys.argv[2])
+for index in range(40):                      # many small saves: maximal interleaving between shards
+    document = bl.load_baseline(path, "tests/test_big.py")
+    document.set_entry(f"test_{shard}_{index}", "u55-256", {"cycles": shard * 1000 + index}, {})
+    bl.save_baseline(document)
+"""
+
+
+def test_concurrent_shards_keep_every_entry(tmp_path):
+    path = tmp_path / "__npu__" / "test_big.json"
+    shards = [subprocess.Popen([sys.executable, "-c", SHARD, str(path), str(shard)]) for shard in range(4)]
+    assert [process.wait(timeout=120) for process in shards] == [0, 0, 0, 0]
+    tests = bl.load_baseline(path).tests
+    assert len(tests) == 160
+    assert all(tests[f"test_{s}_{i}"]["u55-256"]["metrics"]["cycles"] == s * 1000 + i
+               for s in range(4) for i in range(40))
