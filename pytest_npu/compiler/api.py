@@ -270,7 +270,7 @@ def _compile_graph(graph: Graph, target: Target, opts: dict, key: str) -> Compil
 
     legal = legalize(graph, target, opts["fallback"])
     plan = plan_memory(graph, legal.steps, legal.aliases, opts["sram_limit_bytes"], opts["cores"],
-                       opts["double_buffer"])
+                       opts["double_buffer"], target)
     metadata = {
         "compiler": "pytest_npu.compiler", "compiler_version": __version__, "graph": graph.name,
         "source": graph.source, "options": opts, "sram_peak_bytes": plan.peak,

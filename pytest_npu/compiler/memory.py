@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import CompileError
 from ..ir.graph import Graph
+from ..targets.model import Target
 from .legalize import Step, sample_shape
 from .tiling import ALIGN, NoFit, TilePlan, align, itemsize, plan_tiles, step_shapes
 
@@ -42,12 +43,13 @@ class MemoryPlan:
 
 class Planner:
     def __init__(self, graph: Graph, steps: list[Step], aliases: dict[str, str], sram_limit: int,
-                 cores: int, double_buffer: bool):
+                 cores: int, double_buffer: bool, target: Target | None = None):
         self.graph = graph
         self.steps = steps
         self.aliases = aliases
         self.sram_limit = sram_limit
         self.cores = cores
+        self.target = target
         self.double_buffer = double_buffer
 
     def root(self, name: str) -> str:
@@ -128,7 +130,8 @@ class Planner:
                 if step.kind in ("transpose", "matmul"):
                     tiles[i] = self._whole(step, ins, out, streamed_in, streamed_out, sizes, budget)
                 else:
-                    tiles[i] = plan_tiles(step, ins, out, streamed_in, streamed_out, budget, self.cores,
+                    tiles[i] = plan_tiles(step, ins, out, streamed_in, streamed_out, budget,
+                                          self._cores_worth_using(step, ins, out),
                                           self.double_buffer, sizes)
             except NoFit as nofit:
                 victims = [r for r, (a, b) in live.items() if a <= i <= b]
@@ -164,6 +167,27 @@ class Planner:
                           scratch={int(b.key.split(":")[1]): b.offset for b in buffers
                                    if b.key.startswith("scratch:")},
                           tiles=tiles, peak=peak, step_peak=step_peak)
+
+    def _cores_worth_using(self, step: Step, ins, out) -> int:
+        """Split a layer across cores only when each share of its work outweighs the fixed cost
+        of an extra instruction (and its DMA round trip): tiny FC heads stay on one core. The
+        work estimate counts MAC-array passes the way the cost model does (idle lanes included)."""
+        if self.cores == 1 or self.target is None:
+            return self.cores
+        mac = self.target.mac
+        oh, ow, oc = out
+        w = step.consts.get("weights")
+        ceil = lambda a, b: -(-int(a) // int(b))  # noqa: E731
+        if step.kind == "conv2d" and w is not None:
+            work = ceil(oc, mac.ofm_lanes) * ceil(w.shape[2], mac.ifm_lanes) * ceil(oh * ow, mac.pixel_lanes) \
+                * w.shape[0] * w.shape[1]
+        elif step.kind == "depthwise_conv2d" and w is not None:
+            work = ceil(oc, mac.ofm_lanes) * ceil(oh * ow, mac.pixel_lanes) * w.shape[0] * w.shape[1]
+        elif step.kind == "fully_connected" and w is not None:
+            work = ceil(oc, mac.ofm_lanes) * ceil(w.shape[0], mac.ifm_lanes) * ceil(oh * ow, mac.pixel_lanes)
+        else:
+            work = ceil(oh * ow * oc, max(1, self.target.elementwise_width))
+        return self.cores if work / self.cores >= self.target.overhead_cycles / 2 else 1
 
     def _whole(self, step, ins, out, streamed_in, streamed_out, sizes, budget) -> TilePlan:
         """One tile for steps that are not split (matmul, transpose)."""
@@ -205,5 +229,5 @@ def _greedy_by_size(buffers: list[Buffer]) -> int:
 
 
 def plan_memory(graph: Graph, steps: list[Step], aliases: dict[str, str], sram_limit: int, cores: int,
-                double_buffer: bool) -> MemoryPlan:
-    return Planner(graph, steps, aliases, sram_limit, cores, double_buffer).plan()
+                double_buffer: bool, target: Target | None = None) -> MemoryPlan:
+    return Planner(graph, steps, aliases, sram_limit, cores, double_buffer, target).plan()
