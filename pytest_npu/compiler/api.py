@@ -6,6 +6,7 @@ version), so a test suite compiling the same model in many tests pays once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -242,6 +243,9 @@ def compile(model, target, **options) -> CompiledModel:  # noqa: A001 - the publ
     """Compile ``model`` (path | bytes | ModelProto | ir.Graph) for ``target`` (name | path | Target)."""
     target = _resolve_target(target)
     opts = _check_options(options, target)
+    if opts["fallback"] != target.fallback:
+        # the override is part of the target the program runs on (the emulator checks it)
+        target = dataclasses.replace(target, fallback=opts["fallback"])
     data, graph, proto = _model_bytes_and_graph(model)
     key = hashlib.sha256(b"\0".join([
         hashlib.sha256(data).digest(), target.content_hash().encode(),

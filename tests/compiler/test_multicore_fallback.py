@@ -94,3 +94,16 @@ def test_report_names_host_layers_with_reason_and_cost():
     host_row = next(r for r in cm.layers() if r["layer"] == layer)
     assert f"host: {layer} ({op}): {reason} -- costs {host_row['cycles']} cycles" in text
     assert host_row["cycles"] > 0
+
+
+def test_fallback_override_allows_host_layers_on_an_error_target():
+    import dataclasses
+
+    from pytest_npu import targets
+    strict = dataclasses.replace(targets.load("u55-256"), fallback="error")
+    q, shape = qdq_model("softmax")
+    with pytest.raises(CompileError, match="fallback"):
+        compiler.compile(q, strict)
+    cm = compiler.compile(q, strict, fallback="host")
+    assert cm.target.fallback == "host" and cm.unsupported()
+    assert cm.run(inputs_for(shape, 1)).summary.host_cycles > 0
