@@ -1,14 +1,46 @@
 """Real models for the import tests: a tiny torch CNN exported once per session and quantised
-with onnxruntime (QDQ int8, QDQ int16 activations, QOperator, dynamic)."""
+with onnxruntime (QDQ int8, QDQ int16 activations, QOperator, dynamic).
+
+Under pytest-xdist the workers share one export (a file lock in the run's base temp folder), so
+two cores do not both pay for the dynamo exporter."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+
+@contextlib.contextmanager
+def _shared_folder(tmp_path_factory, worker_id: str, name: str) -> Iterator[tuple[Path, bool]]:
+    """(folder, already built): one folder per test run, shared by the xdist workers."""
+    if worker_id == "master":
+        yield tmp_path_factory.mktemp(name), False
+        return
+    from filelock import FileLock  # a torch dependency, present whenever these tests run
+
+    folder = tmp_path_factory.getbasetemp().parent / name
+    folder.mkdir(exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        done = folder / "done"
+        yield folder, done.exists()
+        done.touch()
+
+
+def _build_once(tmp_path_factory, request, name: str, names: list[str],
+                build: Callable[[dict[str, Path]], None]) -> dict[str, Path]:
+    worker = getattr(request.config, "workerinput", {}).get("workerid", "master")
+    with _shared_folder(tmp_path_factory, worker, name) as (folder, built):
+        paths = {n: folder / f"{n}.onnx" for n in names}
+        if not built:
+            logging.getLogger().setLevel(logging.ERROR)   # the quantiser's "consider pre-processing"
+            build(paths)
+        return paths
 
 
 def _export(model, x, path) -> None:
@@ -113,22 +145,22 @@ def _mixed_reader():
 
 
 @pytest.fixture(scope="session")
-def mixed_models(tmp_path_factory) -> dict[str, Path]:
+def mixed_models(tmp_path_factory, request) -> dict[str, Path]:
     """A second real export (other ops, two outputs) and its QDQ int8 quantisation."""
     torch = pytest.importorskip("torch", reason="the real-model tests export with torch ([torch] extra)")
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    logging.getLogger().setLevel(logging.ERROR)
-    folder = tmp_path_factory.mktemp("mixed")
-    paths = {"float": folder / "float.onnx", "qdq8": folder / "qdq8.onnx"}
-    _export(_build_mixed(), torch.randn(1, 3, 8, 8), paths["float"])
-    quantize_static(str(paths["float"]), str(paths["qdq8"]), _mixed_reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-    return paths
+    def build(paths):
+        _export(_build_mixed(), torch.randn(1, 3, 8, 8), paths["float"])
+        quantize_static(str(paths["float"]), str(paths["qdq8"]), _mixed_reader(),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+
+    return _build_once(tmp_path_factory, request, "mixed", ["float", "qdq8"], build)
 
 
 @pytest.fixture(scope="session")
-def cnn_models(tmp_path_factory) -> dict[str, Path]:
+def cnn_models(tmp_path_factory, request) -> dict[str, Path]:
     """float (opset 20 and 21), QDQ int8, QDQ int16 activations, QOperator and dynamic models."""
     import onnx
 
@@ -136,24 +168,20 @@ def cnn_models(tmp_path_factory) -> dict[str, Path]:
     from onnx import version_converter
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-    logging.getLogger().setLevel(logging.ERROR)   # the quantiser's "consider pre-processing" noise
-    folder = tmp_path_factory.mktemp("cnn")
-    model = _build_cnn()
-    x = torch.randn(1, 1, 8, 8)
-    paths = {"float": folder / "float.onnx", "float21": folder / "float21.onnx"}
-    _export(model, x, paths["float"])
-    # int16 activations need opset 21; converting the export is faster than a second export
-    onnx.save(version_converter.convert_version(onnx.load(paths["float"]), 21), paths["float21"])
-    for name, src, fmt, act in (("qdq8", "float", QuantFormat.QDQ, QuantType.QInt8),
-                                ("qdq_u8", "float", QuantFormat.QDQ, QuantType.QUInt8),
-                                ("qdq16", "float21", QuantFormat.QDQ, QuantType.QInt16),
-                                ("qop8", "float", QuantFormat.QOperator, QuantType.QUInt8)):
-        paths[name] = folder / f"{name}.onnx"
-        quantize_static(str(paths[src]), str(paths[name]), _reader(), quant_format=fmt,
-                        per_channel=True, activation_type=act, weight_type=QuantType.QInt8)
-    paths["dynamic"] = folder / "dynamic.onnx"
-    quantize_dynamic(str(paths["float"]), str(paths["dynamic"]), weight_type=QuantType.QInt8)
-    return paths
+    def build(paths):
+        _export(_build_cnn(), torch.randn(1, 1, 8, 8), paths["float"])
+        # int16 activations need opset 21; converting the export is faster than a second export
+        onnx.save(version_converter.convert_version(onnx.load(paths["float"]), 21), paths["float21"])
+        for name, src, fmt, act in (("qdq8", "float", QuantFormat.QDQ, QuantType.QInt8),
+                                    ("qdq_u8", "float", QuantFormat.QDQ, QuantType.QUInt8),
+                                    ("qdq16", "float21", QuantFormat.QDQ, QuantType.QInt16),
+                                    ("qop8", "float", QuantFormat.QOperator, QuantType.QUInt8)):
+            quantize_static(str(paths[src]), str(paths[name]), _reader(), quant_format=fmt,
+                            per_channel=True, activation_type=act, weight_type=QuantType.QInt8)
+        quantize_dynamic(str(paths["float"]), str(paths["dynamic"]), weight_type=QuantType.QInt8)
+
+    return _build_once(tmp_path_factory, request, "cnn",
+                       ["float", "float21", "qdq8", "qdq_u8", "qdq16", "qop8", "dynamic"], build)
 
 
 @pytest.fixture(scope="session")
