@@ -10,9 +10,13 @@ Rules (the README's "User guide" section states them for readers):
   ``# run: pytest ARGS`` gives the command-line options it is documented with.
 * A ```` ```bash ```` block whose first command starts with ``pytest-npu `` runs every command
   through :func:`pytest_npu.cli.main` (each must be a ``pytest-npu`` command and exit 0).
+* A ```` ```bash ```` block whose first command is ``pytest`` runs each command with
+  ``pytester.runpytest`` in that directory; it must exit 0 unless the line ends with a comment
+  ``# exits N`` (a documented failure, e.g. a regression the page shows being caught).
 * A block with the flag ``file=NAME`` (any language, e.g. ```` ```toml file=my-npu.toml ````) is
   written to ``NAME`` in that directory instead of being executed, so the file a reader sees is
-  the file the later blocks load; a ``file=test_*.py`` block holding ``def test_`` is then run.
+  the file the later blocks load. A ``file=test_*.py`` block is also run when its first line is
+  a ``# run: pytest ARGS`` comment (otherwise a later ``pytest`` block runs it).
 * ```` ```python no-run ```` skips a block that truly cannot run here (the text beside it says why).
   Other languages (``text``, ``toml``, ``yaml``, ``console``) are shown, not run.
 """
@@ -33,6 +37,8 @@ FENCE = re.compile(r"^(?P<indent> {0,3})```(?P<info>[^`]*)$")
 TEST_FUNCTION = re.compile(r"^\s*(async\s+)?def test_", re.M)
 RUN_ARGS = re.compile(r"^#\s*run:\s*pytest\b(?P<args>.*)$")
 LINK = re.compile(r"\[[^\]]*\]\((?P<target>[^)\s]+)\)")
+EXPECTED_EXIT = re.compile(r"#\s*exits\s+(?P<code>\d+)\b")
+SHELL_COMMANDS = ("pytest-npu", "pytest")
 
 
 @dataclass(frozen=True)
@@ -60,9 +66,20 @@ class Block:
         return bool(TEST_FUNCTION.search(self.code))
 
     @property
-    def is_cli(self) -> bool:
+    def run_args(self) -> list[str] | None:
+        """Options of a first-line ``# run: pytest ARGS`` comment, if there is one."""
+        lines = self.code.lstrip().splitlines()
+        match = RUN_ARGS.match(lines[0]) if lines else None
+        return shlex.split(match["args"]) if match else None
+
+    @property
+    def shell(self) -> str | None:
+        """"pytest-npu" or "pytest" when a bash block runs those; None for other shell code."""
+        if self.lang != "bash":
+            return None
         commands = _commands(self.code)
-        return bool(commands) and commands[0][0] == "pytest-npu"
+        first = commands[0][0] if commands else None
+        return first if first in SHELL_COMMANDS else None
 
 
 def doc_files() -> list[Path]:
@@ -94,16 +111,25 @@ def extract_blocks(path: Path) -> list[Block]:
     return blocks
 
 
+def _command_lines(code: str) -> list[tuple[list[str], int]]:
+    """(words, expected exit status) of each shell command (continuations joined, comments dropped)."""
+    commands = []
+    for line in code.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        if words:
+            expected = EXPECTED_EXIT.search(line)
+            commands.append((words, int(expected["code"]) if expected else 0))
+    return commands
+
+
 def _commands(code: str) -> list[list[str]]:
-    """Shell commands of a bash block (continuation lines joined, comments dropped)."""
-    joined = code.replace("\\\n", " ")
-    return [words for words in (shlex.split(line, comments=True) for line in joined.splitlines()) if words]
+    return [words for words, _ in _command_lines(code)]
 
 
 def _runnable(block: Block) -> bool:
     if "no-run" in block.flags:
         return False
-    return block.file is not None or block.lang == "python" or (block.lang == "bash" and block.is_cli)
+    return block.file is not None or block.lang == "python" or block.shell is not None
 
 
 DOCS = [path for path in doc_files() if any(_runnable(b) for b in extract_blocks(path))]
@@ -126,9 +152,7 @@ def _write_file(block: Block, directory: Path) -> Path:
 
 
 def _run_test_file(block: Block, pytester: pytest.Pytester, path: Path | None = None) -> None:
-    first = block.code.lstrip().splitlines()[0]
-    match = RUN_ARGS.match(first)
-    args = shlex.split(match["args"]) if match else []
+    args = block.run_args or []
     if path is None:
         name = f"test_doc_{block.path.stem.replace('-', '_')}_l{block.line}"
         path = pytester.makepyfile(**{name: block.code})
@@ -139,19 +163,28 @@ def _run_test_file(block: Block, pytester: pytest.Pytester, path: Path | None = 
                     + result.stdout.str(), pytrace=False)
 
 
-def _run_cli(block: Block) -> None:
+def _run_shell(block: Block, pytester: pytest.Pytester) -> None:
     from pytest_npu.cli import main
 
-    for words in _commands(block.code):
-        if words[0] != "pytest-npu":
-            pytest.fail(f"{block.where}: a pytest-npu block may hold only pytest-npu commands, got "
-                        f"{shlex.join(words)!r}; put other commands in their own block", pytrace=False)
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(words[1:])
-        if code != 0:
-            pytest.fail(f"{block.where}: `{shlex.join(words)}` exited {code}:\n{out.getvalue()}\n"
-                        f"{err.getvalue()}", pytrace=False)
+    for words, expected in _command_lines(block.code):
+        command = shlex.join(words)
+        if words[0] != block.shell:
+            pytest.fail(f"{block.where}: a {block.shell} block may hold only {block.shell} commands, got "
+                        f"{command!r}; put other commands in their own block", pytrace=False)
+        if words[0] == "pytest":
+            result = pytester.runpytest(*words[1:])
+            code, output = int(result.ret), result.stdout.str() + result.stderr.str()
+        else:
+            if expected != 0:
+                pytest.fail(f"{block.where}: `{command}` is documented to fail; pytest-npu examples "
+                            "must exit 0", pytrace=False)
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main(words[1:])
+            output = out.getvalue() + err.getvalue()
+        if code != expected:
+            pytest.fail(f"{block.where}: `{command}` exited {code}, the page says {expected}:\n{output}",
+                        pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -188,10 +221,10 @@ def test_code_blocks_run(doc: Path, warm_imports: None, pytester: pytest.Pyteste
             continue
         if block.file is not None:
             path = _write_file(block, pytester.path)
-            if block.lang == "python" and path.name.startswith("test_") and block.is_test_file:
+            if block.is_test_file and path.name.startswith("test_") and block.run_args is not None:
                 _run_test_file(block, pytester, path)
-        elif block.lang == "bash":
-            _run_cli(block)
+        elif block.shell is not None:
+            _run_shell(block, pytester)
         elif block.is_test_file:
             _run_test_file(block, pytester)
         else:
@@ -236,13 +269,16 @@ def test_extractor_reads_fences_flags_and_test_files(tmp_path: Path) -> None:
     sample = tmp_path / "sample.md"
     sample.write_text("text\n```python\nx = 1\n```\n\n1. item\n   ```python no-run\n   y = 2\n   ```\n"
                       "```python\ndef test_x():\n    pass\n```\n```bash\npytest-npu targets  # list\n```\n"
-                      "```bash\nmake demo\n```\n```toml file=a.toml\nk = 1\n```\n", encoding="utf-8")
+                      "```bash\nmake demo\n```\n```toml file=a.toml\nk = 1\n```\n"
+                      "```bash\npytest t.py -q  # exits 1\n```\n", encoding="utf-8")
     blocks = extract_blocks(sample)
     assert [(b.line, b.lang, b.flags) for b in blocks] == [
-        (2, "python", ()), (7, "python", ("no-run",)), (11, "python", ()), (15, "bash", ()), (18, "bash", ()),
-        (21, "toml", ("file=a.toml",))]
+        (2, "python", ()), (7, "python", ("no-run",)), (10, "python", ()), (14, "bash", ()), (17, "bash", ()),
+        (20, "toml", ("file=a.toml",)), (23, "bash", ())]
     assert blocks[1].code == "y = 2\n"
     assert [b.is_test_file for b in blocks[:3]] == [False, False, True]
-    assert [_runnable(b) for b in blocks] == [True, False, True, True, False, True]
+    assert [_runnable(b) for b in blocks] == [True, False, True, True, False, True, True]
     assert blocks[5].file == "a.toml" and blocks[0].file is None
-    assert _commands(blocks[3].code) == [["pytest-npu", "targets"]]
+    assert [b.shell for b in blocks[3:]] == ["pytest-npu", None, None, "pytest"]
+    assert _command_lines(blocks[3].code) == [(["pytest-npu", "targets"], 0)]
+    assert _command_lines(blocks[6].code) == [(["pytest", "t.py", "-q"], 1)]
