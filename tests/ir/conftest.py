@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from torch_models import build_cnn, build_mixed
 
 
 @contextlib.contextmanager
@@ -72,64 +73,6 @@ def _reader():
     return Reader()
 
 
-def _build_cnn():
-    import torch
-    from torch import nn
-
-    class SmallCNN(nn.Module):
-        """Conv-BN-ReLU-MaxPool x2, a depthwise conv, Flatten, Linear: the layout cases that matter."""
-
-        def __init__(self):
-            super().__init__()
-            self.c1 = nn.Conv2d(1, 8, 3, padding=1)
-            self.b1 = nn.BatchNorm2d(8)
-            self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
-            self.c2 = nn.Conv2d(8, 12, 3, padding=1)
-            self.fc = nn.Linear(12 * 2 * 2, 10)
-
-        def forward(self, x):
-            x = torch.max_pool2d(torch.relu(self.b1(self.c1(x))), 2)
-            x = torch.relu(self.dw(x))
-            x = torch.max_pool2d(torch.relu(self.c2(x)), 2)
-            return self.fc(torch.flatten(x, 1))
-
-    torch.manual_seed(0)
-    model = SmallCNN().eval()
-    with torch.no_grad():     # non-trivial BatchNorm statistics so the fold is exercised
-        model.b1.running_mean.uniform_(-0.5, 0.5)
-        model.b1.running_var.uniform_(0.5, 2.0)
-        model.b1.weight.uniform_(0.5, 1.5)
-    return model
-
-
-def _build_mixed():
-    import torch
-    from torch import nn
-
-    class Mixed(nn.Module):
-        """The exporter's other idioms: HardSwish, grouped conv, gating Mul, Concat, nearest
-        Upsample, AvgPool, mean over H,W (ReduceMean), LayerNorm, GELU, Softmax; two outputs."""
-
-        def __init__(self):
-            super().__init__()
-            self.c1 = nn.Conv2d(3, 8, 3, padding=1, stride=2)
-            self.c2 = nn.Conv2d(8, 8, 3, padding=1, groups=2)
-            self.up = nn.Upsample(scale_factor=2, mode="nearest")
-            self.ln = nn.LayerNorm(16)
-            self.fc = nn.Linear(16, 5)
-
-        def forward(self, x):
-            a = nn.functional.hardswish(self.c1(x))
-            b = torch.sigmoid(self.c2(a)) * a
-            c = torch.cat([a, nn.functional.leaky_relu(b, 0.1)], 1)
-            d = nn.functional.avg_pool2d(self.up(c), 2)
-            f = nn.functional.gelu(self.ln(d.mean((2, 3))))
-            return torch.softmax(self.fc(f), -1), torch.tanh(d)
-
-    torch.manual_seed(1)
-    return Mixed().eval()
-
-
 def _mixed_reader():
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -151,7 +94,7 @@ def mixed_models(tmp_path_factory, request) -> dict[str, Path]:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     def build(paths):
-        _export(_build_mixed(), torch.randn(1, 3, 8, 8), paths["float"])
+        _export(build_mixed(), torch.randn(1, 3, 8, 8), paths["float"])
         quantize_static(str(paths["float"]), str(paths["qdq8"]), _mixed_reader(),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
@@ -169,7 +112,7 @@ def cnn_models(tmp_path_factory, request) -> dict[str, Path]:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     def build(paths):
-        _export(_build_cnn(), torch.randn(1, 1, 8, 8), paths["float"])
+        _export(build_cnn(), torch.randn(1, 1, 8, 8), paths["float"])
         # int16 activations need opset 21; converting the export is faster than a second export
         onnx.save(version_converter.convert_version(onnx.load(paths["float"]), 21), paths["float21"])
         for name, src, fmt, act in (("qdq8", "float", QuantFormat.QDQ, QuantType.QInt8),

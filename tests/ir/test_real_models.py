@@ -128,3 +128,33 @@ def test_mixed_export_matches_onnxruntime(mixed_models, kind):
             else:
                 lsb = np.abs(got[name] - want[name]) / float(graph.output_quant[name].scale)
                 assert lsb.max() <= 1.01, f"{name}: {lsb.max():.2f} LSB"
+
+
+def test_batch_three_runs_in_one_graph(cnn_models, cnn_inputs):
+    graph = from_onnx(cnn_models["qdq8"], batch=3)
+    assert graph.tensors[graph.inputs[0]].shape == (3, 8, 8, 1)
+    got = run_ir(graph, {graph.inputs[0]: cnn_inputs[:3]})[graph.outputs[0]]
+    scale = float(graph.output_quant[graph.outputs[0]].scale)
+    assert np.abs(got - _ort(cnn_models["qdq8"], cnn_inputs[:3])).max() <= 1.01 * scale
+
+
+def test_legacy_torchscript_export_imports(tmp_path):
+    """The deprecated exporter writes other idioms (Flatten, Erf-based GELU at opset 17)."""
+    import warnings
+
+    from torch_models import build_mixed
+
+    torch = pytest.importorskip("torch")
+
+    path = tmp_path / "legacy.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(build_mixed(), (torch.randn(1, 3, 8, 8),), path, dynamo=False, opset_version=17,
+                          input_names=["inp"], dynamic_axes={"inp": {0: "batch"}})
+    graph = from_onnx(path)
+    assert "gelu" in {n.op for n in graph.nodes} and "float_op" not in {n.op for n in graph.nodes}
+    x = np.random.default_rng(8).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = run_ir(graph, {"inp": x})
+    for out, want in zip(sess.get_outputs(), sess.run(None, {"inp": x})):
+        np.testing.assert_allclose(got[out.name], want, atol=1e-5, rtol=1e-4)
