@@ -9,8 +9,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import hypothesis  # noqa: F401  (see below)
 import numpy as np
 import pytest
+
+# pytester's in-process runs drop every module first imported inside them, and this environment
+# writes no bytecode cache, so hypothesis (imported by its plugin in each inner run) would be
+# re-imported and assertion-rewritten in every run: importing it here once saves ~2 s a run.
 
 # pytester is enabled for the whole suite in pyproject.toml (addopts -p pytester)
 
@@ -77,6 +82,24 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     quantize_static(str(float_path), str(qdq_path), Reader(), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True)
     return {"float": float_path, "qdq": qdq_path}
+
+
+@pytest.fixture(scope="session")
+def _bytecode_dir() -> Path:
+    """Shared by sessions and xdist workers (a cache: stale entries are checked against the sources)."""
+    import os
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"pytest-npu-pycache-{os.getuid()}"
+
+
+@pytest.fixture
+def bytecode_cache(monkeypatch, _bytecode_dir):
+    """Let subprocess runs cache bytecode in a private directory (the environment disables it, so
+    each child would otherwise compile numpy, onnx, hypothesis... from source); nothing is written
+    beside the sources."""
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(_bytecode_dir))
 
 
 @pytest.fixture

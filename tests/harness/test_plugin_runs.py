@@ -236,7 +236,7 @@ def test_hypothesis_breach_shrinks_to_a_minimal_input(npu_dir):
 
 
 @pytest.mark.slow
-def test_xdist_workers_measure_and_the_controller_writes(npu_dir):
+def test_xdist_workers_measure_and_the_controller_writes(npu_dir, bytecode_cache):
     npu_dir.makepyfile(test_dist="""
         import pytest
 

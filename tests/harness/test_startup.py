@@ -9,7 +9,7 @@ HEAVY = ("numpy", "onnx", "onnxruntime", "torch", "tabulate", "pytest_npu.compil
          "pytest_npu.metrics", "pytest_npu.targets.loader")
 
 
-def test_collecting_without_npu_imports_no_heavy_module(pytester):
+def test_collecting_without_npu_imports_no_heavy_module(pytester, bytecode_cache):
     pytester.makeconftest(f"""
         import sys
 
