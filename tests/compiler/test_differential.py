@@ -75,6 +75,17 @@ def test_less_common_ops_match_onnxruntime(model, target):
         assert any(i.opcode == "DMA_IN" and i.src.strides for i in cm.program.instructions)
 
 
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("act", ["Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "LeakyRelu", "Gelu"])
+def test_int8_activations_become_luts_matching_onnxruntime(act, target):
+    b = Builder((1, 4, 8, 8), seed=5).conv(8, relu=False).act(act).conv(4)
+    q = quantize(b.model(), b.input_shape)
+    cm, _, diff = _compare(q, b.input_shape, target)
+    assert [i.opcode for i in cm.program.instructions].count("LUT") >= 1 and not cm.unsupported()
+    if cm.target.rounding == "single":
+        assert diff.max() == 0      # the table is ORT's own float function, quantised the same way
+
+
 def test_int16_activations_match_onnxruntime():
     q, shape = qdq_model("slice", "int16")
     cm, ex, diff = _compare(q, shape, "u55-256")
