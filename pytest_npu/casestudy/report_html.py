@@ -174,7 +174,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def render(*, reference: ModelFigures, host_ms: float, steps: list[StepFigures], figures: list[PortFigures],
+def render(*, reference: ModelFigures, host_ms: float, steps: list[StepFigures], steps_note: str = "",
+           figures: list[PortFigures],
            port_headers: Sequence[str], port_rows: dict[str, list[list]], timings: dict[str, float],
            command: str, test_file: str, test_outcome: str, test_passed: bool | None) -> str:
     """The whole report; every number comes from the records passed in."""
@@ -194,6 +195,7 @@ def render(*, reference: ModelFigures, host_ms: float, steps: list[StepFigures],
                         "-" if s.top1 is None else f"{100 * s.top1:.1f}",
                         "-" if s.mse is None else f"{s.mse:.3g}",
                         "-" if s.seconds is None else f"{s.seconds:.1f}"] for s in steps]))
+    out.append(f"<p class='note'>{escape(steps_note)}</p>" if steps_note else "")
     out.append("<h2>2. Before and after, per target</h2>")
     out.append("<p class='note'>MSE and SQNR compare each port's logits with the original float model's. For "
                "the pruned + distilled variants they also count the student's own departure from its teacher "
