@@ -314,9 +314,8 @@ class _Folder:
         attrs = attrs_of(node)
         if clamp is not None:
             attrs["clamp"] = clamp
-        sources = ["DequantizeLinear", op] + v.folded.get(node.name, []) + list(extra)
-        if node.op_type != "QuantizeLinear":
-            sources.append("QuantizeLinear")
+        # the op itself first (reports show it), then what was folded into it
+        sources = [op] + v.folded.get(node.name, []) + list(extra) + ["DequantizeLinear", "QuantizeLinear"]
         self.nodes.append(Node(node.name, op, inputs, [out], attrs, source_ops=sources))
 
     def qoperator(self, node: onnx.NodeProto) -> None:
