@@ -311,8 +311,10 @@ class CodeGen:
                 b = b_const if p["b_mode"] == "scalar" else Operand(
                     "sram", b_const.offset + tile.chans[0] * itemsize(b_const.dtype),
                     (tile.chans[1] - tile.chans[0],), b_const.dtype, None, b_const.name)
-            else:
+            elif p["b_mode"] == "full":
                 b = ops[1]
+            else:           # a (1, 1, C) / (1, 1, 1) activation broadcast: the (C,) / (1,) operand
+                b = Operand(ops[1].mem, ops[1].offset, (ops[1].size,), ops[1].dtype, None, ops[1].name)
             return Elementwise(a=ops[0], b=b, ofm=ofm, op=p["op"], a_zp=p["a_zp"], b_zp=p["b_zp"],
                                a_multiplier=p.get("a_multiplier", 1 << 30), a_shift=p.get("a_shift", 30),
                                b_multiplier=p.get("b_multiplier", 1 << 30), b_shift=p.get("b_shift", 30),

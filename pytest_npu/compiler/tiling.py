@@ -105,6 +105,8 @@ class Geometry:
             return Region((rows[0] // sy, -(-rows[1] // sy)), chans)
         if kind in ("fully_connected", "matmul", "transpose"):
             return Region((0, h), (0, c))
+        if kind == "elementwise" and i == 1 and p.get("b_mode") != "full":
+            return Region((0, h), chans if p["b_mode"] == "channel" else (0, c))   # broadcast operand
         return Region(rows, chans)
 
     def weight_bytes(self, tc: int) -> int:

@@ -129,6 +129,17 @@ class Builder:
         self.cur = out
         return self
 
+    def se_gate(self):
+        """Squeeze-excite style gate: x * sigmoid(global_avg_pool(x)) (a per-channel broadcast Mul)."""
+        x = self.cur
+        shape = self.shape
+        self.global_pool().act("Sigmoid")
+        name = self._name("mul")
+        out = name + "_out"
+        self.nodes.append(helper.make_node("Mul", [x, self.cur], [out], name=name))
+        self.cur, self.shape = out, shape
+        return self
+
     def resize(self, factor: int = 2):
         name = self._name("resize")
         out = name + "_out"

@@ -39,6 +39,7 @@ def test_builtin_models_match_onnxruntime(model, target):
 OP_MODELS = {
     "concat": lambda: Builder((1, 3, 8, 8), seed=2).branch_concat(),
     "mul": lambda: Builder((1, 4, 8, 8), seed=3).conv(4).binary("Mul"),
+    "squeeze_excite_gate": lambda: Builder((1, 4, 8, 8), seed=5).conv(8).se_gate().conv(4),
     "add_channel_constant": lambda: Builder((1, 4, 8, 8), seed=3).conv(4).binary("Add", "channel"),
     "mul_scalar_constant": lambda: Builder((1, 4, 8, 8), seed=3).conv(4).binary("Mul", "scalar"),
     "resize": lambda: Builder((1, 3, 6, 6), seed=4).conv(4).resize().conv(4),
