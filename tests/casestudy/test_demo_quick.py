@@ -1,8 +1,7 @@
 """`pytest-npu demo --quick` end to end in a temp dir: tables, HTML, models, and a green generated test.
 
-One module-scoped run feeds every assertion (the run trains a student and emulates the held-out
-digits, so it is done once). A second check proves the generated budgets are real gates: the same
-file with one latency budget halved must fail with the plugin's breach table.
+One run feeds every check (it trains a student and emulates the held-out digits). A last check proves
+the generated budgets are real gates: the same file with one latency budget halved must fail.
 """
 
 from __future__ import annotations
@@ -24,9 +23,7 @@ run = importlib.import_module("pytest_npu.casestudy.run")
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("npu-demo")
+def _run_quick(out):
     capture = pytest.MonkeyPatch()
     stdout, stderr = io.StringIO(), io.StringIO()
     capture.setattr(sys, "stdout", stdout)
@@ -35,16 +32,22 @@ def quick_run(tmp_path_factory):
         code = main(["--quick", "--out", str(out)])
     finally:
         capture.undo()
-    return code, stdout.getvalue(), stderr.getvalue(), out
+    return code, stdout.getvalue(), stderr.getvalue()
 
 
-def test_quick_demo_exits_zero(quick_run):
-    code, stdout, stderr, _ = quick_run
+def test_quick_demo_end_to_end(tmp_path):
+    """One test on purpose: the run is the expensive part, and under xdist a module-scoped fixture
+    would run it once per worker."""
+    code, stdout, stderr = _run_quick(tmp_path)
     assert code == 0, f"stdout:\n{stdout}\nstderr:\n{stderr}"
+    _check_tables(stdout, tmp_path)
+    _check_steps_and_models(stdout, tmp_path)
+    _check_html(stdout, tmp_path)
+    _check_generated_test(stdout, tmp_path)
+    _check_a_tightened_budget_fails(tmp_path)
 
 
-def test_before_after_rows_for_every_target_and_variant(quick_run):
-    _, stdout, _, out = quick_run
+def _check_tables(stdout, out):
     for target in run.QUICK_TARGETS:
         section = stdout.split(f"\n{target} (")[1].split("\n\n")[0]
         rows = {line.split("  ")[0]: line for line in section.splitlines()}
@@ -66,31 +69,28 @@ def test_before_after_rows_for_every_target_and_variant(quick_run):
     assert pruned["model"]["macs"] < 0.6 * dense["model"]["macs"]       # 50 % of channels really gone
 
 
-def test_steps_table_and_saved_models(quick_run):
-    _, stdout, _, out = quick_run
+def _check_steps_and_models(stdout, out):
     assert "prune 50% structured" in stdout and "distill 2 ep" in stdout and "quantize int8" in stdout
     saved = sorted(p.name for p in (out / "models").iterdir())
     assert saved == ["digits_int8.onnx", "digits_pruned-kd-int8.onnx", "digits_pruned_kd_float.onnx"]
 
 
-def test_html_report_has_inline_svg_charts(quick_run):
-    _, stdout, _, out = quick_run
+def _check_html(stdout, out):
     html = (out / "report.html").read_text()
     assert str((out / "report.html").resolve()) in stdout
     assert html.count("<svg") >= 4 and "<script" not in html
     assert "cycles per layer" in html and "energy per inference by component" in html
 
 
-def test_generated_test_ran_green(quick_run):
-    _, stdout, _, out = quick_run
+def _check_generated_test(stdout, out):
     assert "generated test passed (exit code 0)" in stdout
     assert re.search(r"\b4 passed\b", stdout)
     text = (out / "test_digits_port.py").read_text()
     assert text.count("@pytest.mark.npu_budget(") == len(run.QUICK_TARGETS) * len(run.QUICK_VARIANTS)
 
 
-def test_a_tightened_budget_fails_with_the_breach_table(quick_run):
-    _, _, _, out = quick_run
+def _check_a_tightened_budget_fails(out):
+    """The budgets are real gates: halve one latency budget and that test must fail with the breach."""
     source = (out / "test_digits_port.py").read_text()
     limit = float(re.search(r"latency_ms=([0-9.e-]+)", source).group(1))
     tightened = source.replace(f"latency_ms={limit!r}", f"latency_ms={limit / 2!r}", 1)
