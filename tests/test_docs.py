@@ -7,7 +7,8 @@ Rules (the README's "User guide" section states them for readers):
   and files an earlier one made.
 * A ```` ```python ```` block containing ``def test_`` is a pytest test file: it is written into
   the same directory and run with ``pytester``; every test in it must pass. A first-line comment
-  ``# run: pytest ARGS`` gives the command-line options it is documented with.
+  ``# run: pytest ARGS`` gives the command-line options it is documented with; without one it runs
+  on budgets alone (``--npu-no-baseline``), since a baseline needs a recorded first run.
 * A ```` ```bash ```` block whose first command starts with ``pytest-npu `` runs every command
   through :func:`pytest_npu.cli.main` (each must be a ``pytest-npu`` command and exit 0).
 * A ```` ```bash ```` block whose first command is ``pytest`` runs each command with
@@ -152,7 +153,7 @@ def _write_file(block: Block, directory: Path) -> Path:
 
 
 def _run_test_file(block: Block, pytester: pytest.Pytester, path: Path | None = None) -> None:
-    args = block.run_args or []
+    args = block.run_args if block.run_args is not None else ["--npu-no-baseline"]
     if path is None:
         name = f"test_doc_{block.path.stem.replace('-', '_')}_l{block.line}"
         path = pytester.makepyfile(**{name: block.code})
@@ -201,9 +202,15 @@ def warm_imports() -> None:
     import reference_models
 
     for name in ("torch", "torch.onnx", "torch.nn.utils.prune", "onnx", "onnx.reference", "onnxruntime",
-                 "onnxruntime.quantization", "hypothesis", "hypothesis.extra.numpy", "sklearn.datasets",
+                 "onnxruntime.quantization", "onnxruntime.quantization.calibrate", "hypothesis", "hypothesis.extra.numpy", "sklearn.datasets",
                  "sklearn.model_selection", "tabulate"):
         importlib.import_module(name)
+    from torch import nn
+
+    from pytest_npu import compress
+
+    # the exporter imports much of torch lazily (dynamo, onnxscript): load it all once, here
+    compress.to_onnx(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), input_shape=(4,))
     for package in (pytest_npu, reference_models):
         for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             if module.name.endswith("__main__") or ".train_" in module.name or ".report_" in module.name:
