@@ -194,8 +194,21 @@ class CodeGen:
         return Operand("dram", loc.offset, sample_shape(tuple(t.shape)), t.dtype, None, name)
 
     def _host(self, step: Step) -> None:
-        self.out.emit(HostOp(op=step.op, inputs=tuple(self._dram_operand(n) for n in step.inputs),
-                             outputs=tuple(self._dram_operand(n) for n in step.outputs),
+        views = step.params.get("views", {})
+
+        def operands(names, perms):
+            out = []
+            for name, perm in zip(names, perms or [None] * len(names)):
+                op = self._dram_operand(name)
+                if perm:     # the host sees the tensor transposed (ONNX layout): permuted strides
+                    strides = op.byte_strides()
+                    op = Operand(op.mem, op.offset, tuple(op.shape[p] for p in perm), op.dtype,
+                                 tuple(strides[p] for p in perm), op.name)
+                out.append(op)
+            return tuple(out)
+
+        self.out.emit(HostOp(op=step.op, inputs=operands(step.inputs, views.get("in")),
+                             outputs=operands(step.outputs, views.get("out")),
                              attrs=step.params["attrs"], reason=step.reason, layer=step.name))
 
     def _transpose(self, step: Step, index: int) -> None:

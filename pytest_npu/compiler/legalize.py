@@ -198,7 +198,16 @@ class Legalizer:
         alias_steps: list[Step] = []
         self.pad_overrides: dict[str, tuple[str, tuple[int, int, int, int]]] = {}
         self.folded_pads = self._foldable_pads()
+        islands, in_island = self._float_islands()
         for node in self.graph.nodes:
+            if node.name in in_island:
+                alias_steps.append(Step(node.name, node.op, "alias", [n for n in node.inputs if n],
+                                        list(node.outputs), where="host",
+                                        reason=f"part of host layer {in_island[node.name]}"))
+                continue
+            if node.name in islands:
+                steps.append(islands[node.name])
+                continue
             if node.name in self.folded_pads:
                 consumer = self.folded_pads[node.name]
                 alias_steps.append(Step(node.name, node.op, "alias", [node.inputs[0]], list(node.outputs),
@@ -288,6 +297,82 @@ class Legalizer:
             folded[node.name] = conv.name
         return folded
 
+    def _float_islands(self) -> tuple[dict[str, Step], dict[str, str]]:
+        """``int -> rescale(dequantise) [-> transpose] -> float_op [-> transpose] -> rescale(quantise)
+        -> int`` becomes one host step on the integer tensors: the host dequantises and quantises
+        itself, and the layout transposes become permuted-stride views of its DRAM operands, so no
+        float tensor ever exists in the program."""
+        islands: dict[str, Step] = {}
+        in_island: dict[str, str] = {}
+        for node in self.graph.nodes:
+            if node.op != "float_op":
+                continue
+            found = self._island(node)
+            if found is None:
+                continue
+            step, members = found
+            islands[node.name] = step
+            in_island.update({m: node.name for m in members})
+        return islands, in_island
+
+    def _only_consumer(self, tensor: str) -> Node | None:
+        consumers = self.graph.consumers(tensor)
+        return consumers[0] if len(consumers) == 1 and tensor not in self.graph.outputs else None
+
+    def _island(self, node: Node) -> tuple[Step, list[str]] | None:
+        def is_float(name: str) -> bool:
+            return self.tensor(name).dtype == "float32" and not self.tensor(name).is_constant
+
+        def sample_perm(perm) -> tuple[int, ...]:
+            perm = [int(p) for p in perm]
+            return tuple(p - 1 for p in perm[1:]) if perm and perm[0] == 0 else tuple(perm)
+
+        members: list[str] = []
+        ins: list[str] = []
+        in_views: list[list[int] | None] = []
+        for x in node.inputs:
+            if not x or not is_float(x) or self._only_consumer(x) is not node:
+                return None
+            producer = self.graph.producer(x)
+            perm = None
+            if producer is not None and producer.op == "transpose":
+                perm = sample_perm(producer.attrs["perm"])
+                members.append(producer.name)
+                x = producer.inputs[0]
+                if self._only_consumer(x) is not producer:
+                    return None
+                producer = self.graph.producer(x)
+            if producer is None or producer.op != "rescale" or is_float(producer.inputs[0]) \
+                    or self.tensor(producer.inputs[0]).quant is None:
+                return None
+            members.append(producer.name)
+            ins.append(producer.inputs[0])
+            in_views.append(list(perm) if perm else None)
+        outs: list[str] = []
+        out_views: list[list[int] | None] = []
+        for o in node.outputs:
+            consumer = self._only_consumer(o) if o and is_float(o) else None
+            perm = None
+            if consumer is not None and consumer.op == "transpose":
+                inverse = np.argsort(sample_perm(consumer.attrs["perm"]))
+                perm = tuple(int(p) for p in inverse)
+                members.append(consumer.name)
+                consumer = self._only_consumer(consumer.outputs[0])
+            if consumer is None or consumer.op != "rescale" or is_float(consumer.outputs[0]):
+                return None
+            members.append(consumer.name)
+            outs.append(consumer.outputs[0])
+            out_views.append(list(perm) if perm else None)
+        attrs = {"onnx_op": node.attrs["onnx_op"], "onnx_attrs": _jsonable(node.attrs.get("onnx_attrs", {})),
+                 "in_quant": [quant_dict(self.tensor(n).quant) for n in ins],
+                 "out_quant": [quant_dict(self.tensor(n).quant) for n in outs]}
+        if "opset" in self.graph.metadata:
+            attrs["opset"] = int(self.graph.metadata["opset"])
+        reason = f"{node.attrs['onnx_op']} has no NPU form (run by onnxruntime on the host)"
+        step = Step(node.name, "float_op", "host", ins, outs, where="host", reason=reason,
+                    params={"attrs": attrs, "views": {"in": in_views, "out": out_views}}, host_inputs=ins)
+        return step, members
+
     def _is_free_reshape(self, node: Node) -> bool:
         src, dst = self.tensor(node.inputs[0]), self.tensor(node.outputs[0])
         if src.is_constant or src.quant is None or dst.quant is None:
@@ -314,7 +399,12 @@ class Legalizer:
                 if name:
                     attrs[key] = np.asarray(self.tensor(name).data, np.float32).reshape(-1).tolist()
         elif float_consts:
-            attrs["float_inputs"] = {n: np.asarray(self.tensor(n).data, np.float32).tolist() for n in float_consts}
+            raise CompileError(
+                f"layer '{node.name}' ({node.op}) runs on the host ({reason}) but takes the float32 "
+                f"constant(s) {float_consts}; a program carries integer tensors only. Quantise the "
+                "model so these constants are integers, or fold them into the layer")
+        if node.op == "float_op" and "opset" in self.graph.metadata:
+            attrs["opset"] = int(self.graph.metadata["opset"])
         operands = [n for n in operands if n not in float_consts]
         rank_drop = 1 if len(self.tensor(node.inputs[0]).shape) >= 2 else 0
         for key in ("axis",):

@@ -61,7 +61,7 @@ def layer_rows(cm, execution) -> list[dict]:
             "efficiency": (roofline / cycles) if cycles and roofline else None,
         })
     for step in cm.alias_steps:
-        rows.append({"layer": step.name, "op": step.op, "where": "npu", "reason": step.reason,
+        rows.append({"layer": step.name, "op": step.op, "where": step.where, "reason": step.reason,
                      "in_shapes": [sample_shape(tuple(cm.graph.tensors[n].shape)) for n in step.inputs],
                      "out_shapes": [sample_shape(tuple(cm.graph.tensors[n].shape)) for n in step.outputs],
                      "macs": 0, "cycles": 0, "compute_cycles": 0, "dma_cycles": 0, "span_cycles": 0, "instructions": 0, "dram_bytes": 0,

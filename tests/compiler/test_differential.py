@@ -47,6 +47,8 @@ OP_MODELS = {
     "matmul": lambda: Builder((1, 6, 8), seed=2).matmul_self(),
     "pad_folded_into_conv": lambda: Builder((1, 3, 6, 6), seed=1).conv(4).pad().conv(4),
     "pad_on_host": lambda: Builder((1, 3, 6, 6), seed=1).conv(4).pad(),
+    "float_op_island": lambda: Builder((1, 4, 8, 8), seed=5).conv(8, relu=False)
+    .act("Gelu", approximate="tanh").conv(4),
     "leaky_dilated_stride": lambda: Builder((1, 3, 15, 15), seed=6).conv(8, k=3, pad=2, dilation=2)
     .act("LeakyRelu", alpha=0.1).conv(4, k=3, stride=2, pad=1),
 }
@@ -62,6 +64,12 @@ def test_less_common_ops_match_onnxruntime(model, target):
         assert [op for _, op, _ in cm.unsupported()] == ["matmul"]
     elif model == "pad_on_host":                   # nothing to fold it into
         assert [op for _, op, _ in cm.unsupported()] == ["pad"]
+    elif model == "float_op_island":               # dequantise -> NCHW -> Gelu(tanh) -> NHWC -> quantise
+        assert [op for _, op, _ in cm.unsupported()] == ["float_op"]
+        (host,) = [i for i in cm.program.instructions if i.opcode == "HOST"]
+        assert host.inputs[0].strides is not None and host.inputs[0].dtype == "int8"   # NCHW view
+        assert not [t for t in cm.graph.tensors.values() if t.dtype == "float32" and not t.is_constant
+                    and t.name in cm.program.tensors]
     else:
         assert not cm.unsupported()
     if model == "pad_folded_into_conv":
