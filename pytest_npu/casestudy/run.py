@@ -309,7 +309,9 @@ class Demo:
         self.test_passed = done.returncode == 0
         lines = self.test_output.splitlines()
         print("\n".join(lines if not self.test_passed else lines[-1:]))
-        print(f"generated test {'passed' if self.test_passed else 'FAILED'} (exit code {done.returncode})")
+        print(f"generated test {'passed' if self.test_passed else 'FAILED'} (exit code {done.returncode}); "
+              f"rerun it with: cd {shlex.quote(str(self.test_file.parent))} && python -m pytest "
+              f"{self.test_file.name} -q")
 
     # ---- 7. report -------------------------------------------------------------------------------
     def step_report(self) -> None:
