@@ -153,3 +153,42 @@ def test_the_cli_dispatcher_can_run_the_case_study(monkeypatch, capsys):
     monkeypatch.setitem(cli.SUBCOMMANDS, "demo", ("pytest_npu.casestudy", "the case study"))
     assert cli.main(["demo", "--targets", ","]) == 2
     assert "--targets ','" in capsys.readouterr().err
+
+
+def _settings(tmp_path):
+    import importlib
+
+    demo = importlib.import_module("pytest_npu.casestudy.run")
+    return demo, demo.Settings(out=tmp_path, quick=True, targets=("u55-256",), variants=("int8",), html=False,
+                               samples=8, distill_epochs=1)
+
+
+def test_a_failing_step_stops_the_demo_and_names_the_step(tmp_path, monkeypatch, capsys):
+    from pytest_npu.errors import CompileError
+
+    demo, settings = _settings(tmp_path)
+    ran = []
+    monkeypatch.setattr(demo.Demo, "step_float", lambda self: ran.append("float"))
+    monkeypatch.setattr(demo.Demo, "step_compress", lambda self: ran.append("compress"))
+
+    def broken(self):
+        raise CompileError("layer conv1: kernel 9x9 exceeds u55-256's max_kernel 8")
+
+    monkeypatch.setattr(demo.Demo, "step_compile", broken)
+    monkeypatch.setattr(demo.Demo, "step_emulate", lambda self: ran.append("emulate"))
+    assert demo.Demo(settings).main() == 1
+    assert ran == ["float", "compress"]
+    assert "step 3 (compilation) failed: layer conv1: kernel 9x9" in capsys.readouterr().err
+
+
+def test_a_failing_generated_test_fails_the_demo(tmp_path, monkeypatch, capsys):
+    demo, settings = _settings(tmp_path)
+    for step in ("step_float", "step_compress", "step_compile", "step_emulate", "step_figures", "step_report"):
+        monkeypatch.setattr(demo.Demo, step, lambda self: None)
+
+    def failing_test(self):
+        self.test_passed = False
+
+    monkeypatch.setattr(demo.Demo, "step_test", failing_test)
+    assert demo.Demo(settings).main() == 1
+    assert "the generated test failed" in capsys.readouterr().err
