@@ -198,9 +198,36 @@ def pytest_runtest_makereport(item, call):
 
     if call.excinfo is not None and isinstance(call.excinfo.value, NpuBudgetExceeded):
         report.longrepr = _failure_text(item, call.excinfo.value, records)
+    elif call.excinfo is not None and _is_npu_error(call.excinfo.value) and not item.config.getoption("fulltrace"):
+        report.longrepr = _user_frames_only(item, call.excinfo)
     elif report.failed and item.stash.get(ITEM_FAILURE, None) is not None:
         report.sections.append(("npu budget", item.stash[ITEM_FAILURE]()))
     return report
+
+
+def _is_npu_error(exc) -> bool:
+    from ..errors import NpuError
+
+    return isinstance(exc, NpuError)
+
+
+def _user_frames_only(item, excinfo):
+    """An NpuError names the input at fault; the frames inside pytest-npu add nothing for the user
+    (``--fulltrace`` keeps them). Show the test's own frames and the message."""
+    import os
+
+    import pytest_npu
+
+    package = os.path.dirname(pytest_npu.__file__) + os.sep
+
+    def user_frames(info):
+        frames = info.traceback.cut(path=item.path)
+        mine = frames.filter(lambda entry: not str(entry.path).startswith(package))
+        return mine if len(mine) else frames
+
+    style = item.config.getoption("tbstyle", "auto")
+    return excinfo.getrepr(funcargs=True, style="long" if style == "auto" else style, tbfilter=user_frames,
+                           showlocals=item.config.getoption("showlocals", False), truncate_locals=True)
 
 
 def _failure_text(item, exc, records) -> str:

@@ -306,3 +306,18 @@ def test_runs_outside_a_test_are_measured_but_not_recorded_and_xfail_covers_know
     result.assert_outcomes(passed=1, xfailed=1)
     tests = json.loads((npu_dir.path / "out.json").read_text())["tests"]
     assert [(t["name"], t["outcome"], t["status"]) for t in tests] == [("test_known_breach", "xfailed", "xfailed")]
+
+
+def test_npu_errors_show_the_users_frames_and_the_message_not_the_plugins_internals(npu_dir):
+    npu_dir.makepyfile(test_err="""
+        def test_missing_model(npu, x):
+            npu.run("missing.onnx", x)
+    """)
+    result = npu_dir.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([">       npu.run(\"missing.onnx\", x)",
+                                 "E       pytest_npu.errors.ModelError: npu.run: model file 'missing.onnx' does "
+                                 "not exist; pass the path of an .onnx file, an onnx.ModelProto or serialised "
+                                 "model bytes."])
+    assert "harness/session.py" not in result.stdout.str()
+    assert "harness/session.py" in npu_dir.runpytest("--fulltrace").stdout.str()
