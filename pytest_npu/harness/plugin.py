@@ -127,6 +127,21 @@ def _target_id(name: str) -> str:
     return Path(name).stem if name.endswith(".toml") else name
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """A mistyped --npu-target / npu_targets entry is one usage error, not one error per test."""
+    from ..errors import TargetError
+
+    if not any({"npu", "npu_target"} & set(getattr(item, "fixturenames", ())) for item in items):
+        return
+    runner = config.stash[RUNNER]
+    for name in runner.options.targets:
+        try:
+            runner.target(name)
+        except TargetError as exc:
+            source = "--npu-target" if config.getoption("npu_target") else "ini npu_targets"
+            raise pytest.UsageError(f"{source}: {exc}") from None
+
+
 @pytest.fixture(scope="session")
 def npu(pytestconfig) -> NpuRunner:
     """The NPU runner: ``npu.compile(model, target=None)``, ``npu.run(model, inputs, reference=...)``."""
@@ -190,6 +205,10 @@ def _property(value):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
+    if call.when == "setup" and call.excinfo is not None and _is_npu_error(call.excinfo.value) \
+            and not item.config.getoption("fulltrace"):
+        # e.g. the npu_target fixture cannot load a marker's target: the message says it all
+        report.longrepr = f"{type(call.excinfo.value).__name__}: {call.excinfo.value}"
     if call.when != "call":
         return report
     records = item.stash.get(ITEM_RECORDS, [])

@@ -153,14 +153,29 @@ def test_target_fixture_loads_the_target_and_a_toml_path_gets_its_stem_as_id(pyt
     result.stdout.fnmatch_lines(["*test_fixture[[]my_npu[]] PASSED*"])
 
 
-def test_unknown_target_fails_with_the_list_of_built_ins(pytester):
+def test_unknown_targets_fail_with_the_list_of_built_ins(pytester):
     pytester.makepyfile(test_unknown="""
+        import pytest
+
         def test_fixture(npu_target):
+            pass
+
+        @pytest.mark.npu_target("u65-521")
+        def test_marked(npu_target):
             pass
     """)
     result = pytester.runpytest("--npu-target=u56-256")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*TargetError*u56-256*u55-256*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --npu-target: unknown target 'u56-256' (did you mean 'u55-256'?); "
+                                 "built-in targets: edge-3core, u55-128, u55-256, u65-512, or pass the path *"])
+    pytester.makeini("[pytest]\nnpu_targets = missing.toml\n")
+    result = pytester.runpytest()
+    result.stderr.fnmatch_lines(["ERROR: ini npu_targets: target file missing.toml does not exist*"])
+    result = pytester.runpytest("--npu-target=u55-128")       # the marker's typo: that test errors
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*_ ERROR at setup of test_marked[[]u65-521[]] _*",
+                                 "TargetError: unknown target 'u65-521' (did you mean 'u65-512'?)*"])
+    assert "loader.py" not in result.stdout.str()
 
 
 def test_bad_option_values_are_usage_errors(pytester):
