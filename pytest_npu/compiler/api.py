@@ -21,7 +21,28 @@ from ..errors import CompileError
 from ..ir.graph import Graph
 from ..targets.model import Target
 
-__version__ = "0.1.0"
+
+
+def _source_version(release: str = "0.1.0") -> str:
+    """Release plus a hash of the sources that determine programs and their figures.
+
+    Baselines record it as provenance, so a baseline move caused by a compiler, importer or
+    emulator edit says so, even between releases.
+    """
+    import hashlib
+
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for stage in ("ir", "compiler", "npu"):
+        for path in sorted((root / stage).glob("*.py")):
+            if path.name.startswith("cli"):
+                continue
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return f"{release}+{digest.hexdigest()[:10]}"
+
+
+__version__ = _source_version()
 
 OPTIONS = {
     "sram_limit_bytes": "SRAM the planner may use (default: the target's sram_bytes)",
