@@ -91,6 +91,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
                            f"(built-ins: {', '.join(target_registry.available())})")
     else:
         names = QUICK_TARGETS if args.quick else tuple(target_registry.available())
+    # .toml paths become absolute: the generated test runs from --out, not from here
+    names = tuple(str(Path(name).resolve()) if name.endswith(".toml") else name for name in names)
     for name in names:
         target_registry.load(name)         # a typo fails now, naming the target, not after training
     command = "pytest-npu demo " + " ".join(shlex.quote(a) for a in _given_options(args))
@@ -110,6 +112,8 @@ def _given_options(args: argparse.Namespace) -> list[str]:
         given += ["--targets", args.targets]
     if args.no_html:
         given.append("--no-html")
+    if getattr(args, "no_test", False):
+        given.append("--no-test")
     return given
 
 

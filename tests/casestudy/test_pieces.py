@@ -192,3 +192,20 @@ def test_a_failing_generated_test_fails_the_demo(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo.Demo, "step_test", failing_test)
     assert demo.Demo(settings).main() == 1
     assert "the generated test failed" in capsys.readouterr().err
+
+
+def test_target_files_are_made_absolute_for_the_generated_test(tmp_path, monkeypatch):
+    """The generated test runs from --out, so a relative .toml path must not depend on the cwd."""
+    import argparse
+    import dataclasses
+
+    from pytest_npu import targets
+
+    demo, _ = _settings(tmp_path)
+    custom = dataclasses.replace(targets.load("u55-256"), name="my-npu")
+    (tmp_path / "my-npu.toml").write_text(targets.to_toml(custom))
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(out="out", quick=True, targets="my-npu.toml,u65-512", no_html=True, no_test=True)
+    settings = demo.settings_from(args)
+    assert settings.targets == (str(tmp_path / "my-npu.toml"), "u65-512")
+    assert settings.command == "pytest-npu demo --out out --quick --targets my-npu.toml,u65-512 --no-html --no-test"
