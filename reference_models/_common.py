@@ -69,3 +69,53 @@ def split_export_args(model_or_path: Any, path: str | Path | None) -> tuple[Any,
     if path is None:
         raise TypeError("export_onnx needs a destination path: export_onnx(path) or export_onnx(model, path)")
     return model_or_path, Path(path)
+
+
+def seeded_model(build_fn, input_shape: Sequence[int], seed: int):
+    """``build_fn()`` with seeded weights and data-derived BatchNorm statistics, in eval mode."""
+    import torch
+
+    from pytest_npu.compress._export import single_thread
+
+    torch.manual_seed(seed)
+    model = build_fn()
+    with single_thread():
+        seed_batchnorm(model, seeded_inputs(input_shape, 64, seed + 1), seed)
+    model.input_shape = tuple(input_shape)
+    return model.eval()
+
+
+class SeededReference:
+    """The accessors of a model for which no data set ships: seeded weights and seeded inputs.
+
+    Each module binds them at module level (``load = _ref.load`` ...), so every seeded model has the
+    same API as ``digits_cnn`` (except that ``test_data`` has no labels: there is nothing to take
+    them from).
+    """
+
+    def __init__(self, name: str, build_fn, input_shape: Sequence[int], seed: int):
+        self.name, self.build_fn, self.input_shape, self.seed = name, build_fn, tuple(input_shape), seed
+
+    def build(self):
+        model = self.build_fn()
+        model.input_shape = self.input_shape
+        return model
+
+    def load(self):
+        """Seeded weights and BatchNorm statistics measured on seeded inputs (no trained weights exist)."""
+        return seeded_model(self.build_fn, self.input_shape, self.seed)
+
+    def export_onnx(self, model_or_path: Any = None, path: str | Path | None = None) -> Path:
+        """``export_onnx(path)`` exports ``load()``; ``export_onnx(model, path)`` exports ``model``."""
+        model, path = split_export_args(model_or_path, path)
+        return export(model if model is not None else self.load(), path, self.input_shape)
+
+    def calib_data(self, n: int = 64) -> np.ndarray:
+        """Seeded standard-normal inputs (distinct from ``test_data``)."""
+        return seeded_inputs(self.input_shape, n, self.seed + 100)
+
+    def test_data(self, n: int = 32) -> np.ndarray:
+        """Seeded standard-normal inputs, without labels."""
+        return seeded_inputs(self.input_shape, n, self.seed + 200)
+
+    test_data.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported into one

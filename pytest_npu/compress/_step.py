@@ -16,7 +16,7 @@ def choose(value: Any, allowed: Iterable[str], argument: str) -> str:
         return value.lower()
     hint = difflib.get_close_matches(str(value).lower(), allowed, n=1)
     suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-    raise CompressionError(f"{argument}={value!r} is not supported (choose from {', '.join(allowed)}){suggestion}")
+    raise CompressionError(f"{argument}: {value!r} is not supported (choose from {', '.join(allowed)}){suggestion}")
 
 
 def is_torch_module(model: Any) -> bool:

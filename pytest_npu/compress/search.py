@@ -2,7 +2,7 @@
 
 Tries pruning amounts x precisions (pruned candidates are fine-tuned by distillation from the
 input model when ``train_data`` is given), measures each on ``eval_data``, and keeps the one with
-the fewest weight bytes (then fewest MACs) that meets every budget.  A pruned-and-distilled torch
+the fewest weight bytes (then fewest MACs, then narrowest activations) that meets every budget.  A pruned-and-distilled torch
 model is shared by all precisions of the same amount, so a grid costs one training per amount.
 """
 
@@ -141,7 +141,7 @@ def search(model: Any, budget: dict[str, float] | None = None, candidates: Any =
 
     shared: dict[float, list[_Given]] = {}
     tried: list[dict[str, Any]] = []
-    results: list[tuple[tuple[int, int], PipelineResult, dict[str, Any]]] = []
+    results: list[tuple[tuple[int, int, int], PipelineResult, dict[str, Any]]] = []
     for amount, precision in grid:
         if amount > 0 and amount not in shared:
             prune_step = Prune(amount, structured=structured, input_shape=input_shape)
@@ -166,7 +166,8 @@ def search(model: Any, budget: dict[str, float] | None = None, candidates: Any =
                "meets": not why, "why not": "; ".join(why) or None}
         tried.append(row)
         if not why:
-            results.append(((final.stats.weight_bytes, final.stats.macs), result,
+            activation_bits = {None: 32, "int8": 8}.get(precision, 16)
+            results.append(((final.stats.weight_bytes, final.stats.macs, activation_bits), result,
                             {"prune": amount, "precision": precision}))
     search_result = SearchResult(None, {}, tried, float_top1)  # type: ignore[arg-type]
     if not results:
