@@ -22,7 +22,6 @@ from ..ir.graph import Graph
 from ..targets.model import Target
 
 
-
 def _source_version(release: str = "0.1.0") -> str:
     """Release plus a hash of the sources that determine programs and their figures.
 

@@ -331,7 +331,8 @@ class CodeGen:
             return Elementwise(a=ops[0], b=b, ofm=ofm, op=p["op"], a_zp=p["a_zp"], b_zp=p["b_zp"],
                                a_multiplier=p.get("a_multiplier", 1 << 30), a_shift=p.get("a_shift", 30),
                                b_multiplier=p.get("b_multiplier", 1 << 30), b_shift=p.get("b_shift", 30),
-                               requant=p["requant"], core=core, layer=layer)
+                               requant=p["requant"], core=core, layer=layer,
+                               left_shift=p.get("left_shift", 20))
         if kind == "lut":
             return Lut(ifm=ops[0], ofm=ofm, table=p["table"], core=core, layer=layer)
         if kind == "rescale":

@@ -29,7 +29,7 @@ _OPERATION_FOR = {
     "transpose": "dma",
 }
 ALIAS_OPS = frozenset({"reshape"})
-ADD_LEFT_SHIFT = 20      # TFLite's quantised add: inputs pre-shifted by 20 bits before rescaling
+ADD_LEFT_SHIFT = 20      # TFLite's quantised int8 add: inputs pre-shifted by 20 bits before rescaling
 
 
 @dataclass
@@ -604,15 +604,22 @@ class Legalizer:
         lo, hi = _clamp(node, out_q)
         bits = self._bits(dtype)
         params: dict[str, Any] = dict(op=node.op, a_zp=za, b_zp=zb, b_mode=b_mode, dtype=dtype)
-        if node.op != "mul" and dtype == "int16":
-            raise _Refuse(f"int16 {node.op}: the 20-bit pre-shift of the inputs leaves int32")
         if node.op == "mul":
             params["requant"] = _requant(np.array([sa * sb]), out_q, lo, hi, bits)
         else:
+            # TFLite's add: both inputs on the scale 2 * max(sa, sb) / 2**left_shift. 20 bits for
+            # int8; int16 needs fewer: the input multipliers are <= 0.5 (shift >= 31), so TOSA's
+            # apply_scale_32 takes |(x - zp) << left_shift| < 2**30 -- 14 bits for a 16-bit span
+            span = max(self._input_span(dtype, za), self._input_span(dtype, zb))
+            left_shift = min(ADD_LEFT_SHIFT, 30 - span.bit_length())
             twice_max = 2.0 * max(sa, sb)
-            params["a_multiplier"], params["a_shift"] = _multiplier(sa / twice_max, bits)
-            params["b_multiplier"], params["b_shift"] = _multiplier(sb / twice_max, bits)
-            params["requant"] = _requant(np.array([twice_max / (1 << ADD_LEFT_SHIFT)]), out_q, lo, hi, bits)
+            params["left_shift"] = left_shift
+            params["a_multiplier"], params["a_shift"] = _multiplier(sa / twice_max, 32)
+            params["b_multiplier"], params["b_shift"] = _multiplier(sb / twice_max, 32)
+            # each rescaled input is at most half of span << left_shift (+ rounding): the sum fits int32
+            bound = (span << left_shift) + 2
+            params["requant"] = self._requant_bounded(np.array([twice_max / (1 << left_shift)]), out_q, lo, hi,
+                                                      dtype, bound)
         consts = {}
         if tb.is_constant:
             consts["b"] = np.asarray(tb.data).astype(dtype).reshape(-1)

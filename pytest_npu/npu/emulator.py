@@ -200,6 +200,8 @@ def _check_shapes(index: int, ins: Instruction) -> None:
         expect(ins.op in ("add", "sub", "mul", "min", "max"), "op", f"op {ins.op!r}; use add, sub, mul, min, max")
         expect(ins.a.shape == ins.ofm.shape, "ofm", f"ofm {list(ins.ofm.shape)} must equal a {list(ins.a.shape)}")
         channels = ins.a.shape[-1] if ins.a.shape else 1
+        expect(0 <= ins.left_shift <= 30, "left_shift",
+               f"left_shift {ins.left_shift} must be in 0..30 (20 for int8, <= 15 for int16 inputs)")
         expect(ins.b.shape == ins.a.shape or ins.b.shape in ((1,), (channels,)), "b",
                f"b {list(ins.b.shape)} must equal a {list(ins.a.shape)} or be (1,) or ({channels},)")
         _check_requant(index, ins, ins.requant, ins.ofm, channels)
@@ -460,7 +462,8 @@ def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str
             b = np.broadcast_to(b.reshape(b.shape[0], *([1] * (len(ins.a.shape) - 1)), b.shape[-1]), a.shape)
         requant = _requantiser(ins.requant, ins.ofm, rounding)
         kw = dict(op=ins.op, a_zp=ins.a_zp, b_zp=ins.b_zp, a_multiplier=ins.a_multiplier, a_shift=ins.a_shift,
-                  b_multiplier=ins.b_multiplier, b_shift=ins.b_shift, rounding=rounding)
+                  b_multiplier=ins.b_multiplier, b_shift=ins.b_shift, rounding=rounding,
+                  left_shift=ins.left_shift)
 
         def ew() -> None:
             ofm[...] = requant(kernels.elementwise(a, b, **kw))

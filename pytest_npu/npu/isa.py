@@ -306,9 +306,10 @@ class Elementwise(Instruction):
     """Quantised binary op, TFLite/TOSA style, ``op`` in add|sub|mul|min|max.
 
     b broadcasts if its shape is (1,) or (C,) against a (..., C). For add/sub/min/max:
-    ``a' = apply_scale_32((a - a_zp) << 20, a_multiplier, a_shift)`` and likewise b', then
+    ``a' = apply_scale_32((a - a_zp) << left_shift, a_multiplier, a_shift)`` and likewise b', then
     ``acc = a' op b'``. For mul: ``acc = (a - a_zp) * (b - b_zp)`` (a/b multipliers unused).
-    Finally ``ofm = requant(acc)`` (per-tensor).
+    Finally ``ofm = requant(acc)`` (per-tensor). ``left_shift`` is 20 for int8 (TFLite's add) and
+    at most 15 for int16, so ``(x - zp) << left_shift`` stays inside int32 as apply_scale_32 requires.
     """
 
     a: Operand
@@ -325,6 +326,7 @@ class Elementwise(Instruction):
     core: int = 0
     deps: tuple[int, ...] = ()
     layer: str = ""
+    left_shift: int = 20
     opcode: ClassVar[str] = "ELEMENTWISE"
     unit: ClassVar[str] = "elementwise"
 

@@ -483,11 +483,12 @@ def _broadcast_operand(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def elementwise(a, b, *, op, a_zp=0, b_zp=0, a_multiplier=1 << 30, a_shift=30, b_multiplier=1 << 30,
-                b_shift=30, rounding="single") -> np.ndarray:
+                b_shift=30, rounding="single", left_shift=_ELEMENTWISE_LEFT_SHIFT) -> np.ndarray:
     """isa.Elementwise accumulator (int64), before the output requant.
 
-    add/sub/min/max bring both inputs to a common scale: ``apply_scale_32((x - zp) << 20, m, s)``;
-    mul multiplies the centred inputs directly.
+    add/sub/min/max bring both inputs to a common scale:
+    ``apply_scale_32((x - zp) << left_shift, m, s)`` (apply_scale_32 faults if the shifted value
+    leaves int32, e.g. int16 inputs with int8's shift of 20); mul multiplies the centred inputs.
     """
     a = _int_array(a, "a")
     b = _broadcast_operand(a, _int_array(b, "b"))
@@ -501,10 +502,13 @@ def elementwise(a, b, *, op, a_zp=0, b_zp=0, a_multiplier=1 << 30, a_shift=30, b
     b_c = b.astype(np.int64) - int(b_zp)
     if op == "mul":
         return a_c * b_c
+    if not 0 <= int(left_shift) <= 30:
+        raise EmulatorFault(f"elementwise left_shift={left_shift}; it must be in 0..30", operand="left_shift",
+                            kind="requant")
     double = rounding == "double"
-    a_s = apply_scale(a_c << _ELEMENTWISE_LEFT_SHIFT, np.array([a_multiplier], np.int64),
+    a_s = apply_scale(a_c << int(left_shift), np.array([a_multiplier], np.int64),
                       np.array([a_shift], np.int64), double_round=double, scale32=True, operand="a")
-    b_s = apply_scale(b_c << _ELEMENTWISE_LEFT_SHIFT, np.array([b_multiplier], np.int64),
+    b_s = apply_scale(b_c << int(left_shift), np.array([b_multiplier], np.int64),
                       np.array([b_shift], np.int64), double_round=double, scale32=True, operand="b")
     combine = {"add": np.add, "sub": np.subtract, "min": np.minimum, "max": np.maximum}[op]
     return np.asarray(combine(a_s, b_s), np.int64)

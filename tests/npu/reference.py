@@ -171,7 +171,7 @@ def pool(ifm, *, kind, kernel, stride, padding=(0, 0, 0, 0), ifm_zp=0) -> np.nda
 # ----------------------------------------------------------------------------- element-wise and friends
 
 def elementwise(a, b, *, op, a_zp=0, b_zp=0, a_multiplier=1 << 30, a_shift=30, b_multiplier=1 << 30,
-                b_shift=30, rounding="single") -> np.ndarray:
+                b_shift=30, rounding="single", left_shift=20) -> np.ndarray:
     """isa.Elementwise per element; ``b`` must already broadcast with numpy rules."""
     a = np.asarray(a, np.int64)
     b = np.broadcast_to(np.asarray(b, np.int64), a.shape)
@@ -181,8 +181,8 @@ def elementwise(a, b, *, op, a_zp=0, b_zp=0, a_multiplier=1 << 30, a_shift=30, b
         if op == "mul":
             out[index] = av * bv
             continue
-        sa = scale_one(av * (1 << 20), a_multiplier, a_shift, rounding)
-        sb = scale_one(bv * (1 << 20), b_multiplier, b_shift, rounding)
+        sa = scale_one(av * (1 << left_shift), a_multiplier, a_shift, rounding)
+        sb = scale_one(bv * (1 << left_shift), b_multiplier, b_shift, rounding)
         out[index] = {"add": sa + sb, "sub": sa - sb, "min": min(sa, sb), "max": max(sa, sb)}[op]
     return out
 

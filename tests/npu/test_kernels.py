@@ -329,16 +329,20 @@ def test_int8_accumulator_overflow_is_a_fault():
 
 @st.composite
 def elementwise_case(draw):
-    dtype = draw(st.sampled_from([np.int8, np.uint8]))
+    dtype = draw(st.sampled_from([np.int8, np.uint8, np.int16]))
     shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 4)))
     b_form = draw(st.sampled_from(["same", "channel", "scalar", "batch_channel"]))
     b_shape = {"same": shape, "channel": (shape[-1],), "scalar": (1,), "batch_channel": (shape[0], shape[-1])}[b_form]
+    # int16: (x - zp) < 2**16, so a shift <= 15 keeps it in int32; then apply_scale_32 needs shift >= 32
+    wide = dtype == np.int16
+    min_shift = 32 if wide else 30
     return dict(a=draw(int_tensor(dtype, shape)), b=draw(int_tensor(dtype, b_shape)),
                 op=draw(st.sampled_from(["add", "sub", "mul", "min", "max"])),
                 a_zp=draw(zero_point(dtype)), b_zp=draw(zero_point(dtype)),
-                a_multiplier=draw(st.integers(1 << 30, (1 << 31) - 1)), a_shift=draw(st.integers(30, 40)),
-                b_multiplier=draw(st.integers(1 << 30, (1 << 31) - 1)), b_shift=draw(st.integers(30, 40)),
-                rounding=draw(st.sampled_from(["single", "double"])))
+                a_multiplier=draw(st.integers(1 << 30, (1 << 31) - 1)), a_shift=draw(st.integers(min_shift, 40)),
+                b_multiplier=draw(st.integers(1 << 30, (1 << 31) - 1)), b_shift=draw(st.integers(min_shift, 40)),
+                rounding=draw(st.sampled_from(["single", "double"])),
+                left_shift=draw(st.integers(0, 15)) if wide else 20)
 
 
 @PROPERTY
@@ -348,6 +352,18 @@ def test_elementwise_matches_reference(case):
     if b.ndim == 2 and b.shape != case["a"].shape:     # batch-first (N, C) -> numpy broadcast form
         b = b.reshape(b.shape[0], 1, 1, b.shape[1])
     np.testing.assert_array_equal(kernels.elementwise(**case), ref.elementwise(**{**case, "b": b}))
+
+
+def test_int16_add_with_int8_left_shift_overflows_int32():
+    """(x - zp) << 20 of int16 inputs leaves int32: the fault the int16 left_shift of 15 avoids."""
+    a = np.full((1, 1, 1, 2), 32767, np.int16)
+    kw = dict(op="add", a_zp=-5, b_zp=0, a_shift=33, b_shift=33)
+    with pytest.raises(EmulatorFault) as info:
+        kernels.elementwise(a, a, left_shift=20, **kw)
+    assert info.value.kind == "overflow" and info.value.operand == "a"
+    want = ref.elementwise(a, a, left_shift=15, **kw)
+    np.testing.assert_array_equal(kernels.elementwise(a, a, left_shift=15, **kw), want)
+    assert int(want.max()) == (32772 << 15 >> 3) + (32767 << 15 >> 3)    # m / 2**s = 1/8, exact
 
 
 def test_elementwise_rejects_unbroadcastable_operand():
