@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pytest_npu import compress
 from pytest_npu.compress._stats import run_onnx
 from reference_models import digits_cnn, onnx_for
 
@@ -28,3 +29,14 @@ def digits_int8():
 @pytest.fixture(scope="session")
 def digits_int16():
     return onnx_for("digits_cnn", "int16")
+
+
+@pytest.fixture(scope="session")
+def design_pipeline():
+    """The DESIGN.md example: 50 % structured pruning, distillation from the float model, int8."""
+    teacher = digits_cnn.load()
+    return compress.pipeline(teacher,
+                             compress.prune(0.5, structured=True),
+                             compress.distill(teacher=teacher, data=digits_cnn.train_data(), progress=False),
+                             compress.quantize("int8", calibration=digits_cnn.calib_data()),
+                             eval_data=digits_cnn.test_data())

@@ -19,16 +19,6 @@ def teacher():
     return digits_cnn.load()
 
 
-@pytest.fixture(scope="module")
-def design_pipeline(teacher):
-    """The DESIGN.md example: 50 % structured pruning, distillation, int8."""
-    return compress.pipeline(teacher,
-                             compress.prune(0.5, structured=True),
-                             compress.distill(teacher=teacher, data=digits_cnn.train_data(), progress=False),
-                             compress.quantize("int8", calibration=digits_cnn.calib_data()),
-                             eval_data=digits_cnn.test_data())
-
-
 def test_pruned_and_distilled_within_1_5_points_with_40_percent_fewer_macs(design_pipeline):
     float_row, pruned_row, distilled_row, int8_row = design_pipeline.steps
     assert float_row.name == "input" and float_row.mse == 0.0 and float_row.agreement == 1.0
@@ -36,7 +26,7 @@ def test_pruned_and_distilled_within_1_5_points_with_40_percent_fewer_macs(desig
     assert distilled_row.top1 >= float_row.top1 - 0.015              # ... distillation recovers it
     assert distilled_row.macs <= 0.6 * float_row.macs
     assert int8_row.size_kib < distilled_row.size_kib / 3.5
-    assert int8_row.top1 >= float_row.top1 - 0.04
+    assert int8_row.top1 >= float_row.top1 - 0.015
 
 
 def test_pipeline_result_carries_models_and_a_table(design_pipeline, teacher):
