@@ -276,7 +276,9 @@ class CodeGen:
             final = out_loc.region(tile.rows, out_chans, step.output)
             ofm = final if out_loc.mem == "sram" else \
                 self._scratch(index, ("out", slot), final.shape, final.dtype, step.output)
-            self.out.emit(self._compute(step, tile, operands, regions, weights, bias, b_const, ofm))
+            computed = self._compute(step, tile, operands, regions, weights, bias, b_const, ofm)
+            for instruction in computed if isinstance(computed, list) else [computed]:
+                self.out.emit(instruction)
             if out_loc.mem != "sram":
                 self.out.emit(DmaOut(src=ofm, dst=final, layer=step.name))
 
@@ -299,6 +301,8 @@ class CodeGen:
             reg = regions[0]
             padding = (reg.pad_top, reg.pad_bottom, p["padding"][2], p["padding"][3])
             cls = Conv2D if kind == "conv2d" else DepthwiseConv2D
+            if p.get("groups", 1) > 1:
+                return _grouped_convs(step, tile, ops[0], weights, bias, ofm, padding)
             return cls(ifm=ops[0], weights=weights, bias=bias, ofm=ofm, stride=p["stride"],
                        dilation=p["dilation"], padding=padding, ifm_zp=p["ifm_zp"],
                        weight_zp=p["weight_zp"], requant=_slice_requant(p["requant"], tile.chans), core=core, layer=layer)
@@ -340,6 +344,32 @@ class CodeGen:
         if kind == "resize":
             return Resize(ifm=ops[0], ofm=ofm, scale=tuple(p["scale"]), core=core, layer=layer)
         raise CompileError(f"layer '{step.name}': no code generator for {kind}")  # pragma: no cover
+
+
+def _channel_slice(op: Operand, c0: int, channels: int) -> Operand:
+    """Channels [c0, c0 + channels) of an operand (channels last) as a strided view."""
+    return Operand(op.mem, op.offset + c0 * op.byte_strides()[-1], (*op.shape[:-1], channels), op.dtype,
+                   op.byte_strides(), op.name)
+
+
+def _grouped_convs(step: Step, tile: Tile, ifm: Operand, weights: Operand, bias: Operand, ofm: Operand,
+                   padding) -> list[Conv2D]:
+    """One CONV2D per group of a tile (whole groups): each reads its group's input channels, its
+    own (KH, KW, Cin/groups, Cout/groups) weights and writes its output channels -- all views into
+    the tile's buffers, so the DMAs stay whole-stripe and contiguous."""
+    p = step.params
+    cig = step.consts["weights"].shape[2]
+    per = step.consts["weights"].shape[3] // p["groups"]
+    convs = []
+    for k in range((tile.chans[1] - tile.chans[0]) // per):
+        first = tile.chans[0] + k * per
+        convs.append(Conv2D(
+            ifm=_channel_slice(ifm, k * cig, cig), weights=_channel_slice(weights, k * per, per),
+            bias=_channel_slice(bias, k * per, per), ofm=_channel_slice(ofm, k * per, per),
+            stride=p["stride"], dilation=p["dilation"], padding=padding, ifm_zp=p["ifm_zp"],
+            weight_zp=p["weight_zp"], requant=_slice_requant(p["requant"], (first, first + per)),
+            core=tile.core, layer=step.name))
+    return convs
 
 
 def _slice_requant(req, chans: tuple[int, int]):

@@ -473,7 +473,30 @@ class Legalizer:
         return data.astype(np.int32)
 
     def _lower_conv2d(self, node: Node) -> Step:
-        return self._conv_like(node, depthwise=False)
+        step = self._conv_like(node, depthwise=False)
+        groups = int(node.attrs.get("groups_expanded", 1))
+        return self._compact_groups(step, groups) if groups > 1 else step
+
+    @staticmethod
+    def _compact_groups(step: Step, groups: int) -> Step:
+        """A grouped conv arrives as one dense conv with a block-diagonal weight. Keep only the
+        diagonal blocks, as (KH, KW, Cin/groups, Cout) -- output channel co reads input channels
+        of its group -- so code generation emits one CONV2D per group on channel slices and the
+        MAC array does (and is charged for) 1/groups of the dense conv's work."""
+        w, p = step.consts["weights"], step.params
+        kh, kw, cin, cout = w.shape
+        if cin % groups or cout % groups:
+            return step
+        cig, per = cin // groups, cout // groups
+        group_of_in = np.arange(cin) // cig
+        group_of_out = np.arange(cout) // per
+        if not np.all(w[:, :, group_of_in[:, None] != group_of_out[None, :]] == p["weight_zp"]):
+            return step          # not block-diagonal after all: the dense conv is the exact form
+        rows = group_of_out[None, :] * cig + np.arange(cig)[:, None]          # (cig, cout) input channel
+        compact = w[:, :, rows, np.arange(cout)[None, :]]
+        step.consts["weights"] = np.ascontiguousarray(compact.astype(np.int8))
+        step.params = {**p, "groups": groups}
+        return step
 
     def _lower_depthwise_conv2d(self, node: Node) -> Step:
         return self._conv_like(node, depthwise=True)

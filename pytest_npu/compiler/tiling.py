@@ -83,6 +83,9 @@ class Geometry:
         self.chan_tiling = kind in ("conv2d", "depthwise_conv2d", "pool", "elementwise", "lut", "rescale",
                                     "resize", "fully_connected")
         self.row_step = p["scale"][0] if kind == "resize" else 1
+        # a grouped conv tiles output channels in whole groups (each reads only its inputs)
+        self.groups = int(p.get("groups", 1)) if kind == "conv2d" else 1
+        self.chan_step = out_shape[2] // self.groups if self.groups > 1 else 1
 
     def input_region(self, i: int, rows: tuple[int, int], chans: tuple[int, int]) -> Region:
         step, p = self.step, self.step.params
@@ -96,7 +99,13 @@ class Geometry:
             start = rows[0] * sy - pt
             end = (rows[1] - 1) * sy - pt + (kh - 1) * dy + 1
             y0, y1 = max(0, start), min(h, end)
-            in_chans = (0, c) if kind == "conv2d" else chans
+            if kind == "depthwise_conv2d":
+                in_chans = chans
+            elif self.groups > 1:     # whole groups of output channels read their groups' inputs
+                cig = c // self.groups
+                in_chans = (chans[0] // self.chan_step * cig, -(-chans[1] // self.chan_step) * cig)
+            else:
+                in_chans = (0, c)
             return Region((y0, y1), in_chans, y0 - start, end - y1)
         if kind == "pool":       # global
             return Region((0, h), chans)
@@ -176,7 +185,7 @@ def plan_tiles(step: Step, in_shapes, out_shape, streamed_in: list[bool], stream
     geo = Geometry(step, in_shapes, out_shape)
     oh, _, oc = out_shape
     rows_c = _candidates(oh, geo.row_step) if geo.row_tiling else [oh]
-    chans_c = _candidates(oc) if geo.chan_tiling else [oc]
+    chans_c = _candidates(oc, geo.chan_step) if geo.chan_tiling else [oc]
 
     def fits(th, tc, nbuf, wbuf):
         need, layout = working_set(geo, th, tc, nbuf, wbuf, streamed_in, streamed_out, dtype_sizes)
@@ -201,7 +210,8 @@ def plan_tiles(step: Step, in_shapes, out_shape, streamed_in: list[bool], stream
         th = min(th, max(geo.row_step, -(-oh // per // geo.row_step) * geo.row_step))
         ntiles = -(-oh // th) * -(-oc // tc)
     if ntiles < cores and geo.chan_tiling and oc >= 2 * cores:
-        tc = min(tc, -(-oc // cores))
+        per_core = -(-oc // cores)
+        tc = min(tc, -(-per_core // geo.chan_step) * geo.chan_step)
     nblocks = -(-oc // tc)
     tiles = make_tiles(out_shape, th, tc, cores)
     prefs = [cores * 2, cores, 2, 1] if double_buffer else [cores, 1]
