@@ -30,11 +30,13 @@ def rows(epochs: int = 6) -> list[dict]:
     }
     variants["prune 50% structured + distill + int8"] = (*variants["prune 50% structured + distill"],
                                                          compress.quantize("int8", calibration=calib))
-    table, base = [], None
+    table: list[dict] = []
+    base = None
     for name, steps in [("float", ()), *variants.items()]:
         start = time.perf_counter()
         final = compress.pipeline(float_model, *steps, eval_data=test).final
         base = base or final
+        assert final.top1 is not None and base.top1 is not None and final.mse is not None  # labelled eval
         table.append({
             "model": name, "top-1 %": round(100 * final.top1, 2),
             "drop (points)": round(100 * (base.top1 - final.top1), 2),

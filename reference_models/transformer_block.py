@@ -46,7 +46,7 @@ class TransformerBlock(nn.Module):
         return x + self.ff2(self.gelu(self.ff1(self.ln2(x))))
 
 
-def _randomise_norms(model: nn.Module, seed: int) -> nn.Module:
+def _randomise_norms(model: TransformerBlock, seed: int) -> TransformerBlock:
     """LayerNorm affine parameters away from (1, 0), so folding/LUT paths see real values."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():

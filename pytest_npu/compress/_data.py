@@ -91,7 +91,7 @@ def samples(data: Any, argument: str) -> tuple[np.ndarray, np.ndarray | None]:
         raise CompressionError(f"{argument}: batches have different sample shapes {sorted(shapes)}")
     x_all = _check_floats(np.concatenate(xs, axis=0), argument)
     labelled = all(y is not None for y in ys)
-    y_all = np.concatenate(ys).astype(np.int64) if labelled else None
+    y_all = np.concatenate([y for y in ys if y is not None]).astype(np.int64) if labelled else None
     if y_all is not None and len(y_all) != len(x_all):
         raise CompressionError(f"{argument}: {len(x_all)} samples but {len(y_all)} labels")
     return x_all, y_all

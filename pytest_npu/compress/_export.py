@@ -104,6 +104,8 @@ def to_onnx(model: nn.Module, input_shape: Sequence[int] | None = None,
             "takes one tensor and uses only ONNX-exportable operations") from exc
     finally:
         model.train(was_training)
+    if program is None:  # only the legacy exporter returns None; dynamo=True always returns a program
+        raise CompressionError(f"torch.onnx.export returned no program for {type(model).__name__}")
     proto = strip_debug_info(program.model_proto)
     if path is not None:
         path = Path(path)

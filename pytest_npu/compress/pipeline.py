@@ -88,7 +88,9 @@ class _Measurer:
     """Measures models against the float reference; caches exports of torch models it has seen."""
 
     def __init__(self, reference: onnx.ModelProto, eval_data: Any):
-        self.x = self.y = self.reference_out = None
+        self.x: np.ndarray | None = None
+        self.y: np.ndarray | None = None
+        self.reference_out: np.ndarray | None = None
         if eval_data is not None:
             self.x, self.y = samples(eval_data, "pipeline(eval_data)")
             self.reference_out = run_onnx(reference, self.x)
@@ -105,15 +107,16 @@ class _Measurer:
 
     def report(self, name: str, proto: onnx.ModelProto, seconds: float) -> StepReport:
         result = StepReport(name, onnx_stats(proto), seconds=seconds)
-        if self.x is not None:
+        reference = self.reference_out
+        if self.x is not None and reference is not None:
             out = run_onnx(proto, self.x)
-            if out.shape != self.reference_out.shape:
+            if out.shape != reference.shape:
                 raise CompressionError(f"pipeline: after {name!r} the model outputs {out.shape[1:]} per sample but "
-                                       f"the float reference outputs {self.reference_out.shape[1:]}")
-            result.mse = float(np.mean((out.astype(np.float64) - self.reference_out) ** 2))
+                                       f"the float reference outputs {reference.shape[1:]}")
+            result.mse = float(np.mean((out.astype(np.float64) - reference) ** 2))
             if out.ndim == 2 and out.shape[1] > 1:
                 predicted = out.argmax(1)
-                result.agreement = float(np.mean(predicted == self.reference_out.argmax(1)))
+                result.agreement = float(np.mean(predicted == reference.argmax(1)))
                 if self.y is not None:
                     result.top1 = float(np.mean(predicted == self.y))
         return result
@@ -128,19 +131,26 @@ def _as_input(model: Any, input_shape: tuple[int, ...] | None) -> Any:
     return as_model_proto(model, "pipeline(model)")
 
 
-def run_steps(model: Any, steps: tuple[Step, ...], measurer: _Measurer, reference: onnx.ModelProto,
-              input_name: str = "input") -> PipelineResult:
+def _check_steps(steps: tuple[Step, ...], starts_as_torch: bool) -> None:
+    """Refuse a wrong argument or order before anything slow (export, training) runs."""
+    torch_model = starts_as_torch
     for position, step in enumerate(steps, 1):
         if not isinstance(step, Step):
             raise CompressionError(f"pipeline: argument {position} after the model is a {type(step).__name__}, not "
                                    "a compression step; use compress.prune(...), distill(...) or quantize(...)")
+        if step.kind == "torch" and not torch_model:
+            raise CompressionError(f"pipeline: step {position} ({step.name}) needs a torch model, but the model is "
+                                   "ONNX by then; put prune/distill steps before quantize")
+        torch_model = torch_model and step.kind == "torch"
+
+
+def run_steps(model: Any, steps: tuple[Step, ...], measurer: _Measurer, reference: onnx.ModelProto,
+              input_name: str = "input") -> PipelineResult:
+    _check_steps(steps, is_torch_module(model))
     current = model
     torch_model = model if is_torch_module(model) else None
     reports = [measurer.report(input_name, measurer.onnx_of(current), 0.0)]
     for position, step in enumerate(steps, 1):
-        if step.kind == "torch" and not is_torch_module(current):
-            raise CompressionError(f"pipeline: step {position} ({step.name}) needs a torch model, but the model is "
-                                   "ONNX by then; put prune/distill steps before quantize")
         start = time.perf_counter()
         current = step.apply(current if step.kind == "torch" else measurer.onnx_of(current))
         seconds = time.perf_counter() - start
@@ -160,6 +170,7 @@ def pipeline(model: Any, *steps: Step, eval_data: Any = None, float_reference: A
     MSE is measured against (default: ``model`` itself); ``input_shape``: sample shape for export when
     the torch model has no ``input_shape`` attribute.
     """
+    _check_steps(steps, is_torch_module(model))
     model = _as_input(model, input_shape)
     if float_reference is None:
         reference = to_onnx(model) if is_torch_module(model) else model

@@ -87,11 +87,11 @@ def _candidates(candidates: Any) -> list[tuple[float, str | None]]:
 def _violations(report: StepReport, budget: dict[str, float], float_top1: float | None) -> list[str]:
     why = []
     for key, limit in budget.items():
-        if key == "top1_drop":
+        if key == "top1_drop" and report.top1 is not None and float_top1 is not None:
             drop = float_top1 - report.top1
             if drop > limit + 1e-12:
                 why.append(f"top-1 drop {100 * drop:.2f} pt > {100 * limit:.2f} pt")
-        elif key == "mse" and report.mse > limit:
+        elif key == "mse" and report.mse is not None and report.mse > limit:
             why.append(f"MSE {report.mse:.3g} > {limit:.3g}")
         elif key == "size_kib" and report.size_kib > limit:
             why.append(f"{report.size_kib:.2f} KiB > {limit:g} KiB")
@@ -135,7 +135,7 @@ def search(model: Any, budget: dict[str, float] | None = None, candidates: Any =
         measurer._exports[id(model)] = (model, reference)
     budget = _check_budget(budget, measurer.y is not None)
     float_top1 = None
-    if measurer.y is not None:
+    if measurer.y is not None and measurer.reference_out is not None:
         float_top1 = float((measurer.reference_out.argmax(1) == measurer.y).mean())
     train = samples(train_data, "search(train_data)") if train_data is not None else None
 
