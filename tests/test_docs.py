@@ -28,12 +28,18 @@ import contextlib
 import io
 import re
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# pytest puts tests/ first on sys.path to import this file; there the test directory
+# tests/reference_models would be taken for the package of that name (as a namespace package) by
+# an editable install, which has no sys.path entry of its own. The snippets import the real one.
+if str(ROOT) not in sys.path:
+    sys.path.insert(1, str(ROOT))
 FENCE = re.compile(r"^(?P<indent> {0,3})```(?P<info>[^`]*)$")
 TEST_FUNCTION = re.compile(r"^\s*(async\s+)?def test_", re.M)
 RUN_ARGS = re.compile(r"^#\s*run:\s*pytest\b(?P<args>.*)$")
