@@ -206,7 +206,7 @@ def test_compile_cache_compiles_once_per_model_and_target(npu_dir):
 
 
 def test_hypothesis_breach_shrinks_to_a_minimal_input(npu_dir):
-    npu_dir.makepyfile(test_fuzz="""
+    npu_dir.makepyfile(test_npu_shrink="""
         import numpy as np
         import pytest
         from hypothesis import given, settings
@@ -222,10 +222,10 @@ def test_hypothesis_breach_shrinks_to_a_minimal_input(npu_dir):
     result.assert_outcomes(failed=1)
     text = result.stdout.str()
     result.stdout.fnmatch_lines([
-        "NPU budget exceeded: test_fuzz.py::test_fuzz on target u55-256 (1 check failed, * run(s))",
+        "NPU budget exceeded: test_npu_shrink.py::test_fuzz on target u55-256 (1 check failed, * run(s))",
         "*max_abs_err  <= 0.5*",
         "F* test case: test_fuzz(",       # "Falsifying example" / "Failing test case" across versions
-        "*reproduce: pytest test_fuzz.py::test_fuzz --npu-target=u55-256*",
+        "*reproduce: pytest test_npu_shrink.py::test_fuzz --npu-target=u55-256*",
     ])
     assert "harness/session.py" not in text        # Hypothesis' explain block about our own raise is dropped
     runs = int(re.search(r"1 check failed, (\d+) run", text).group(1))
