@@ -18,6 +18,10 @@ Rules (the README's "User guide" section states them for readers):
   written to ``NAME`` in that directory instead of being executed, so the file a reader sees is
   the file the later blocks load. A ``file=test_*.py`` block is also run when its first line is
   a ``# run: pytest ARGS`` comment (otherwise a later ``pytest`` block runs it).
+* A ```` ```text output ```` block right after a python or ``pytest-npu`` block is what that
+  block prints: the printed text must match it, with ``...`` standing for any text (doctest's
+  ELLIPSIS) and runs of whitespace compared as one. Output that varies between runs (wall-clock
+  times) goes in a plain ```` ```text ```` block, which is shown, not checked.
 * ```` ```python no-run ```` skips a block that truly cannot run here (the text beside it says why).
   Other languages (``text``, ``toml``, ``yaml``, ``console``) are shown, not run.
 """
@@ -25,6 +29,7 @@ Rules (the README's "User guide" section states them for readers):
 from __future__ import annotations
 
 import contextlib
+import doctest
 import io
 import re
 import shlex
@@ -142,13 +147,28 @@ def _runnable(block: Block) -> bool:
 DOCS = [path for path in doc_files() if any(_runnable(b) for b in extract_blocks(path))]
 
 
-def _run_python(block: Block, namespace: dict) -> None:
+def _run_python(block: Block, namespace: dict) -> str:
+    """Execute the block; return what it printed."""
     code = compile(block.code, block.where, "exec")
+    printed = io.StringIO()
     try:
-        exec(code, namespace)
+        with contextlib.redirect_stdout(printed):
+            exec(code, namespace)
     except Exception as exc:
         exc.add_note(f"raised by the python block at {block.where}")
         raise
+    return printed.getvalue()
+
+
+OUTPUT_CHECKER = doctest.OutputChecker()
+OUTPUT_FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+
+
+def _check_output(block: Block, shown: Block, printed: str) -> None:
+    """The ``text output`` block after ``block`` must match what ``block`` printed."""
+    if not OUTPUT_CHECKER.check_output(shown.code, printed, OUTPUT_FLAGS):
+        pytest.fail(f"{shown.where}: the output shown for the block at {block.where} is not what it prints "
+                    f"(update the page).\nshown:\n{shown.code}\nprinted:\n{printed}", pytrace=False)
 
 
 def _write_file(block: Block, directory: Path) -> Path:
@@ -170,9 +190,11 @@ def _run_test_file(block: Block, pytester: pytest.Pytester, path: Path | None = 
                     + result.stdout.str(), pytrace=False)
 
 
-def _run_shell(block: Block, pytester: pytest.Pytester) -> None:
+def _run_shell(block: Block, pytester: pytest.Pytester) -> str:
+    """Run the block's commands; return what pytest-npu commands printed."""
     from pytest_npu.cli import main
 
+    printed = []
     for words, expected in _command_lines(block.code):
         command = shlex.join(words)
         if words[0] != block.shell:
@@ -189,9 +211,11 @@ def _run_shell(block: Block, pytester: pytest.Pytester) -> None:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 code = main(words[1:])
             output = out.getvalue() + err.getvalue()
+            printed.append(out.getvalue())
         if code != expected:
             pytest.fail(f"{block.where}: `{command}` exited {code}, the page says {expected}:\n{output}",
                         pytrace=False)
+    return "".join(printed)
 
 
 @pytest.fixture(scope="session")
@@ -229,19 +253,28 @@ def warm_imports() -> None:
 def test_code_blocks_run(doc: Path, warm_imports: None, pytester: pytest.Pytester) -> None:
     """Run the file's blocks in order in one temporary directory (pytester's, already the cwd)."""
     namespace: dict = {"__name__": "__docs__"}
-    for block in extract_blocks(doc):
+    blocks = extract_blocks(doc)
+    for position, block in enumerate(blocks):
         if not _runnable(block):
             continue
+        printed = None
         if block.file is not None:
             path = _write_file(block, pytester.path)
             if block.is_test_file and path.name.startswith("test_") and block.run_args is not None:
                 _run_test_file(block, pytester, path)
         elif block.shell is not None:
-            _run_shell(block, pytester)
+            output = _run_shell(block, pytester)
+            printed = output if block.shell == "pytest-npu" else None   # pytest runs print timings
         elif block.is_test_file:
             _run_test_file(block, pytester)
         else:
-            _run_python(block, namespace)
+            printed = _run_python(block, namespace)
+        shown = blocks[position + 1] if position + 1 < len(blocks) else None
+        if shown is not None and shown.lang == "text" and "output" in shown.flags:
+            if printed is None:
+                pytest.fail(f"{shown.where}: a checked output block must follow a python or pytest-npu block",
+                            pytrace=False)
+            _check_output(block, shown, printed)
 
 
 @pytest.mark.parametrize("doc", doc_files(), ids=[str(p.relative_to(ROOT)) for p in doc_files()])
@@ -295,3 +328,12 @@ def test_extractor_reads_fences_flags_and_test_files(tmp_path: Path) -> None:
     assert [b.shell for b in blocks[3:]] == ["pytest-npu", None, None, "pytest"]
     assert _command_lines(blocks[3].code) == [(["pytest-npu", "targets"], 0)]
     assert _command_lines(blocks[6].code) == [(["pytest", "t.py", "-q"], 1)]
+
+
+def test_output_check_allows_ellipsis_and_catches_drift() -> None:
+    """A shown output matches with ``...`` elisions and loose whitespace, and fails when a figure moves."""
+    block = Block(ROOT / "page.md", 1, "python", (), "print(...)\n")
+    shown = Block(ROOT / "page.md", 5, "text", ("output",), "cycles  7703\n...\nefficiency 82%\n")
+    _check_output(block, shown, "cycles 7703\nroofline 6354\nefficiency   82%\n")
+    with pytest.raises(pytest.fail.Exception, match="is not what it prints"):
+        _check_output(block, shown, "cycles 8599\nroofline 6354\nefficiency 74%\n")
