@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from conftest import inputs_for, qdq_model
+from models import inputs_for, qdq_model
 
 import pytest_npu
 import pytest_npu.compiler as compiler

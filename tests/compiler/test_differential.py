@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import inputs_for, qdq_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from models import Builder, assert_matches_ort, ort_run, quantize
+from models import Builder, assert_matches_ort, inputs_for, ort_run, qdq_model, quantize
 
 import pytest_npu.compiler as compiler
 from pytest_npu import targets

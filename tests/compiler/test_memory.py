@@ -6,9 +6,9 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import inputs_for, qdq_model
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from models import inputs_for, qdq_model
 
 import pytest_npu.compiler as compiler
 from pytest_npu import targets

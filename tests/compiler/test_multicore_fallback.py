@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import inputs_for, qdq_model
-from models import assert_matches_ort, ort_run
+from models import assert_matches_ort, inputs_for, ort_run, qdq_model
 
 import pytest_npu.compiler as compiler
 from pytest_npu.errors import CompileError
