@@ -78,7 +78,8 @@ class CompiledModel:
         return self._emulator
 
     def run_quantized(self, int_inputs) -> Any:
-        """Integer inputs (batch first, IR/NHWC layout) -> Execution with integer outputs."""
+        """Integer inputs (batch first, IR/NHWC layout) -> Execution with integer outputs
+        (float32 for the inputs and outputs a model leaves unquantised)."""
         inputs = self._as_dict(int_inputs)
         prepared = {}
         for name in self.program.inputs:
@@ -101,10 +102,14 @@ class CompiledModel:
         ints = {}
         for name in self.program.inputs:
             q = self.graph.input_quant.get(name) or self.graph.tensors[name].quant
-            if q is None:
+            x = self._to_ir_layout(name, np.asarray(inputs[name], np.float32))
+            if q is not None:
+                ints[name] = q.quantize(x)
+            elif self.program.tensors[name].dtype == "float32":    # the program quantises it (host)
+                ints[name] = x
+            else:
                 raise CompileError(f"input '{name}' has no quantisation parameters; pass integers to "
                                    "run_quantized() instead")
-            ints[name] = q.quantize(self._to_ir_layout(name, np.asarray(inputs[name], np.float32)))
         ex = self.run_quantized(ints)
         outputs = {}
         for name, raw in ex.extra["raw_outputs"].items():

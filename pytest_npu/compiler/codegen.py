@@ -181,12 +181,13 @@ class CodeGen:
                        target_hash=self.target.content_hash(), metadata=self.metadata)
 
     # ---- host and copies ----------------------------------------------------------------------
-    def _dram_operand(self, name: str) -> Operand:
+    def _dram_operand(self, name: str, per_sample: bool = False) -> Operand:
         t = self.graph.tensors[name]
-        if t.is_constant:       # constants keep their full IR shape (a 1x1 kernel is not a batch)
-            key = f"const:{name}"
+        if t.is_constant:       # constants keep their full IR shape (a 1x1 kernel is not a batch) ...
+            shape = sample_shape(tuple(t.shape)) if per_sample else tuple(t.shape)
+            key = f"const:{name}" + ("/sample" if per_sample else "")   # ... unless used as an activation
             if key not in self.consts.infos:
-                self.consts.add(key, np.asarray(t.data).reshape(tuple(t.shape)), t.dtype)
+                self.consts.add(key, np.asarray(t.data).reshape(shape), t.dtype)
             return self.consts.infos[key].operand()
         loc = self.locs[self.root(name)]
         if loc.mem != "dram":    # pragma: no cover - the planner forces host operands to DRAM
@@ -199,7 +200,7 @@ class CodeGen:
         def operands(names, perms):
             out = []
             for name, perm in zip(names, perms or [None] * len(names)):
-                op = self._dram_operand(name)
+                op = self._dram_operand(name, step.params.get("consts_per_sample", False))
                 if perm:     # the host sees the tensor transposed (ONNX layout): permuted strides
                     strides = op.byte_strides()
                     op = Operand(op.mem, op.offset, tuple(op.shape[p] for p in perm), op.dtype,

@@ -193,6 +193,11 @@ class Legalizer:
 
     # ---- driver --------------------------------------------------------------------------------
     def run(self) -> Legalized:
+        if self.graph.tensors and all(t.dtype == "float32" for t in self.graph.tensors.values()):
+            raise CompileError(
+                f"{self.graph.source or self.graph.name}: every tensor is float32, so nothing could run "
+                "on the NPU (float parts of a model run on the host). Quantise the model first "
+                "(pytest_npu.compress.quantize, onnxruntime.quantization.quantize_static or quantize_dynamic)")
         steps: list[Step] = []
         aliases: dict[str, str] = {}
         alias_steps: list[Step] = []
@@ -219,6 +224,9 @@ class Legalizer:
                                         reason="free: same bytes in row-major order"))
                 continue
             try:
+                unquantised = self._unquantised(node)
+                if unquantised:
+                    raise _Refuse(unquantised)
                 operation = _OPERATION_FOR.get(node.op)
                 if operation is None:
                     raise _Refuse(f"{node.op} is not in {self.target.name}'s instruction set "
@@ -315,6 +323,11 @@ class Legalizer:
             in_island.update({m: node.name for m in members})
         return islands, in_island
 
+    def _onnx_shapes(self, inputs: list[str], outputs: list[str]) -> dict[str, list[list[int]]]:
+        """The ONNX operator's operand shapes for one inference (the host runs it per sample)."""
+        return {"in": [[int(d) for d in self.tensor(n).shape] for n in inputs if n],
+                "out": [[int(d) for d in self.tensor(n).shape] for n in outputs if n]}
+
     def _only_consumer(self, tensor: str) -> Node | None:
         consumers = self.graph.consumers(tensor)
         return consumers[0] if len(consumers) == 1 and tensor not in self.graph.outputs else None
@@ -368,44 +381,53 @@ class Legalizer:
                  "out_quant": [quant_dict(self.tensor(n).quant) for n in outs]}
         if "opset" in self.graph.metadata:
             attrs["opset"] = int(self.graph.metadata["opset"])
+        attrs["onnx_shapes"] = self._onnx_shapes(node.inputs, node.outputs)
         reason = f"{node.attrs['onnx_op']} has no NPU form (run by onnxruntime on the host)"
         step = Step(node.name, "float_op", "host", ins, outs, where="host", reason=reason,
                     params={"attrs": attrs, "views": {"in": in_views, "out": out_views}}, host_inputs=ins)
         return step, members
 
+    def _unquantised(self, node: Node) -> str:
+        """Why the node must run on the host because of its tensors ("" if they are all quantised):
+        a float32 tensor the quantiser left in float, or an integer tensor without fixed quant
+        parameters (dynamic quantisation's uint8 activations and int32 accumulators)."""
+        for name in list(node.inputs) + list(node.outputs):
+            t = self.graph.tensors.get(name) if name else None
+            if t is None or t.is_constant or t.quant is not None:
+                continue
+            if t.dtype == "float32":
+                return f"float32 tensor: not quantised ('{name}')"
+            return (f"{t.dtype} tensor: not quantised ('{name}' has no fixed scale: dynamic "
+                    "quantisation computes it at run time)")
+        return ""
+
     def _is_free_reshape(self, node: Node) -> bool:
         src, dst = self.tensor(node.inputs[0]), self.tensor(node.outputs[0])
-        if src.is_constant or src.quant is None or dst.quant is None:
+        if src.is_constant or dst.is_constant:
+            return False
+        if src.quant is None and dst.quant is None:     # a float (or raw integer) tensor in DRAM
+            return src.dtype == dst.dtype
+        if src.quant is None or dst.quant is None:
             return False
         return (src.dtype == dst.dtype
                 and np.array_equal(np.atleast_1d(src.quant.scale), np.atleast_1d(dst.quant.scale))
                 and np.array_equal(np.atleast_1d(src.quant.zero_point), np.atleast_1d(dst.quant.zero_point)))
 
     def _host_step(self, node: Node, reason: str) -> Step:
-        for name in list(node.inputs) + list(node.outputs):
-            if not name:
-                continue
-            t = self.tensor(name)
-            if t.dtype == "float32" and not t.is_constant:
-                raise CompileError(
-                    f"layer '{node.name}' ({node.op}): tensor '{name}' is float32; the NPU program "
-                    "moves integers only. Quantise the model first (pytest_npu.compress.quantize or "
-                    "onnxruntime.quantization.quantize_static)")
+        """A host layer. Float32 tensors (and float32 constants, in the constants image) are its
+        operands as they are: ``in_quant``/``out_quant`` entries of None tell the host so."""
         attrs = {k: _jsonable(v) for k, v in node.attrs.items() if k != "clamp"}
         operands = [n for n in node.inputs if n]
-        float_consts = [n for n in operands if self.tensor(n).is_constant and self.tensor(n).dtype == "float32"]
-        if node.op == "layernorm":
+        if node.op == "layernorm":       # gamma/beta travel in attrs, not as operands
+            inlined = [n for n in node.inputs[1:3] if n and self.tensor(n).is_constant]
             for key, name in zip(("gamma", "beta"), node.inputs[1:3]):
-                if name:
+                if name in inlined:
                     attrs[key] = np.asarray(self.tensor(name).data, np.float32).reshape(-1).tolist()
-        elif float_consts:
-            raise CompileError(
-                f"layer '{node.name}' ({node.op}) runs on the host ({reason}) but takes the float32 "
-                f"constant(s) {float_consts}; a program carries integer tensors only. Quantise the "
-                "model so these constants are integers, or fold them into the layer")
-        if node.op == "float_op" and "opset" in self.graph.metadata:
-            attrs["opset"] = int(self.graph.metadata["opset"])
-        operands = [n for n in operands if n not in float_consts]
+            operands = [n for n in operands if n not in inlined]
+        if node.op == "float_op":
+            if "opset" in self.graph.metadata:
+                attrs["opset"] = int(self.graph.metadata["opset"])
+            attrs["onnx_shapes"] = self._onnx_shapes(node.inputs, node.outputs)
         rank_drop = 1 if len(self.tensor(node.inputs[0]).shape) >= 2 else 0
         for key in ("axis",):
             if key in attrs and isinstance(attrs[key], int) and attrs[key] >= 0:
@@ -417,12 +439,16 @@ class Legalizer:
         if node.op == "pad" and "pads" in attrs and rank_drop:
             attrs["pads"] = attrs["pads"][1:]
         clamp = node.attrs.get("clamp")
-        if clamp is not None:
-            attrs["clamp"] = [int(clamp[0]), int(clamp[1])]
+        if clamp is not None:     # quantised output: integer bounds; float output: real bounds
+            attrs["clamp"] = [None if not np.isfinite(v) else (float(v) if self.tensor(node.outputs[0]).quant
+                                                               is None else int(v)) for v in clamp]
         attrs["in_quant"] = [quant_dict(self.tensor(n).quant) for n in operands]
         attrs["out_quant"] = [quant_dict(self.tensor(n).quant) for n in node.outputs]
+        params: dict[str, Any] = {"attrs": attrs}
+        if node.op in ("add", "sub", "mul", "min", "max", "concat"):
+            params["consts_per_sample"] = True     # a constant operand broadcasts like an activation
         return Step(node.name, node.op, "host", operands, list(node.outputs), where="host", reason=reason,
-                    params={"attrs": attrs}, host_inputs=operands)
+                    params=params, host_inputs=operands)
 
     # ---- MAC ops ------------------------------------------------------------------------------
     def _conv_like(self, node: Node, depthwise: bool) -> Step:

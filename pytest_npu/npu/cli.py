@@ -13,7 +13,7 @@ import numpy as np
 from tabulate import tabulate
 
 from .execution import Execution
-from .isa import dtype_range
+from .isa import FLOAT_DTYPES, dtype_range
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -49,11 +49,15 @@ def format_execution(execution: Execution, target) -> str:
 
 
 def random_inputs(program, batch: int, seed: int) -> dict[str, np.ndarray]:
-    """Uniform random integers over each input's full dtype range."""
+    """Uniform random integers over each input's full dtype range (standard normal floats for a
+    float32 input: a model whose quantisation happens inside the program)."""
     rng = np.random.default_rng(seed)
     out = {}
     for name in program.inputs:
         info = program.tensor(name)
+        if info.dtype in FLOAT_DTYPES:
+            out[name] = rng.standard_normal((batch, *info.shape)).astype(info.dtype)
+            continue
         lo, hi = dtype_range(info.dtype)
         out[name] = rng.integers(lo, hi + 1, size=(batch, *info.shape)).astype(info.dtype)
     return out

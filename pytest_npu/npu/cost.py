@@ -19,8 +19,9 @@ program reuses it. The model (see ``/work/shared/research/npu-anchors.md`` 1.4, 
   element at ``elementwise_width`` per cycle (counted as element-wise ops). POOL (kernel elements
   per output), ELEMENTWISE, RESCALE, RESIZE: ``ceil(elements / elementwise_width)``; LUT:
   ``ceil(elements / lut_width)``.
-* HOST: ``host_overhead_us + npu.host.count_ops(...) / host_ops_per_second``, in cycles. The host
-  reads and writes DRAM through its own port, not the NPU's DMA bus.
+* HOST: ``host_overhead_us + npu.host.count_ops(...) / host_ops_per_second``, in cycles; a HOST
+  instruction right after another HOST instruction continues the same hand-over and pays no
+  overhead. The host reads and writes DRAM through its own port, not the NPU's DMA bus.
 * Roofline: ``max(MACs / peak MACs per cycle, DMA bytes / dram_bytes_per_cycle)``; host DRAM
   traffic is counted in the summary's DRAM bytes and energy but not in the bound (it does not
   use the NPU's bus).
@@ -123,8 +124,11 @@ def _mac_rate(target: Target, cycles: int, ifm: Operand) -> tuple[int, bool]:
     return (int(math.ceil(cycles / target.int16_factor)) if int16 else cycles), int16
 
 
-def instruction_cost(target: Target, ins: Instruction) -> InstructionCost:
-    """Cycles and counted actions of one instruction on ``target`` (shapes already validated)."""
+def instruction_cost(target: Target, ins: Instruction, handover: bool = True) -> InstructionCost:
+    """Cycles and counted actions of one instruction on ``target`` (shapes already validated).
+
+    ``handover=False``: a HOST instruction that continues the host's turn (see ``time_program``)
+    pays no ``host_overhead_us``."""
     lanes = target.mac
     if isinstance(ins, (isa.DmaIn, isa.DmaOut)):
         dram_side = ins.src if isinstance(ins, isa.DmaIn) else ins.dst
@@ -175,7 +179,7 @@ def instruction_cost(target: Target, ins: Instruction) -> InstructionCost:
 
         ops = int(host.count_ops(ins.op, ins.attrs, [o.shape for o in ins.inputs],
                                  [o.shape for o in ins.outputs]))
-        seconds = target.host_overhead_us * 1e-6 + ops / target.host_ops_per_second
+        seconds = (target.host_overhead_us * 1e-6 if handover else 0.0) + ops / target.host_ops_per_second
         cycles = max(1, int(math.ceil(seconds * target.clock_mhz * 1e6)))
         return InstructionCost("host", cycles, host_ops=ops,
                                dram_read=sum(o.nbytes for o in ins.inputs if o.mem == "dram"),
@@ -224,7 +228,11 @@ def schedule(program: Program, costs: list[InstructionCost]) -> tuple[list[int],
 
 def time_program(program: Program, target: Target) -> Timing:
     """Schedule, check hazards, and summarise (trace rows, energy, utilisation, roofline)."""
-    costs = [instruction_cost(target, ins) for ins in program.instructions]
+    # A run of consecutive HOST instructions (a float tail, a dynamically quantised layer) is one
+    # turn of the host: the hand-over overhead is paid by the first of them only.
+    costs = [instruction_cost(target, ins, handover=not (i and isinstance(ins, isa.HostOp)
+                                                         and isinstance(program.instructions[i - 1], isa.HostOp)))
+             for i, ins in enumerate(program.instructions)]
     start, end, bus = schedule(program, costs)
     check_hazards(program, start, end, [c.engine for c in costs])
     rows = []

@@ -28,6 +28,7 @@ from .cost import Timing, time_program
 from .execution import Execution
 from .isa import (
     DTYPES,
+    FLOAT_DTYPES,
     Conv2D,
     DepthwiseConv2D,
     DmaIn,
@@ -79,6 +80,10 @@ def _check_target(index: int, ins: Instruction, target: Target) -> None:
         raise _fault(index, ins, "core", "unsupported",
                      f"core {getattr(ins, 'core', 0)} but target {target.name} has {target.cores} core(s)")
     for name, op in ins.operands().items():
+        if op.dtype in FLOAT_DTYPES and not isinstance(ins, HostOp):
+            raise _fault(index, ins, name, "unsupported",
+                         f"{format_operand(op)} is {op.dtype}: the NPU's engines move and compute "
+                         "integers only; float tensors stay in DRAM and only HOST instructions touch them")
         cls = _ACTIVATION_CLASS.get(op.dtype)
         if name in ("weights", "bias") or cls is None or isinstance(ins, (DmaIn, DmaOut, HostOp)):
             continue
@@ -229,7 +234,77 @@ class _Plan:
     timing: Timing
     dram_size: int
     sram_size: int
+    memory: _MemoryPlan | None = None
     bound: OrderedDict = field(default_factory=OrderedDict)   # batch N -> (dram, sram, steps)
+
+
+@dataclass
+class _MemoryPlan:
+    """What a run must (re)initialise, found once by following every byte through the program.
+
+    Zeroing both memories and copying the constants into every sample on every run cost more
+    than the whole computation for small models (autoencoder, batch 32: 26 MB of memset and
+    copies for 8 MB of weights). Semantics are unchanged: memory starts at zero, so only the
+    bytes some instruction reads before anything wrote them in this run are zeroed, and a run
+    that writes the constants region rewrites it each time.
+    """
+
+    zero_ranges: dict[str, list[tuple[int, int]]]   # mem -> [lo, hi) read before written
+    constants_each_run: bool                        # an input or instruction writes into them
+    row0_dmas: frozenset[int]                       # DMA_IN whose dst is read only as weights/bias
+
+
+def _byte_view(buffer: np.ndarray, op: Operand) -> np.ndarray:
+    """Every byte of ``op`` in a one-row byte-indexed ``buffer`` (an extra item-byte axis)."""
+    itemsize = np.dtype(DTYPES[op.dtype]).itemsize
+    return np.ndarray(shape=(*op.shape, itemsize), dtype=buffer.dtype, buffer=buffer,
+                      offset=op.offset * buffer.itemsize,
+                      strides=(*(s * buffer.itemsize for s in op.byte_strides()), buffer.itemsize))
+
+
+def _ranges(mask: np.ndarray) -> list[tuple[int, int]]:
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.view(np.int8), [0]))))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def _memory_plan(program: Program, sizes: dict[str, int]) -> _MemoryPlan:
+    """Last writer of every byte, in program order (-1 never written, -2 loaded before the run).
+
+    A read of a ``-1`` byte needs the zero fill. A DMA_IN may copy sample 0 only when every later
+    read of its bytes, until something overwrites them, is a MAC's ``weights``/``bias`` operand:
+    those are read from sample 0 (they are constants, identical in every sample).
+    """
+    writer = {mem: np.full(size, -1, np.int32) for mem, size in sizes.items()}
+    unset = {mem: np.zeros(size, bool) for mem, size in sizes.items()}
+    lo, hi = program.constants_offset, program.constants_offset + len(program.constants)
+    preloaded = [program.tensors[name].operand() for name in program.inputs]
+    constants_each_run = any(ins_op.mem == "dram" and operand_span(ins_op)[0] < hi and operand_span(ins_op)[1] > lo
+                             for ins in program.instructions for ins_op in ins.writes().values()) or \
+        any(operand_span(op)[0] < hi and operand_span(op)[1] > lo for op in preloaded)
+    writer["dram"][lo:hi] = -2
+    for op in preloaded:
+        _byte_view(writer["dram"], op)[...] = -2
+    full: set[int] = set()
+    dmas = {i for i, ins in enumerate(program.instructions) if isinstance(ins, DmaIn)}
+
+    def read(op: Operand, by_weights: bool) -> None:
+        last = _byte_view(writer[op.mem], op)
+        never = last == -1
+        if never.any():
+            _byte_view(unset[op.mem], op)[never] = True
+        if not by_weights:
+            full.update(int(w) for w in np.unique(last) if w >= 0)
+
+    for index, ins in enumerate(program.instructions):
+        mac = isinstance(ins, (Conv2D, DepthwiseConv2D, FullyConnected))
+        for name, op in ins.reads().items():
+            read(op, mac and name in ("weights", "bias"))
+        for op in ins.writes().values():
+            _byte_view(writer[op.mem], op)[...] = index
+    for name in program.outputs:
+        read(program.tensors[name].operand(), False)
+    return _MemoryPlan({mem: _ranges(mask) for mem, mask in unset.items()}, constants_each_run,
+                       frozenset(dmas - full))
 
 
 class Emulator:
@@ -249,11 +324,12 @@ class Emulator:
         plan = self.plan(program)
         batch = self._batch_size(program, inputs)
         dram, sram, steps = self._bind(plan, batch)
-        dram.fill(0)
-        sram.fill(0)
-        if program.constants:
-            dram[:, program.constants_offset:program.constants_offset + len(program.constants)] = \
-                np.frombuffer(program.constants, np.uint8)
+        memory = plan.memory
+        for buffer, mem in ((dram, "dram"), (sram, "sram")):
+            for lo, hi in memory.zero_ranges[mem]:
+                buffer[:, lo:hi] = 0
+        if program.constants and memory.constants_each_run:
+            _load_constants(dram, program)
         for name in program.inputs:
             info = program.tensors[name]
             self._view(dram, info.operand())[...] = inputs[name]
@@ -309,7 +385,9 @@ class Emulator:
             _check_target(index, ins, target)
             _check_shapes(index, ins)
         timing = time_program(program, target)
-        return _Plan(program, timing, dram_size, max(program.memory_needed("sram"), 1))
+        sram_size = max(program.memory_needed("sram"), 1)
+        return _Plan(program, timing, dram_size, sram_size,
+                     _memory_plan(program, {"dram": dram_size, "sram": sram_size}))
 
     @staticmethod
     def _batch_size(program: Program, inputs: dict[str, np.ndarray]) -> int:
@@ -330,11 +408,16 @@ class Emulator:
                 raise EmulatorFault(f"input {name!r} has shape {arr.shape}; the program expects "
                                     f"(N, {', '.join(map(str, info.shape))}) with a leading batch axis",
                                     operand=name, kind="input")
-            if arr.dtype.kind not in "iu":
+            if info.dtype in FLOAT_DTYPES:
+                if arr.dtype.kind not in "fiu":
+                    raise EmulatorFault(f"input {name!r} is {arr.dtype}; the program takes {info.dtype} "
+                                        "(the host quantises it)", operand=name, kind="input")
+            elif arr.dtype.kind not in "iu":
                 raise EmulatorFault(f"input {name!r} is {arr.dtype}; the NPU takes quantised integers "
                                     f"({info.dtype}): quantise it first", operand=name, kind="input")
-            lo, hi = dtype_range(info.dtype)
-            if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
+            elif arr.size and (int(arr.min()) < dtype_range(info.dtype)[0]
+                               or int(arr.max()) > dtype_range(info.dtype)[1]):
+                lo, hi = dtype_range(info.dtype)
                 raise EmulatorFault(f"input {name!r} has values in [{arr.min()}, {arr.max()}], outside "
                                     f"{info.dtype} [{lo}, {hi}]", operand=name, kind="input")
             if batch is None:
@@ -357,16 +440,24 @@ class Emulator:
             return bound
         dram = np.zeros((batch, plan.dram_size), np.uint8)
         sram = np.zeros((batch, plan.sram_size), np.uint8)
+        if plan.program.constants:      # once per buffer; again each run only if the program writes them
+            _load_constants(dram, plan.program)
         memories = {"dram": dram, "sram": sram}
 
         def view(op: Operand) -> np.ndarray:
             return self._view(memories[op.mem], op)
 
-        steps = [(i, _step(ins, view, self.target.rounding)) for i, ins in enumerate(plan.program.instructions)]
+        steps = [(i, _step(ins, view, self.target.rounding, row0=i in plan.memory.row0_dmas))
+                 for i, ins in enumerate(plan.program.instructions)]
         plan.bound[batch] = (dram, sram, steps)
         while len(plan.bound) > 2:
             plan.bound.popitem(last=False)
         return plan.bound[batch]
+
+
+def _load_constants(dram: np.ndarray, program: Program) -> None:
+    dram[:, program.constants_offset:program.constants_offset + len(program.constants)] = \
+        np.frombuffer(program.constants, np.uint8)
 
 
 _BLAS: list = []   # [ThreadpoolController or None], created on first use (it scans loaded libraries)
@@ -405,10 +496,16 @@ def _requantiser(requant: Requant | None, ofm: Operand, rounding: str) -> Callab
                                        hi=requant.hi, rounding=rounding, out_dtype=ofm.dtype)
 
 
-def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str) -> Callable[[], None]:
-    """A closure executing ``ins`` on pre-built views (no per-run lookups)."""
+def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str,
+          row0: bool = False) -> Callable[[], None]:
+    """A closure executing ``ins`` on pre-built views (no per-run lookups).
+
+    ``row0``: the DMA's destination is only ever read as weights/bias, from sample 0 (see
+    :func:`_memory_plan`), so copying the other samples would be wasted work."""
     if isinstance(ins, (DmaIn, DmaOut)):
         src, dst = view(ins.src), view(ins.dst)
+        if row0:
+            src, dst = src[:1], dst[:1]
 
         def copy() -> None:
             dst[...] = src

@@ -30,7 +30,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import EmulatorFault
-from .isa import DTYPES, dtype_range
+from .isa import DTYPES, INTEGER_DTYPES, dtype_range
 
 # Cost of one exp/tanh/erf in float operations: a vectorised polynomial of degree ~6 plus range
 # reduction (assumption for an M-class or A-class CPU with SIMD; not a measurement).
@@ -61,9 +61,12 @@ def _broadcast_param(values, quant: dict, ndim: int) -> np.ndarray:
 
 
 def dequantize(q: np.ndarray, quant: dict | None) -> np.ndarray:
-    """``(q - zero_point) * scale`` in float32 (None: the array is already real-valued)."""
+    """``(q - zero_point) * scale`` in float32. None: the array is already real-valued -- a float32
+    tensor as it is, an unquantised integer one (dynamic quantisation's int32 accumulators) in
+    float64, which holds every int32 exactly."""
     if quant is None:
-        return np.asarray(q, np.float32)
+        q = np.asarray(q)
+        return q.astype(np.float32, copy=False) if q.dtype.kind == "f" else q.astype(np.float64)
     scale = _broadcast_param(np.asarray(quant["scale"], np.float32), quant, np.ndim(q))
     zp = _broadcast_param(np.asarray(quant["zero_point"], np.int64), quant, np.ndim(q))
     return ((np.asarray(q, np.int64) - zp).astype(np.float32) * scale).astype(np.float32)
@@ -72,8 +75,8 @@ def dequantize(q: np.ndarray, quant: dict | None) -> np.ndarray:
 def quantize(x: np.ndarray, quant: dict) -> np.ndarray:
     """ONNX QuantizeLinear: ``saturate(round_half_even(x / scale) + zero_point)``."""
     dtype = quant.get("dtype", "int8")
-    if dtype not in DTYPES:
-        raise EmulatorFault(f"quantisation dtype {dtype!r} is not one of {list(DTYPES)}", kind="host")
+    if dtype not in INTEGER_DTYPES:
+        raise EmulatorFault(f"quantisation dtype {dtype!r} is not one of {list(INTEGER_DTYPES)}", kind="host")
     lo, hi = dtype_range(dtype)
     x = np.asarray(x, np.float32)
     scale = _broadcast_param(np.asarray(quant["scale"], np.float32), quant, x.ndim)
@@ -103,6 +106,12 @@ def _align(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if b.ndim < a.ndim:
         return b.reshape(b.shape[0], *([1] * (a.ndim - b.ndim)), *b.shape[1:])
     return b
+
+
+def _binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-sample numpy broadcasting of two batch-first arrays (either may have the lower rank:
+    a float scale of shape () times a (C,) constant, as dynamic quantisation writes)."""
+    return _BINARY[op](_align(b, a), _align(a, b))
 
 
 def conv_float(x, w, b, attrs, depthwise: bool) -> np.ndarray:
@@ -205,20 +214,22 @@ def _layernorm(x: np.ndarray, attrs: dict, extra: list[np.ndarray]) -> np.ndarra
 
 
 @lru_cache(maxsize=64)
-def _session(op: str, attrs_json: str, domain: str, opset: int, shapes: tuple, n_out: int):
+def _session(op: str, attrs_json: str, domain: str, opset: int, shapes: tuple, dtypes: tuple, n_out: int):
     import onnxruntime as ort
-    from onnx import TensorProto, helper
+    from onnx import helper
 
     names = [f"in{i}" for i in range(len(shapes))]
     outs = [f"out{k}" for k in range(n_out)]
     node = helper.make_node(op, names, outs, domain=domain, **json.loads(attrs_json))
-    graph = helper.make_graph(
-        [node], f"host_{op}",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in zip(names, shapes)],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outs])
+    inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(np.dtype(t)), list(s))
+              for n, s, t in zip(names, shapes, dtypes)]
     imports = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(domain, 1)] if domain else [])
-    model = helper.make_model(graph, opset_imports=imports)
     try:
+        model = helper.make_model(helper.make_graph([node], f"host_{op}", inputs, []), opset_imports=imports)
+        out_types = _output_types(model, outs)
+        model = helper.make_model(helper.make_graph(
+            [node], f"host_{op}", inputs, [helper.make_tensor_value_info(n, out_types.get(n, 1), None)
+                                           for n in outs]), opset_imports=imports)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -227,15 +238,106 @@ def _session(op: str, attrs_json: str, domain: str, opset: int, shapes: tuple, n
                             f"onnxruntime: {exc}", operand="onnx_op", kind="host") from exc
 
 
+def _output_types(model, outs: list[str]) -> dict[str, int]:
+    """ONNX element types of a one-node model's outputs (DynamicQuantizeLinear gives uint8 and float),
+    by onnx's type inference; unknown types are left to default to float."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    return {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info
+            if v.name in outs and v.type.tensor_type.elem_type}
+
+
 def _float_op(attrs: dict, xs: list[np.ndarray], n_out: int) -> list[np.ndarray]:
+    """Run the ONNX operator. With ``attrs["onnx_shapes"]`` (the operands' ONNX shapes of one
+    inference) it runs sample by sample, so ops that reduce over the whole tensor -- such as
+    DynamicQuantizeLinear's scale -- see one inference, as the lock-step batch semantics demand."""
     op = attrs.get("onnx_op")
     if not op:
         raise EmulatorFault("host float_op needs attrs['onnx_op'] (the ONNX operator type)",
                             operand="onnx_op", kind="host")
+    shapes = attrs.get("onnx_shapes")
+    if shapes is None:
+        return _onnx_run(op, attrs, xs, n_out)
+    ins, outs = shapes["in"], shapes["out"]
+    if len(ins) != len(xs) or len(outs) != n_out:
+        raise EmulatorFault(f"host float_op {op!r}: attrs['onnx_shapes'] lists {len(ins)} inputs and "
+                            f"{len(outs)} outputs, the instruction has {len(xs)} and {n_out}",
+                            operand="onnx_shapes", kind="host")
+    per_sample = [_onnx_run(op, attrs, [x[n].reshape(shape) for x, shape in zip(xs, ins)], n_out)
+                  for n in range(xs[0].shape[0] if xs else 0)]
+    return [np.stack([np.asarray(sample[k]).reshape(-1) for sample in per_sample])
+            .reshape(len(per_sample), *_sample_shape(outs[k])) for k in range(n_out)]
+
+
+def _sample_shape(shape) -> tuple[int, ...]:
+    """An ONNX shape without its batch of 1 (the compiler's per-sample convention)."""
+    shape = tuple(int(d) for d in shape)
+    return shape[1:] if len(shape) >= 2 and shape[0] == 1 else shape
+
+
+def _onnx_run(op: str, attrs: dict, xs: list[np.ndarray], n_out: int) -> list[np.ndarray]:
+    exact = _EXACT_INTEGER_OPS.get(op)
+    if exact is not None:
+        return [exact(attrs.get("onnx_attrs", {}), xs)]
     session = _session(op, json.dumps(attrs.get("onnx_attrs", {}), sort_keys=True),
                        attrs.get("onnx_domain", ""), int(attrs.get("opset", 17)),
-                       tuple(tuple(x.shape) for x in xs), n_out)
-    return [np.asarray(o, np.float32) for o in session.run(None, {f"in{i}": x for i, x in enumerate(xs)})]
+                       tuple(tuple(x.shape) for x in xs), tuple(str(x.dtype) for x in xs), n_out)
+    results = session.run(None, {f"in{i}": x for i, x in enumerate(xs)})
+    return [np.asarray(o, np.float32) if np.asarray(o).dtype.kind == "f" else np.asarray(o) for o in results]
+
+
+def _zero_point(xs: list[np.ndarray], index: int) -> np.ndarray:
+    return np.asarray(xs[index], np.float64) if len(xs) > index and xs[index] is not None else np.float64(0)
+
+
+def _conv_integer(onnx_attrs: dict, xs: list[np.ndarray]) -> np.ndarray:
+    """ONNX ConvInteger, exactly: ``conv(x - x_zp, w - w_zp)`` in float64 (exact below 2**53).
+
+    onnxruntime's x86 u8s8 kernel sums int8 products pairwise in saturating int16 (pmaddubsw), so
+    with full-range weights it is not the operator's definition; the host computes the definition.
+    """
+    x, w = np.asarray(xs[0], np.float64), np.asarray(xs[1], np.float64)
+    x = x - _zero_point(xs, 2)
+    w_zp = _zero_point(xs, 3)
+    w = w - (w_zp.reshape(-1, 1, 1, 1) if w_zp.ndim else w_zp)
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"ConvInteger on a rank-{x.ndim} input: the host computes 2-D convolutions")
+    kh, kw = w.shape[2:]
+    sy, sx = onnx_attrs.get("strides", (1, 1))
+    dy, dx = onnx_attrs.get("dilations", (1, 1))
+    auto_pad = onnx_attrs.get("auto_pad", "NOTSET")
+    if isinstance(auto_pad, bytes):
+        auto_pad = auto_pad.decode()
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads = []
+        for size, k, s, d in ((x.shape[2], kh, sy, dy), (x.shape[3], kw, sx, dx)):
+            total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
+            small = total // 2
+            pads.append((total - small, small) if auto_pad == "SAME_LOWER" else (small, total - small))
+        top, bottom, left, right = pads[0][0], pads[0][1], pads[1][0], pads[1][1]
+    else:
+        t, left, b, r = onnx_attrs.get("pads", (0, 0, 0, 0)) if auto_pad == "NOTSET" else (0, 0, 0, 0)
+        top, bottom, right = t, b, r
+    groups = int(onnx_attrs.get("group", 1))
+    nhwc = x.transpose(0, 2, 3, 1)
+    cig, per = w.shape[1], w.shape[0] // groups
+    window = {"padding": (top, bottom, left, right), "stride": (sy, sx), "dilation": (dy, dx)}
+    parts = [conv_float(nhwc[..., g * cig:(g + 1) * cig], w[g * per:(g + 1) * per].transpose(2, 3, 1, 0),
+                        None, window, depthwise=False) for g in range(groups)]
+    return np.concatenate(parts, axis=-1).transpose(0, 3, 1, 2).astype(np.int32)
+
+
+def _matmul_integer(onnx_attrs: dict, xs: list[np.ndarray]) -> np.ndarray:
+    """ONNX MatMulInteger exactly: ``(a - a_zp) @ (b - b_zp)`` (per-row / per-column zero points)."""
+    a = np.asarray(xs[0], np.float64)
+    b = np.asarray(xs[1], np.float64)
+    a_zp, b_zp = _zero_point(xs, 2), _zero_point(xs, 3)
+    a = a - (a_zp.reshape(-1, 1) if a_zp.ndim else a_zp)
+    return np.matmul(a, b - b_zp).astype(np.int32)
+
+
+_EXACT_INTEGER_OPS = {"ConvInteger": _conv_integer, "MatMulInteger": _matmul_integer}
 
 
 _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "min": np.minimum, "max": np.maximum}
@@ -251,7 +353,10 @@ def execute(op: str, attrs: dict[str, Any], inputs: list[np.ndarray]) -> list[np
         raise EmulatorFault(f"host op {op!r} is not implemented by the host fallback (known: "
                             f"{', '.join(sorted(OPS))}); use float_op to run an ONNX operator",
                             operand=op, kind="unsupported")
-    xs = [dequantize(np.asarray(x), _quant(attrs, "in_quant", i, op)) for i, x in enumerate(inputs)]
+    quants = [_quant(attrs, "in_quant", i, op) for i in range(len(inputs))]
+    # an ONNX operator takes its unquantised integer operands as they are (ConvInteger's uint8)
+    xs = [np.asarray(x) if q is None and op == "float_op" and np.asarray(x).dtype.kind in "iu"
+          else dequantize(np.asarray(x), q) for x, q in zip(inputs, quants)]
     out_quant = attrs.get("out_quant")
     if not isinstance(out_quant, (list, tuple)) or not out_quant:
         raise EmulatorFault(f"host op {op!r} needs attrs['out_quant'] (one quant entry per output)",
@@ -262,7 +367,7 @@ def execute(op: str, attrs: dict[str, Any], inputs: list[np.ndarray]) -> list[np
         if op in _UNARY:
             results = [_unary(op, xs[0], attrs)]
         elif op in _BINARY:
-            results = [_BINARY[op](xs[0], _align(xs[0], xs[1]))]
+            results = [_binary(op, xs[0], xs[1])]
         elif op == "matmul":
             results = [np.matmul(xs[0], xs[1])]
         elif op == "concat":
@@ -282,7 +387,21 @@ def execute(op: str, attrs: dict[str, Any], inputs: list[np.ndarray]) -> list[np
     if len(results) != len(out_quant):
         raise EmulatorFault(f"host op {op!r} produced {len(results)} outputs but attrs['out_quant'] has "
                             f"{len(out_quant)} entries", operand="out_quant", kind="host")
-    return [quantize(r, q) for r, q in zip(results, out_quant)]
+    stored = [_store(r, q) for r, q in zip(results, out_quant)]
+    clamp = attrs.get("clamp")
+    if clamp is not None and stored:     # a fused Relu/Clip: output domain bounds, None = open
+        lo, hi = clamp
+        stored[0] = np.clip(stored[0], -np.inf if lo is None else lo, np.inf if hi is None else hi
+                            ).astype(stored[0].dtype)
+    return stored
+
+
+def _store(result: np.ndarray, quant: dict | None) -> np.ndarray:
+    """Quantise a result, or (``quant`` None: a float32 or unquantised integer tensor) keep it."""
+    if quant is not None:
+        return quantize(result, quant)
+    result = np.asarray(result)
+    return result.astype(np.float32) if result.dtype.kind == "f" else result
 
 
 def _elements(shape) -> int:
@@ -303,7 +422,12 @@ def count_ops(op: str, attrs: dict[str, Any], input_shapes, output_shapes) -> in
         "add": 1, "sub": 1, "mul": 1, "min": 1, "max": 1, "float_op": TRANSCENDENTAL_OPS,
     }
     core: int
-    if op in per_output:
+    onnx_op = attrs.get("onnx_op") if op == "float_op" else None
+    if onnx_op == "ConvInteger" and len(input_shapes) > 1 and len(input_shapes[1]) == 4:
+        core = 2 * int(np.prod(tuple(input_shapes[1])[1:])) * outs     # (M, C/group, KH, KW) weights
+    elif onnx_op == "MatMulInteger" and len(first_in) >= 1:
+        core = 2 * first_in[-1] * outs
+    elif op in per_output:
         core = per_output[op] * outs
     elif op == "matmul" and len(first_in) >= 1:
         core = 2 * first_in[-1] * outs

@@ -27,7 +27,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-DTYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32}
+DTYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32, "float32": np.float32}
+# float32 tensors (the parts of a model its quantiser left in float) live in DRAM and only HOST
+# instructions touch them; every NPU engine, DMA included, refuses a float operand.
+FLOAT_DTYPES = frozenset({"float32"})
+INTEGER_DTYPES = tuple(d for d in DTYPES if d not in FLOAT_DTYPES)
 MEMORIES = ("dram", "sram")
 
 # Names a target lists under [isa].operations. Instructions map to them via ``operation``.
@@ -38,6 +42,7 @@ OPERATIONS = frozenset({
 
 
 def dtype_range(dtype: str) -> tuple[int, int]:
+    """Saturation range of an integer dtype (float32 has none: it is never saturated)."""
     info = np.iinfo(DTYPES[dtype])
     return int(info.min), int(info.max)
 

@@ -21,7 +21,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from pytest_npu.errors import EmulatorFault
-from pytest_npu.npu.isa import DTYPES, dtype_range
+from pytest_npu.npu.isa import DTYPES, INTEGER_DTYPES, dtype_range
 
 __all__ = [
     "conv2d", "depthwise_conv2d", "fully_connected", "matmul", "pool", "rescale",
@@ -445,8 +445,8 @@ def rescale(acc, multiplier, shift, *, ofm_zp, lo, hi, rounding="single", out_dt
     if rounding not in _ROUNDINGS:
         raise EmulatorFault(f"rounding={rounding!r}; the target must say 'single' or 'double'",
                             operand="rounding", kind="requant")
-    if out_dtype not in DTYPES:
-        raise EmulatorFault(f"out_dtype={out_dtype!r}; use one of {sorted(DTYPES)}", operand="ofm",
+    if out_dtype not in INTEGER_DTYPES:
+        raise EmulatorFault(f"out_dtype={out_dtype!r}; use one of {sorted(INTEGER_DTYPES)}", operand="ofm",
                             kind="dtype")
     value = np.asarray(acc)
     if value.dtype.kind not in "iu":

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from pytest_npu.errors import CompileError
-from pytest_npu.npu.isa import DTYPES, Requant, dtype_range
+from pytest_npu.npu.isa import INTEGER_DTYPES, Requant, dtype_range
 
 __all__ = ["quantize_multiplier", "quantize_multipliers", "requant_for", "SHIFT_RANGE"]
 
@@ -103,9 +103,9 @@ def requant_for(acc_scale, out_scale, out_zp: int, out_dtype: str, clamp: tuple[
     ``clamp`` is a fused activation's ``(lo, hi)`` in the output's quantised domain (as in
     ``ir.Graph``); it is intersected with the dtype's range, which saturation needs anyway.
     """
-    if out_dtype not in DTYPES:
+    if out_dtype not in INTEGER_DTYPES:
         raise CompileError(f"output dtype {out_dtype!r}{_of(where)} is not one of "
-                           f"{sorted(DTYPES)}")
+                           f"{sorted(INTEGER_DTYPES)}")
     out_scale_arr = np.asarray(out_scale, dtype=np.float64)
     if out_scale_arr.size != 1 or not np.isfinite(out_scale_arr).all() or float(out_scale_arr.ravel()[0]) <= 0:
         raise CompileError(f"output scale {out_scale!r}{_of(where)} must be one "

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from conftest import inputs_for
-from models import Builder, assert_matches_ort, ort_run, quantize
+from models import Builder, assert_matches_ort, inputs_for, ort_run, quantize
 from onnx import numpy_helper
 
 import pytest_npu.compiler as compiler
