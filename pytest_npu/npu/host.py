@@ -264,10 +264,23 @@ def _float_op(attrs: dict, xs: list[np.ndarray], n_out: int) -> list[np.ndarray]
         raise EmulatorFault(f"host float_op {op!r}: attrs['onnx_shapes'] lists {len(ins)} inputs and "
                             f"{len(outs)} outputs, the instruction has {len(xs)} and {n_out}",
                             operand="onnx_shapes", kind="host")
+    if op in _PER_ELEMENT_ONNX_OPS and all(len(s) >= 1 and s[0] == 1 for s in ins + outs):
+        # element by element: the batch may ride on the ONNX batch axis (one call, ~4x faster)
+        batch = xs[0].shape[0]
+        results = _onnx_run(op, attrs, [x.reshape(batch, *s[1:]) for x, s in zip(xs, ins)], n_out)
+        return [np.asarray(r).reshape(batch, *_sample_shape(s)) for r, s in zip(results, outs)]
     per_sample = [_onnx_run(op, attrs, [x[n].reshape(shape) for x, shape in zip(xs, ins)], n_out)
                   for n in range(xs[0].shape[0] if xs else 0)]
     return [np.stack([np.asarray(sample[k]).reshape(-1) for sample in per_sample])
             .reshape(len(per_sample), *_sample_shape(outs[k])) for k in range(n_out)]
+
+
+# single-input element-wise ONNX operators: no value depends on another sample of the batch
+_PER_ELEMENT_ONNX_OPS = frozenset({
+    "Abs", "Acos", "Asin", "Atan", "Ceil", "Celu", "Cos", "Cosh", "Elu", "Erf", "Exp", "Floor", "Gelu",
+    "HardSigmoid", "HardSwish", "LeakyRelu", "Log", "Mish", "Neg", "Reciprocal", "Relu", "Round", "Selu",
+    "Sigmoid", "Sign", "Sin", "Sinh", "Softplus", "Softsign", "Sqrt", "Tan", "Tanh", "ThresholdedRelu",
+})
 
 
 def _sample_shape(shape) -> tuple[int, ...]:
