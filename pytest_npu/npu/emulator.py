@@ -447,8 +447,13 @@ class Emulator:
         def view(op: Operand) -> np.ndarray:
             return self._view(memories[op.mem], op)
 
-        steps = [(i, _step(ins, view, self.target.rounding, row0=i in plan.memory.row0_dmas))
-                 for i, ins in enumerate(plan.program.instructions)]
+        steps = []
+        for i, ins in enumerate(plan.program.instructions):
+            try:
+                steps.append((i, _step(ins, view, self.target.rounding, row0=i in plan.memory.row0_dmas)))
+            except EmulatorFault as exc:      # e.g. a requant multiplier out of range, found once here
+                raise EmulatorFault(f"{where(i, ins, exc.operand)}: {exc}", index=i, operand=exc.operand,
+                                    kind=exc.kind) from exc
         plan.bound[batch] = (dram, sram, steps)
         while len(plan.bound) > 2:
             plan.bound.popitem(last=False)
@@ -486,14 +491,49 @@ def _blas_limit(threads: int | None):
     return controller.limit(limits=threads, user_api="blas")
 
 
-def _requantiser(requant: Requant | None, ofm: Operand, rounding: str) -> Callable[[np.ndarray], np.ndarray]:
+def _requantiser(requant: Requant | None, ofm: Operand, rounding: str) -> Callable[..., np.ndarray]:
+    """``(acc, bias=None, peak=None) -> ofm values``; the RESCALE constants are checked here, once."""
     if requant is None:       # raw accumulator into an int32 ofm (validated)
         lo, hi = dtype_range("int32")
-        return lambda acc: np.clip(acc, lo, hi)
-    multiplier = np.asarray(requant.multiplier, np.int64)
-    shift = np.asarray(requant.shift, np.int64)
-    return lambda acc: kernels.rescale(acc, multiplier, shift, ofm_zp=requant.ofm_zp, lo=requant.lo,
-                                       hi=requant.hi, rounding=rounding, out_dtype=ofm.dtype)
+
+        def raw(acc, bias=None, peak=None):
+            acc = np.asarray(acc).astype(np.int64)
+            return np.clip(acc if bias is None else acc + bias, lo, hi)
+        return raw
+    return kernels.Requantizer(np.asarray(requant.multiplier, np.int64), np.asarray(requant.shift, np.int64),
+                               ofm_zp=requant.ofm_zp, lo=requant.lo, hi=requant.hi, rounding=rounding,
+                               out_dtype=ofm.dtype, channels=ofm.shape[-1] if ofm.shape else 1)
+
+
+def _mac_step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str) -> Callable[[], None]:
+    """CONV2D, DEPTHWISE_CONV2D, FULLY_CONNECTED: the prepared exact float32 kernel when the dtypes
+    allow it (:func:`kernels.prepare_mac`), else the general kernel. The accumulator and the
+    bias go to the requantiser unsummed, with the a-priori bound that lets it skip range passes."""
+    ifm, weights, bias, ofm = view(ins.ifm), view(ins.weights)[0], view(ins.bias)[0], view(ins.ofm)
+    requant = _requantiser(ins.requant, ins.ofm, rounding)
+    if isinstance(ins, FullyConnected):
+        kind, geometry = "fc", {}
+        general = lambda: kernels.fully_connected(ifm, weights, bias, ifm_zp=ins.ifm_zp,  # noqa: E731
+                                                  weight_zp=ins.weight_zp)
+    else:
+        kind = "conv2d" if isinstance(ins, Conv2D) else "depthwise"
+        geometry = dict(stride=ins.stride, dilation=ins.dilation, padding=ins.padding)
+        kernel = kernels.conv2d if isinstance(ins, Conv2D) else kernels.depthwise_conv2d
+        general = lambda: kernel(ifm, weights, bias, ifm_zp=ins.ifm_zp,  # noqa: E731
+                                 weight_zp=ins.weight_zp, **geometry)
+    fast = kernels.prepare_mac(kind, ifm.shape[0], ins.ifm.shape, ins.ifm.dtype, ins.weights.shape,
+                               ins.weights.dtype, ifm_zp=ins.ifm_zp, weight_zp=ins.weight_zp, **geometry)
+    bits = 48 if "int16" in (ins.ifm.dtype, ins.weights.dtype) else 32
+
+    def mac() -> None:
+        if fast is not None:
+            peak = int(np.abs(bias).max()) if bias.size else 0
+            acc, bound = fast(ifm, weights)
+            if bound + peak < (1 << (bits - 1)):     # the accumulator cannot overflow: no check needed
+                ofm[...] = requant(acc, bias, bound + peak).reshape(ofm.shape)
+                return
+        ofm[...] = requant(general()).reshape(ofm.shape)
+    return mac
 
 
 def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str,
@@ -510,24 +550,8 @@ def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str
         def copy() -> None:
             dst[...] = src
         return copy
-    if isinstance(ins, (Conv2D, DepthwiseConv2D)):
-        ifm, weights, bias, ofm = view(ins.ifm), view(ins.weights)[0], view(ins.bias)[0], view(ins.ofm)
-        kernel = kernels.conv2d if isinstance(ins, Conv2D) else kernels.depthwise_conv2d
-        requant = _requantiser(ins.requant, ins.ofm, rounding)
-        kw = dict(stride=ins.stride, dilation=ins.dilation, padding=ins.padding, ifm_zp=ins.ifm_zp,
-                  weight_zp=ins.weight_zp)
-
-        def conv() -> None:
-            ofm[...] = requant(kernel(ifm, weights, bias, **kw))
-        return conv
-    if isinstance(ins, FullyConnected):
-        ifm, weights, bias, ofm = view(ins.ifm), view(ins.weights)[0], view(ins.bias)[0], view(ins.ofm)
-        requant = _requantiser(ins.requant, ins.ofm, rounding)
-
-        def fc() -> None:
-            ofm[...] = requant(kernels.fully_connected(ifm, weights, bias, ifm_zp=ins.ifm_zp,
-                                                       weight_zp=ins.weight_zp))
-        return fc
+    if isinstance(ins, (Conv2D, DepthwiseConv2D, FullyConnected)):
+        return _mac_step(ins, view, rounding)
     if isinstance(ins, MatMul):
         a, b, ofm = view(ins.a), view(ins.b), view(ins.ofm)
         requant = _requantiser(ins.requant, ins.ofm, rounding)

@@ -25,7 +25,7 @@ from pytest_npu.npu.isa import DTYPES, INTEGER_DTYPES, dtype_range
 
 __all__ = [
     "conv2d", "depthwise_conv2d", "fully_connected", "matmul", "pool", "rescale",
-    "elementwise", "lut", "resize_nearest", "apply_scale",
+    "elementwise", "lut", "resize_nearest", "apply_scale", "Requantizer", "prepare_mac",
 ]
 
 _FEATURE_DTYPES = (np.int8, np.uint8, np.int16)
@@ -340,6 +340,80 @@ def matmul(a, b, *, a_zp=0, b_zp=0) -> np.ndarray:
     return _finish(acc, None, depth, plan, _acc_bits(a, b), "MATMUL")
 
 
+def prepare_mac(kind: str, batch: int, ifm_shape, ifm_dtype: str, weights_shape, weights_dtype: str, *,
+                stride=(1, 1), dilation=(1, 1), padding=(0, 0, 0, 0), ifm_zp=0, weight_zp=0):
+    """A kernel for one MAC instruction's fixed shapes, or None when the dtypes need chunking.
+
+    ``kind`` is "conv2d", "depthwise" or "fc"; shapes are per sample, as the instruction gives
+    them (validated by the emulator). The returned ``run(ifm, weights) -> (acc, bound)`` reuses
+    buffers made here -- the zero-bordered padded input, the im2col matrix (a fixed
+    sliding-window view of it is copied, no index arithmetic per run), the accumulator -- and
+    returns the float32 accumulator without bias plus the dtype-derived bound on ``|acc|``. It
+    exists only when that bound is <= 2**24, so one float32 BLAS call (no depth chunks) is exact
+    for every input the dtypes allow; ``conv2d``/``depthwise_conv2d``/``fully_connected`` stay
+    the general (chunked, validating) versions.
+    """
+    bound_x = _dtype_bound(np.empty(0, DTYPES[ifm_dtype]), int(ifm_zp))
+    product = bound_x * _dtype_bound(np.empty(0, DTYPES[weights_dtype]), int(weight_zp))
+    f32 = np.float32
+    zp_x, zp_w = f32(ifm_zp), f32(weight_zp)
+    if kind == "fc":
+        rows, depth = int(np.prod(ifm_shape[:-1])) * batch, ifm_shape[-1]
+        if depth * product > _F32_EXACT:
+            return None
+        x, w, acc = np.empty((rows, depth), f32), np.empty(weights_shape, f32), np.empty((rows, weights_shape[1]), f32)
+
+        def fc(ifm: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, int]:
+            np.subtract(ifm.reshape(rows, depth), zp_x, out=x, dtype=f32)
+            np.subtract(weights, zp_w, out=w, dtype=f32)
+            return np.matmul(x, w, out=acc), depth * product
+        return fc
+    ifm4 = np.empty((batch, *ifm_shape), DTYPES[ifm_dtype])
+    kernel, stride, dilation, padding, (oh, ow) = _geometry(ifm4, weights_shape[:2], stride, dilation, padding)
+    (kh, kw), (top, bottom, left, right) = kernel, padding
+    n, h, w_, c = ifm4.shape
+    taps = kh * kw
+    depth = taps * (1 if kind == "depthwise" else c)
+    if depth * product > _F32_EXACT:
+        return None
+    padded = np.zeros((n, h + top + bottom, w_ + left + right, c), f32)
+    interior = padded[:, top:top + h, left:left + w_, :]
+    w = np.empty(weights_shape, f32)
+    if kind == "depthwise":
+        tap_views = [tap for _, _, tap in _taps(padded, kernel, stride, dilation, (oh, ow))]
+        acc, term = np.empty((n, oh, ow, c), f32), np.empty((n, oh, ow, c), f32)
+
+        def depthwise(ifm: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, int]:
+            np.subtract(ifm, zp_x, out=interior, dtype=f32)
+            np.subtract(weights, zp_w, out=w, dtype=f32)
+            flat = w.reshape(taps, c)
+            np.multiply(tap_views[0], flat[0], out=acc)
+            for k in range(1, taps):          # a loop over the KH*KW taps, each a whole-tensor op
+                np.multiply(tap_views[k], flat[k], out=term)
+                np.add(acc, term, out=acc)
+            return acc, depth * product
+        return depthwise
+    cout = weights_shape[3]
+    patches = _im2col(padded, kernel, stride, dilation, (oh, ow))
+    windows = None
+    if not np.shares_memory(patches, padded):   # a fresh copy: keep a buffer and the view it copies
+        extent = ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1)
+        windows = sliding_window_view(padded, extent, axis=(1, 2))[
+            :, :(oh - 1) * stride[0] + 1:stride[0], :(ow - 1) * stride[1] + 1:stride[1], :, ::dilation[0], ::dilation[1]
+        ].transpose(0, 1, 2, 4, 5, 3)
+        target = patches.reshape(n, oh, ow, kh, kw, c)
+    acc = np.empty((n * oh * ow, cout), f32)
+    w2d = w.reshape(depth, cout)
+
+    def conv(ifm: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, int]:
+        np.subtract(ifm, zp_x, out=interior, dtype=f32)
+        if windows is not None:
+            np.copyto(target, windows)
+        np.subtract(weights, zp_w, out=w, dtype=f32)
+        return np.matmul(patches, w2d, out=acc), depth * product
+    return conv
+
+
 # ----------------------------------------------------------------------------- pooling
 
 def _all_padding_windows(size: int, pad_lo: int, kernel: int, stride: int, out: int) -> np.ndarray:
@@ -442,29 +516,82 @@ def rescale(acc, multiplier, shift, *, ofm_zp, lo, hi, rounding="single", out_dt
     multipliers: normalised 32-bit multipliers are >= 2**30, 16-bit ones (int16 activations,
     48-bit accumulators) < 2**15 -- so all-16-bit multipliers select apply_scale_16.
     """
-    if rounding not in _ROUNDINGS:
-        raise EmulatorFault(f"rounding={rounding!r}; the target must say 'single' or 'double'",
-                            operand="rounding", kind="requant")
-    if out_dtype not in INTEGER_DTYPES:
-        raise EmulatorFault(f"out_dtype={out_dtype!r}; use one of {sorted(INTEGER_DTYPES)}", operand="ofm",
-                            kind="dtype")
     value = np.asarray(acc)
     if value.dtype.kind not in "iu":
         raise EmulatorFault(f"rescale input has dtype {value.dtype}; it takes integer accumulators",
                             operand="acc", kind="dtype")
-    value = value.astype(np.int64, copy=False)
-    channels = value.shape[-1] if value.ndim else 1
-    mult = _per_channel(multiplier, "multiplier", channels)
-    shifts = _per_channel(shift, "shift", channels)
-    if scale32 is None:
-        scale32 = not (mult.size and int(mult.max()) < (1 << 15))
-    type_lo, type_hi = dtype_range(out_dtype)
-    lo, hi = int(lo), int(hi)
-    if not type_lo <= lo <= hi <= type_hi:
-        raise EmulatorFault(f"requant clamp [{lo}, {hi}] must lie inside {out_dtype} "
-                            f"[{type_lo}, {type_hi}] with lo <= hi", operand="requant", kind="requant")
-    scaled = apply_scale(value, mult, shifts, double_round=rounding == "double", scale32=scale32)
-    return np.clip(scaled + int(ofm_zp), lo, hi).astype(DTYPES[out_dtype])
+    return Requantizer(multiplier, shift, ofm_zp=ofm_zp, lo=lo, hi=hi, rounding=rounding, out_dtype=out_dtype,
+                       scale32=scale32, channels=value.shape[-1] if value.ndim else 1)(value)
+
+
+class Requantizer:
+    """One instruction's RESCALE with its constants checked and laid out once (see :func:`rescale`).
+
+    The emulator builds one per instruction, so a run pays no per-call validation. ``__call__``
+    takes the accumulator as int or integer-valued float, plus an optional bias added first.
+
+    Why a float64 path is exact: with ``c = m * 2**-s`` (exact, a power-of-two scaling) and
+    ``|v * m| + (|zp| + 1) * 2**s <= 2**53``, ``v * c``, ``+ 0.5 + zp`` and the bias term are all
+    multiples of ``2**-s`` below ``2**(53 - s)``, so no step rounds and
+    ``floor(v * c + 0.5 + zp)`` is exactly ``((v * m + 2**(s-1)) >> s) + zp``. The bound comes from
+    the accumulator's peak (static, or one min/max pass); beyond it -- and for double rounding
+    with ``s > 31`` -- the int64 :func:`apply_scale` runs, with TOSA's range REQUIREs.
+    """
+
+    def __init__(self, multiplier, shift, *, ofm_zp, lo, hi, rounding="single", out_dtype="int8",
+                 scale32: bool | None = None, channels: int = 1):
+        if rounding not in _ROUNDINGS:
+            raise EmulatorFault(f"rounding={rounding!r}; the target must say 'single' or 'double'",
+                                operand="rounding", kind="requant")
+        if out_dtype not in INTEGER_DTYPES:
+            raise EmulatorFault(f"out_dtype={out_dtype!r}; use one of {sorted(INTEGER_DTYPES)}", operand="ofm",
+                                kind="dtype")
+        self.multiplier = _per_channel(multiplier, "multiplier", channels)
+        self.shift = _per_channel(shift, "shift", channels)
+        if scale32 is None:
+            scale32 = not (self.multiplier.size and int(self.multiplier.max()) < (1 << 15))
+        type_lo, type_hi = dtype_range(out_dtype)
+        self.lo, self.hi = int(lo), int(hi)
+        if not type_lo <= self.lo <= self.hi <= type_hi:
+            raise EmulatorFault(f"requant clamp [{self.lo}, {self.hi}] must lie inside {out_dtype} "
+                                f"[{type_lo}, {type_hi}] with lo <= hi", operand="requant", kind="requant")
+        self.scale32, self.double = bool(scale32), rounding == "double"
+        self.ofm_zp, self.out_dtype = int(ofm_zp), DTYPES[out_dtype]
+        # apply_scale's own checks, once: an empty probe raises exactly what a call would
+        apply_scale(np.zeros((0, self.multiplier.size), np.int64), self.multiplier, self.shift,
+                    double_round=self.double, scale32=self.scale32)
+        m_max = int(self.multiplier.max()) if self.multiplier.size else 0
+        s_min = int(self.shift.min()) if self.shift.size else 2
+        s_max = int(self.shift.max()) if self.shift.size else 2
+        # largest accumulator peak the float64 path takes exactly and apply_scale's REQUIREs accept
+        room = _F64_EXACT - (abs(self.ofm_zp) + 1) * (1 << s_max)
+        limit = room // m_max if m_max and room > 0 else (0 if room <= 0 else _F64_EXACT)
+        if self.scale32:
+            limit = min(limit, (1 << (min(s_min, 32) - 1)) - 1)
+            if self.double and s_max > 31:
+                limit = -1
+        else:
+            limit = min(limit, (1 << 47) - 1, (((1 << 31) - 1) << s_min) // max(m_max, 1))
+        self.float_peak = limit
+        self.scale = np.ldexp(self.multiplier.astype(np.float64), -self.shift)
+        self.offset = np.full(self.multiplier.shape, 0.5 + self.ofm_zp)
+
+    def __call__(self, acc: np.ndarray, bias: np.ndarray | None = None, peak: int | None = None) -> np.ndarray:
+        """``peak`` bounds ``|acc| + |bias|`` a priori; without it one min/max pass measures it."""
+        if peak is None or peak > self.float_peak:
+            peak = _data_bound(acc, 0) + (int(np.abs(bias).max()) if bias is not None and bias.size else 0)
+        if peak <= self.float_peak:
+            out = np.multiply(acc, self.scale, dtype=np.float64)
+            out += self.offset if bias is None else self.offset + bias * self.scale
+            np.floor(out, out=out)
+            np.clip(out, self.lo, self.hi, out=out)
+            return out.astype(self.out_dtype)
+        value = np.asarray(acc)
+        value = value.astype(np.int64) if value.dtype.kind == "f" else value.astype(np.int64, copy=False)
+        if bias is not None:
+            value = value + bias
+        scaled = apply_scale(value, self.multiplier, self.shift, double_round=self.double, scale32=self.scale32)
+        return np.clip(scaled + self.ofm_zp, self.lo, self.hi).astype(self.out_dtype)
 
 
 # ----------------------------------------------------------------------------- element-wise, LUT, resize
