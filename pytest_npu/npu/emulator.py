@@ -496,9 +496,12 @@ def _requantiser(requant: Requant | None, ofm: Operand, rounding: str) -> Callab
     if requant is None:       # raw accumulator into an int32 ofm (validated)
         lo, hi = dtype_range("int32")
 
-        def raw(acc, bias=None, peak=None):
+        def raw(acc, bias=None, peak=None, out=None):
             acc = np.asarray(acc).astype(np.int64)
-            return np.clip(acc if bias is None else acc + bias, lo, hi)
+            result = np.clip(acc if bias is None else acc + bias, lo, hi)
+            if out is not None:
+                out[...] = result
+            return result
         return raw
     return kernels.Requantizer(np.asarray(requant.multiplier, np.int64), np.asarray(requant.shift, np.int64),
                                ofm_zp=requant.ofm_zp, lo=requant.lo, hi=requant.hi, rounding=rounding,
@@ -530,7 +533,7 @@ def _mac_step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding:
             peak = int(np.abs(bias).max()) if bias.size else 0
             acc, bound = fast(ifm, weights)
             if bound + peak < (1 << (bits - 1)):     # the accumulator cannot overflow: no check needed
-                ofm[...] = requant(acc, bias, bound + peak).reshape(ofm.shape)
+                requant(acc.reshape(ofm.shape), bias, bound + peak, out=ofm)   # acc is contiguous: a view
                 return
         ofm[...] = requant(general()).reshape(ofm.shape)
     return mac

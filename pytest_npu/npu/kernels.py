@@ -576,22 +576,33 @@ class Requantizer:
         self.scale = np.ldexp(self.multiplier.astype(np.float64), -self.shift)
         self.offset = np.full(self.multiplier.shape, 0.5 + self.ofm_zp)
 
-    def __call__(self, acc: np.ndarray, bias: np.ndarray | None = None, peak: int | None = None) -> np.ndarray:
-        """``peak`` bounds ``|acc| + |bias|`` a priori; without it one min/max pass measures it."""
+    def __call__(self, acc: np.ndarray, bias: np.ndarray | None = None, peak: int | None = None,
+                 out: np.ndarray | None = None) -> np.ndarray:
+        """``peak`` bounds ``|acc| + |bias|`` a priori; without it one min/max pass measures it.
+        ``out`` (an ofm view of the accumulator's shape) receives the result without a temporary."""
         if peak is None or peak > self.float_peak:
             peak = _data_bound(acc, 0) + (int(np.abs(bias).max()) if bias is not None and bias.size else 0)
         if peak <= self.float_peak:
-            out = np.multiply(acc, self.scale, dtype=np.float64)
-            out += self.offset if bias is None else self.offset + bias * self.scale
-            np.floor(out, out=out)
-            np.clip(out, self.lo, self.hi, out=out)
-            return out.astype(self.out_dtype)
+            # cast, then scale in place: a mixed float32 x float64 multiply costs 3x the two passes
+            work = np.asarray(acc).astype(np.float64)
+            work *= self.scale
+            work += self.offset if bias is None else self.offset + bias * self.scale
+            np.floor(work, out=work)
+            np.clip(work, self.lo, self.hi, out=work)
+            if out is None:
+                return work.astype(self.out_dtype)
+            np.copyto(out, work, casting="unsafe")
+            return out
         value = np.asarray(acc)
         value = value.astype(np.int64) if value.dtype.kind == "f" else value.astype(np.int64, copy=False)
         if bias is not None:
             value = value + bias
         scaled = apply_scale(value, self.multiplier, self.shift, double_round=self.double, scale32=self.scale32)
-        return np.clip(scaled + self.ofm_zp, self.lo, self.hi).astype(self.out_dtype)
+        result = np.clip(scaled + self.ofm_zp, self.lo, self.hi).astype(self.out_dtype)
+        if out is None:
+            return result
+        out[...] = result
+        return out
 
 
 # ----------------------------------------------------------------------------- element-wise, LUT, resize
