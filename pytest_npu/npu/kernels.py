@@ -376,23 +376,12 @@ def prepare_mac(kind: str, batch: int, ifm_shape, ifm_dtype: str, weights_shape,
     depth = taps * (1 if kind == "depthwise" else c)
     if depth * product > _F32_EXACT:
         return None
+    if kind == "depthwise":
+        return _prepared_depthwise(n, (h, w_, c), kernel, stride, dilation, padding, (oh, ow), zp_x, zp_w,
+                                   depth * product)
     padded = np.zeros((n, h + top + bottom, w_ + left + right, c), f32)
     interior = padded[:, top:top + h, left:left + w_, :]
     w = np.empty(weights_shape, f32)
-    if kind == "depthwise":
-        tap_views = [tap for _, _, tap in _taps(padded, kernel, stride, dilation, (oh, ow))]
-        acc, term = np.empty((n, oh, ow, c), f32), np.empty((n, oh, ow, c), f32)
-
-        def depthwise(ifm: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, int]:
-            np.subtract(ifm, zp_x, out=interior, dtype=f32)
-            np.subtract(weights, zp_w, out=w, dtype=f32)
-            flat = w.reshape(taps, c)
-            np.multiply(tap_views[0], flat[0], out=acc)
-            for k in range(1, taps):          # a loop over the KH*KW taps, each a whole-tensor op
-                np.multiply(tap_views[k], flat[k], out=term)
-                np.add(acc, term, out=acc)
-            return acc, depth * product
-        return depthwise
     cout = weights_shape[3]
     patches = _im2col(padded, kernel, stride, dilation, (oh, ow))
     windows = None
@@ -412,6 +401,49 @@ def prepare_mac(kind: str, batch: int, ifm_shape, ifm_dtype: str, weights_shape,
         np.subtract(weights, zp_w, out=w, dtype=f32)
         return np.matmul(patches, w2d, out=acc), depth * product
     return conv
+
+
+def _prepared_depthwise(n, hwc, kernel, stride, dilation, padding, out_hw, zp_x, zp_w, bound):
+    """Depthwise taps as whole-tensor multiply-adds whose inner loop is OW*C long, not C.
+
+    numpy's inner loop runs over the innermost axis it can merge. A tap view's W and C axes merge
+    only if its W step is C elements, i.e. stride 1, and the per-channel weight must be tiled
+    over W (a broadcast weight does not merge). So the zero-padded input is stored as stride
+    phases -- plane (py, px) holds padded rows py::sy and columns px::sx -- where every tap is a
+    stride-1 window, and the weights are tiled to (OW, C). For 8 channels this is 4x faster.
+    """
+    (h, w_, c), (kh, kw), (sy, sx), (dy, dx), (oh, ow) = hwc, kernel, stride, dilation, out_hw
+    top, bottom, left, right = padding
+    hp, wp, f32 = h + top + bottom, w_ + left + right, np.float32
+    planes, fills = {}, []
+    for py in range(sy):
+        for px in range(sx):
+            plane = np.zeros((n, -(-(hp - py) // sy), -(-(wp - px) // sx), c), f32)
+            y0, x0 = top + (py - top) % sy, left + (px - left) % sx     # first input row/col of this phase
+            rows, cols = len(range(y0 - top, h, sy)), len(range(x0 - left, w_, sx))
+            if rows and cols:
+                fills.append((plane[:, y0 // sy:y0 // sy + rows, x0 // sx:x0 // sx + cols, :],
+                              (slice(None), slice(y0 - top, None, sy), slice(x0 - left, None, sx))))
+            planes[py, px] = plane
+    tap_views = []
+    for ky in range(kh):
+        for kx in range(kw):
+            y, x = ky * dy, kx * dx
+            tap_views.append(planes[y % sy, x % sx][:, y // sy:y // sy + oh, x // sx:x // sx + ow, :])
+    taps = kh * kw
+    tiled = np.empty((taps, ow, c), f32)
+    acc, term = np.empty((n, oh, ow, c), f32), np.empty((n, oh, ow, c), f32)
+
+    def depthwise(ifm: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, int]:
+        for plane, where in fills:
+            np.subtract(ifm[where], zp_x, out=plane, dtype=f32)
+        np.subtract(weights.reshape(taps, 1, c), zp_w, out=tiled, dtype=f32)
+        np.multiply(tap_views[0], tiled[0], out=acc)
+        for k in range(1, taps):          # a loop over the KH*KW taps, each a whole-tensor op
+            np.multiply(tap_views[k], tiled[k], out=term)
+            np.add(acc, term, out=acc)
+        return acc, bound
+    return depthwise
 
 
 # ----------------------------------------------------------------------------- pooling

@@ -59,8 +59,9 @@ _DTYPE = st.sampled_from([("int8", np.int8), ("uint8", np.uint8)])
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["conv2d", "depthwise", "fc"]), dtype=_DTYPE,
-       kernel=st.integers(1, 3), stride=st.integers(1, 2), pad=st.integers(0, 1), zp=st.integers(-128, 255))
-def test_prepared_mac_equals_general_kernel(seed, kind, dtype, kernel, stride, pad, zp):
+       kernel=st.integers(1, 3), stride=st.integers(1, 2), pad=st.integers(0, 1), zp=st.integers(-128, 255),
+       dilation=st.integers(1, 2))
+def test_prepared_mac_equals_general_kernel(seed, kind, dtype, kernel, stride, pad, zp, dilation):
     name, np_dtype = dtype
     info = np.iinfo(np_dtype)
     zp = int(np.clip(zp, info.min, info.max))
@@ -77,7 +78,7 @@ def test_prepared_mac_equals_general_kernel(seed, kind, dtype, kernel, stride, p
         shape = (kernel, kernel, cin) if kind == "depthwise" else (kernel, kernel, cin, cout)
         weights = rng.integers(-128, 128, size=shape).astype(np.int8)
         weights.flat[0] = -128
-        geometry = dict(stride=(stride, stride), dilation=(1, 1), padding=(pad, pad, pad, 0))
+        geometry = dict(stride=(stride, stride), dilation=(dilation, 1), padding=(pad, pad, pad, 0))
         run = kernels.prepare_mac(kind, batch, ifm.shape[1:], name, weights.shape, "int8", ifm_zp=zp,
                                   weight_zp=0, **geometry)
         general = kernels.depthwise_conv2d if kind == "depthwise" else kernels.conv2d
