@@ -99,7 +99,7 @@ class Geometry:
             start = rows[0] * sy - pt
             end = (rows[1] - 1) * sy - pt + (kh - 1) * dy + 1
             y0, y1 = max(0, start), min(h, end)
-            if kind == "depthwise_conv2d":
+            if kind != "conv2d":      # depthwise conv and pooling: channel c reads channel c
                 in_chans = chans
             elif self.groups > 1:     # whole groups of output channels read their groups' inputs
                 cig = c // self.groups
