@@ -417,6 +417,11 @@ def _store(result: np.ndarray, quant: dict | None) -> np.ndarray:
     return result.astype(np.float32) if result.dtype.kind == "f" else result
 
 
+# float operations per output element of ONNX operators far cheaper than a transcendental
+# (DynamicQuantizeLinear: a min and a max over the tensor; its quantise is QUANTIZE_OPS)
+_CHEAP_ONNX_OPS = {"Cast": 1, "DynamicQuantizeLinear": 2 + QUANTIZE_OPS}
+
+
 def _elements(shape) -> int:
     return int(np.prod(shape, dtype=np.int64)) if shape is not None else 0
 
@@ -440,6 +445,8 @@ def count_ops(op: str, attrs: dict[str, Any], input_shapes, output_shapes) -> in
         core = 2 * int(np.prod(tuple(input_shapes[1])[1:])) * outs     # (M, C/group, KH, KW) weights
     elif onnx_op == "MatMulInteger" and len(first_in) >= 1:
         core = 2 * first_in[-1] * outs
+    elif onnx_op in _CHEAP_ONNX_OPS:
+        core = _CHEAP_ONNX_OPS[onnx_op] * outs
     elif op in per_output:
         core = per_output[op] * outs
     elif op == "matmul" and len(first_in) >= 1:
@@ -460,4 +467,14 @@ def count_ops(op: str, attrs: dict[str, Any], input_shapes, output_shapes) -> in
     else:
         raise EmulatorFault(f"host op {op!r} has no cost model (known: {', '.join(sorted(OPS))})",
                             operand=op, kind="unsupported")
-    return int(core + DEQUANTIZE_OPS * ins + QUANTIZE_OPS * outs)
+    # float32 operands (quant entry None) are neither dequantised nor quantised
+    quantised_in = _quantised_elements(attrs.get("in_quant"), input_shapes, ins)
+    quantised_out = _quantised_elements(attrs.get("out_quant"), output_shapes, outs)
+    return int(core + DEQUANTIZE_OPS * quantised_in + QUANTIZE_OPS * quantised_out)
+
+
+def _quantised_elements(quants, shapes, every: int) -> int:
+    """Elements of the operands that have a quant entry (all of them when no list is given)."""
+    if not isinstance(quants, (list, tuple)) or len(quants) != len(shapes):
+        return every
+    return sum(_elements(s) for s, q in zip(shapes, quants) if q is not None)

@@ -119,3 +119,12 @@ def test_matmul_integer_is_exact():
                                     "out_quant": [None]}, list(feeds.values()))[0]
     np.testing.assert_array_equal(got, _reference("MatMulInteger", feeds))
     assert host.count_ops("float_op", {"onnx_op": "MatMulInteger"}, [(5, 40), (40, 3)], [(5, 3)]) >= 2 * 40 * 15
+
+
+def test_float_operands_cost_no_quantisation():
+    shapes = [(4, 10)]
+    quantised = host.count_ops("tanh", {"in_quant": [INT8], "out_quant": [INT8]}, shapes, shapes)
+    floats = host.count_ops("tanh", {"in_quant": [None], "out_quant": [None]}, shapes, shapes)
+    assert quantised - floats == (host.DEQUANTIZE_OPS + host.QUANTIZE_OPS) * 40
+    cast = host.count_ops("float_op", {"onnx_op": "Cast", "in_quant": [None], "out_quant": [None]}, shapes, shapes)
+    assert cast == 40 < floats
