@@ -524,19 +524,46 @@ def _mac_step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding:
         kernel = kernels.conv2d if isinstance(ins, Conv2D) else kernels.depthwise_conv2d
         general = lambda: kernel(ifm, weights, bias, ifm_zp=ins.ifm_zp,  # noqa: E731
                                  weight_zp=ins.weight_zp, **geometry)
-    fast = kernels.prepare_mac(kind, ifm.shape[0], ins.ifm.shape, ins.ifm.dtype, ins.weights.shape,
-                               ins.weights.dtype, ifm_zp=ins.ifm_zp, weight_zp=ins.weight_zp, **geometry)
+    batch = ifm.shape[0]
+    chunk = _batch_chunk(ins, batch)
+    fast = {size: kernels.prepare_mac(kind, size, ins.ifm.shape, ins.ifm.dtype, ins.weights.shape,
+                                      ins.weights.dtype, ifm_zp=ins.ifm_zp, weight_zp=ins.weight_zp, **geometry)
+            for size in {chunk, batch % chunk} - {0}}
     bits = 48 if "int16" in (ins.ifm.dtype, ins.weights.dtype) else 32
 
     def mac() -> None:
-        if fast is not None:
+        if None not in fast.values():
             peak = int(np.abs(bias).max()) if bias.size else 0
-            acc, bound = fast(ifm, weights)
-            if bound + peak < (1 << (bits - 1)):     # the accumulator cannot overflow: no check needed
-                requant(acc.reshape(ofm.shape), bias, bound + peak, out=ofm)   # acc is contiguous: a view
+            for lo in range(0, batch, chunk):
+                hi = min(lo + chunk, batch)
+                acc, bound = fast[hi - lo](ifm[lo:hi], weights)
+                if bound + peak >= (1 << (bits - 1)):   # the accumulator might overflow: checked below
+                    break
+                out = ofm[lo:hi]
+                requant(acc.reshape(out.shape), bias, bound + peak, out=out)   # acc is contiguous: a view
+            else:
                 return
         ofm[...] = requant(general()).reshape(ofm.shape)
     return mac
+
+
+_CACHE_BYTES = 4 << 20    # a few MB per pass: measured best of 0.25/1/4 MB and whole-batch passes
+
+
+def _batch_chunk(ins: Instruction, batch: int) -> int:
+    """Samples per pass of a MAC instruction so that its float buffers (padded input, im2col
+    patches, accumulator, requant work) stay in L2: whole-batch passes over 20 MB im2col
+    matrices ran at memory speed."""
+    ifm_values = int(np.prod(ins.ifm.shape))
+    out_values = int(np.prod(ins.ofm.shape))
+    if isinstance(ins, Conv2D):
+        depth = int(np.prod(ins.weights.shape[:3]))
+        per_sample = 4 * ifm_values + out_values // ins.weights.shape[3] * depth * 4 + 12 * out_values
+    elif isinstance(ins, DepthwiseConv2D):
+        per_sample = 4 * ifm_values + 20 * out_values
+    else:
+        per_sample = 4 * ifm_values + 12 * out_values
+    return max(1, min(batch, _CACHE_BYTES // max(per_sample, 1)))
 
 
 def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str,

@@ -88,3 +88,35 @@ def test_prepared_mac_equals_general_kernel(seed, kind, dtype, kernel, stride, p
         acc, bound = run(ifm, weights)
         np.testing.assert_array_equal(acc.astype(np.int64).reshape(want.shape), want)
         assert np.abs(want).max() <= bound
+
+
+def test_batch_split_into_cache_sized_chunks_equals_whole_batch(u55, monkeypatch):
+    """MAC instructions run the batch in L2-sized chunks (the last one shorter); the outputs must
+    equal the general kernels over the whole batch."""
+    from pytest_npu.npu import Emulator
+    from pytest_npu.npu import emulator as emulator_module
+    from pytest_npu.npu.isa import Conv2D, DmaIn, DmaOut
+    from pytest_npu.npu.program import ProgramBuilder
+    from pytest_npu.npu.requant import requant_for
+
+    rng = np.random.default_rng(7)
+    weights = rng.integers(-128, 128, size=(3, 3, 5, 6), dtype=np.int8)
+    bias = rng.integers(-1000, 1000, size=6, dtype=np.int32)
+    rq = requant_for(np.full(6, 1e-4), 0.05, 3, "int8")
+    b = ProgramBuilder(u55.name, u55.content_hash())
+    x, y = b.input("x", (9, 7, 5)), b.output("y", (5, 4, 6))
+    w_d, b_d = b.constant("w", weights), b.constant("b", bias)
+    sx, sw, sb, sy = b.sram("x.s", (9, 7, 5)), b.sram("w.s", weights.shape), b.sram("b.s", (6,), "int32"), \
+        b.sram("y.s", (5, 4, 6))
+    deps = tuple(b.emit(DmaIn(src, dst)) for src, dst in ((x, sx), (w_d, sw), (b_d, sb)))
+    conv = b.emit(Conv2D(sx, sw, sb, sy, stride=(2, 2), padding=(1, 1, 1, 1), ifm_zp=-2, requant=rq, deps=deps))
+    b.emit(DmaOut(sy, y, deps=(conv,)))
+    program = b.build()
+    xs = rng.integers(-128, 128, size=(5, 9, 7, 5), dtype=np.int8)
+    monkeypatch.setattr(emulator_module, "_CACHE_BYTES", 13000)   # 6300 bytes a sample
+    assert emulator_module._batch_chunk(program.instructions[conv], 5) == 2     # chunks of 2, 2, 1
+    got = Emulator(u55).run(program, {"x": xs}).outputs["y"]
+    acc = kernels.conv2d(xs, weights, bias, stride=(2, 2), padding=(1, 1, 1, 1), ifm_zp=-2)
+    want = kernels.rescale(acc, np.array(rq.multiplier), np.array(rq.shift), ofm_zp=rq.ofm_zp, lo=rq.lo, hi=rq.hi,
+                           rounding=u55.rounding)
+    np.testing.assert_array_equal(got, want)
