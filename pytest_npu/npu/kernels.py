@@ -532,9 +532,11 @@ def apply_scale(value: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, *,
                 f"(TOSA requires an int{32 if scale32 else 48} accumulator within +/-2**(shift-1)); the "
                 f"accumulator overflowed or the scale is too large", operand=operand, kind="overflow")
     rounding = np.left_shift(np.int64(1), shift - 1)
-    if double_round and scale32:
-        rounding = rounding + np.where(shift > 31, np.where(value >= 0, 1 << 30, -(1 << 30)), 0)
-    result = np.right_shift(value * multiplier + rounding, shift)
+    result = np.multiply(value, multiplier, dtype=np.int64)    # one fresh array, then in place
+    result += rounding
+    if double_round and scale32 and shift.size and int(shift.max()) > 31:
+        result += np.where(shift > 31, np.where(value >= 0, 1 << 30, -(1 << 30)), 0)
+    np.right_shift(result, shift, out=result)
     if not scale32 and result.size and (int(result.min()) < -(1 << 31) or int(result.max()) >= (1 << 31)):
         raise EmulatorFault(f"apply_scale_16 result leaves int32 (max |r| {int(np.abs(result).max())})",
                             operand=operand, kind="overflow")
