@@ -32,6 +32,16 @@ ALIAS_OPS = frozenset({"reshape"})
 ADD_LEFT_SHIFT = 20      # TFLite's quantised int8 add: inputs pre-shifted by 20 bits before rescaling
 
 
+def _whole_window_stride(kernel, stride, padding, shape) -> tuple[int, int]:
+    """A window that covers the whole (padded) input has one output position per axis, so its
+    stride never applies: lower it to 1 so a global pool written as AveragePool(k=8, s=8) is not
+    refused by a target's max_stride."""
+    h, w, _ = fmap_shape(shape)
+    top, bottom, left, right = padding
+    return (1 if h + top + bottom == kernel[0] else stride[0],
+            1 if w + left + right == kernel[1] else stride[1])
+
+
 @dataclass
 class Step:
     """One layer after legalisation: what runs, where, with which integer parameters.
@@ -583,6 +593,7 @@ class Legalizer:
         kernel = tuple(node.attrs["kernel"])
         stride = tuple(node.attrs.get("stride", kernel))
         padding = tuple(node.attrs.get("padding", (0, 0, 0, 0)))
+        stride = _whole_window_stride(kernel, stride, padding, self.tensor(x).shape)
         self._check_limits(node, kernel, stride, (1, 1), padding, fmap_shape(self.tensor(x).shape)[2])
         lo, hi = _clamp(node, out_q)
         requant = None
@@ -598,6 +609,7 @@ class Legalizer:
         dtype = self._check_dtype(x, node)
         s_in, z_in = _per_tensor(self.quant(x, node), "the input")
         out_q = self.quant(out, node)
+        stride = _whole_window_stride(kernel, stride, padding, self.tensor(x).shape)
         self._check_limits(node, kernel, stride, (1, 1), padding, fmap_shape(self.tensor(x).shape)[2])
         lo, hi = _clamp(node, out_q)
         count = int(kernel[0] * kernel[1])

@@ -57,7 +57,7 @@ DRIFT = {
     ("resnet8", "u55-128"): Tolerance(0.95, 2, f"9 layers: 77/80 within 1 LSB, max 2; {_SINGLE}"),
     ("resnet8", "u55-256"): Tolerance(0.95, 2, f"9 layers: 77/80 within 1 LSB, max 2; {_SINGLE}"),
     ("resnet8", "u65-512"): Tolerance(0.95, 2, f"9 layers: 77/80 within 1 LSB, max 2; {_SINGLE}"),
-    ("resnet8", "edge-3core"): Tolerance(0.45, 5, f"9 layers: 40/80 within 1 LSB, max 5; {_DOUBLE}"),
+    ("resnet8", "edge-3core"): Tolerance(0.55, 6, f"10 layers (global pool on the NPU): 46/80 within 1 LSB, max 6; {_DOUBLE}"),
     ("ds_cnn", "edge-3core"): Tolerance(0.75, 3, f"9 layers: 74/96 within 1 LSB, max 3; {_DOUBLE}"),
     ("mobilenet_v1", "u55-128"): Tolerance(0.85, 20, f"28 layers: 14/16 within 1 LSB, max 19; {_SINGLE}"),
     ("mobilenet_v1", "u55-256"): Tolerance(0.85, 20, f"28 layers: 14/16 within 1 LSB, max 19; {_SINGLE}"),
@@ -244,10 +244,11 @@ CNNS = [n for n in reference_models.NAMES if n != "transformer_block"]
 
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("model", CNNS)
-def test_cnn_layers_run_on_the_npu_except_wide_stride_pools(model, target):
+def test_cnn_layers_all_run_on_the_npu(model, target):
+    """Every CNN layer runs on the NPU, including global pools written as AveragePool(k=8, s=8),
+    whose stride never applies because the window covers the whole input."""
     cm = compiled(model, target)
-    for layer, op, reason in cm.unsupported():
-        assert op == "avg_pool" and f"{target}'s max_stride" in reason, (layer, op, reason)
+    assert cm.unsupported() == []
 
 
 @pytest.mark.parametrize("target", TARGETS)
