@@ -252,6 +252,7 @@ class _MemoryPlan:
     zero_ranges: dict[str, list[tuple[int, int]]]   # mem -> [lo, hi) read before written
     constants_each_run: bool                        # an input or instruction writes into them
     row0_dmas: frozenset[int]                       # DMA_IN whose dst is read only as weights/bias
+    fixed_weights: frozenset[int] = frozenset()     # MACs whose weights are constants-image bytes
 
 
 def _byte_view(buffer: np.ndarray, op: Operand) -> np.ndarray:
@@ -272,7 +273,9 @@ def _memory_plan(program: Program, sizes: dict[str, int]) -> _MemoryPlan:
 
     A read of a ``-1`` byte needs the zero fill. A DMA_IN may copy sample 0 only when every later
     read of its bytes, until something overwrites them, is a MAC's ``weights``/``bias`` operand:
-    those are read from sample 0 (they are constants, identical in every sample).
+    those are read from sample 0 (they are constants, identical in every sample). A byte mask
+    follows the constants image through DMAs (any other write clears it): a MAC whose weights are
+    all image bytes reads the same values on every run, so its kernel converts them once.
     """
     writer = {mem: np.full(size, -1, np.int32) for mem, size in sizes.items()}
     unset = {mem: np.zeros(size, bool) for mem, size in sizes.items()}
@@ -284,6 +287,11 @@ def _memory_plan(program: Program, sizes: dict[str, int]) -> _MemoryPlan:
     writer["dram"][lo:hi] = -2
     for op in preloaded:
         _byte_view(writer["dram"], op)[...] = -2
+    image = {mem: np.zeros(size, bool) for mem, size in sizes.items()}
+    image["dram"][lo:hi] = True
+    for op in preloaded:
+        _byte_view(image["dram"], op)[...] = False
+    fixed: set[int] = set()
     full: set[int] = set()
     dmas = {i for i, ins in enumerate(program.instructions) if isinstance(ins, DmaIn)}
 
@@ -299,12 +307,16 @@ def _memory_plan(program: Program, sizes: dict[str, int]) -> _MemoryPlan:
         mac = isinstance(ins, (Conv2D, DepthwiseConv2D, FullyConnected))
         for name, op in ins.reads().items():
             read(op, mac and name in ("weights", "bias"))
+        if mac and _byte_view(image[ins.weights.mem], ins.weights).all():
+            fixed.add(index)
+        copied = _byte_view(image[ins.src.mem], ins.src).copy() if isinstance(ins, (DmaIn, DmaOut)) else False
         for op in ins.writes().values():
             _byte_view(writer[op.mem], op)[...] = index
+            _byte_view(image[op.mem], op)[...] = copied
     for name in program.outputs:
         read(program.tensors[name].operand(), False)
     return _MemoryPlan({mem: _ranges(mask) for mem, mask in unset.items()}, constants_each_run,
-                       frozenset(dmas - full))
+                       frozenset(dmas - full), frozenset(fixed))
 
 
 class Emulator:
@@ -450,7 +462,8 @@ class Emulator:
         steps = []
         for i, ins in enumerate(plan.program.instructions):
             try:
-                steps.append((i, _step(ins, view, self.target.rounding, row0=i in plan.memory.row0_dmas)))
+                steps.append((i, _step(ins, view, self.target.rounding, row0=i in plan.memory.row0_dmas,
+                                       fixed_weights=i in plan.memory.fixed_weights)))
             except EmulatorFault as exc:      # e.g. a requant multiplier out of range, found once here
                 raise EmulatorFault(f"{where(i, ins, exc.operand)}: {exc}", index=i, operand=exc.operand,
                                     kind=exc.kind) from exc
@@ -508,7 +521,8 @@ def _requantiser(requant: Requant | None, ofm: Operand, rounding: str) -> Callab
                                out_dtype=ofm.dtype, channels=ofm.shape[-1] if ofm.shape else 1)
 
 
-def _mac_step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str) -> Callable[[], None]:
+def _mac_step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str,
+              fixed_weights: bool = False) -> Callable[[], None]:
     """CONV2D, DEPTHWISE_CONV2D, FULLY_CONNECTED: the prepared exact float32 kernel when the dtypes
     allow it (:func:`kernels.prepare_mac`), else the general kernel. The accumulator and the
     bias go to the requantiser unsummed, with the a-priori bound that lets it skip range passes."""
@@ -527,7 +541,8 @@ def _mac_step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding:
     batch = ifm.shape[0]
     chunk = _batch_chunk(ins, batch)
     fast = {size: kernels.prepare_mac(kind, size, ins.ifm.shape, ins.ifm.dtype, ins.weights.shape,
-                                      ins.weights.dtype, ifm_zp=ins.ifm_zp, weight_zp=ins.weight_zp, **geometry)
+                                      ins.weights.dtype, ifm_zp=ins.ifm_zp, weight_zp=ins.weight_zp,
+                                      fixed_weights=fixed_weights, **geometry)
             for size in {chunk, batch % chunk} - {0}}
     bits = 48 if "int16" in (ins.ifm.dtype, ins.weights.dtype) else 32
 
@@ -567,7 +582,7 @@ def _batch_chunk(ins: Instruction, batch: int) -> int:
 
 
 def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str,
-          row0: bool = False) -> Callable[[], None]:
+          row0: bool = False, fixed_weights: bool = False) -> Callable[[], None]:
     """A closure executing ``ins`` on pre-built views (no per-run lookups).
 
     ``row0``: the DMA's destination is only ever read as weights/bias, from sample 0 (see
@@ -581,7 +596,7 @@ def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str
             dst[...] = src
         return copy
     if isinstance(ins, (Conv2D, DepthwiseConv2D, FullyConnected)):
-        return _mac_step(ins, view, rounding)
+        return _mac_step(ins, view, rounding, fixed_weights)
     if isinstance(ins, MatMul):
         a, b, ofm = view(ins.a), view(ins.b), view(ins.ofm)
         requant = _requantiser(ins.requant, ins.ofm, rounding)

@@ -342,7 +342,8 @@ def matmul(a, b, *, a_zp=0, b_zp=0) -> np.ndarray:
 
 
 def prepare_mac(kind: str, batch: int, ifm_shape, ifm_dtype: str, weights_shape, weights_dtype: str, *,
-                stride=(1, 1), dilation=(1, 1), padding=(0, 0, 0, 0), ifm_zp=0, weight_zp=0):
+                stride=(1, 1), dilation=(1, 1), padding=(0, 0, 0, 0), ifm_zp=0, weight_zp=0,
+                fixed_weights: bool = False):
     """A kernel for one MAC instruction's fixed shapes, or None when the dtypes need chunking.
 
     ``kind`` is "conv2d", "depthwise" or "fc"; shapes are per sample, as the instruction gives
@@ -352,8 +353,16 @@ def prepare_mac(kind: str, batch: int, ifm_shape, ifm_dtype: str, weights_shape,
     returns the float32 accumulator without bias plus the dtype-derived bound on ``|acc|``. It
     exists only when that bound is <= 2**24, so one float32 BLAS call (no depth chunks) is exact
     for every input the dtypes allow; ``conv2d``/``depthwise_conv2d``/``fully_connected`` stay
-    the general (chunked, validating) versions.
+    the general (chunked, validating) versions. ``fixed_weights``: the caller guarantees the
+    same weight values on every call (constants), so they are converted on the first call only.
     """
+    converted = [False]
+
+    def convert(weights: np.ndarray, out: np.ndarray) -> None:
+        if not (fixed_weights and converted[0]):
+            np.subtract(weights, zp_w, out=out, dtype=f32)
+            converted[0] = True
+
     bound_x = _dtype_bound(np.empty(0, DTYPES[ifm_dtype]), int(ifm_zp))
     product = bound_x * _dtype_bound(np.empty(0, DTYPES[weights_dtype]), int(weight_zp))
     f32 = np.float32
@@ -366,7 +375,7 @@ def prepare_mac(kind: str, batch: int, ifm_shape, ifm_dtype: str, weights_shape,
 
         def fc(ifm: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, int]:
             np.subtract(ifm.reshape(rows, depth), zp_x, out=x, dtype=f32)
-            np.subtract(weights, zp_w, out=w, dtype=f32)
+            convert(weights, w)
             return np.matmul(x, w, out=acc), depth * product
         return fc
     ifm4 = np.empty((batch, *ifm_shape), DTYPES[ifm_dtype])
@@ -378,8 +387,8 @@ def prepare_mac(kind: str, batch: int, ifm_shape, ifm_dtype: str, weights_shape,
     if depth * product > _F32_EXACT:
         return None
     if kind == "depthwise":
-        return _prepared_depthwise(n, (h, w_, c), kernel, stride, dilation, padding, (oh, ow), zp_x, zp_w,
-                                   depth * product)
+        return _prepared_depthwise(n, (h, w_, c), kernel, stride, dilation, padding, (oh, ow), zp_x,
+                                   depth * product, convert)
     padded = np.zeros((n, h + top + bottom, w_ + left + right, c), f32)
     interior = padded[:, top:top + h, left:left + w_, :]
     w = np.empty(weights_shape, f32)
@@ -399,12 +408,12 @@ def prepare_mac(kind: str, batch: int, ifm_shape, ifm_dtype: str, weights_shape,
         np.subtract(ifm, zp_x, out=interior, dtype=f32)
         if windows is not None:
             np.copyto(target, windows)
-        np.subtract(weights, zp_w, out=w, dtype=f32)
+        convert(weights, w)
         return np.matmul(patches, w2d, out=acc), depth * product
     return conv
 
 
-def _prepared_depthwise(n, hwc, kernel, stride, dilation, padding, out_hw, zp_x, zp_w, bound):
+def _prepared_depthwise(n, hwc, kernel, stride, dilation, padding, out_hw, zp_x, bound, convert):
     """Depthwise taps as whole-tensor multiply-adds whose inner loop is OW*C long, not C.
 
     numpy's inner loop runs over the innermost axis it can merge. A tap view's W and C axes merge
@@ -438,7 +447,7 @@ def _prepared_depthwise(n, hwc, kernel, stride, dilation, padding, out_hw, zp_x,
     def depthwise(ifm: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, int]:
         for plane, where in fills:
             np.subtract(ifm[where], zp_x, out=plane, dtype=f32)
-        np.subtract(weights.reshape(taps, 1, c), zp_w, out=tiled, dtype=f32)
+        convert(weights.reshape(taps, 1, c), tiled)
         np.multiply(tap_views[0], tiled[0], out=acc)
         for k in range(1, taps):          # a loop over the KH*KW taps, each a whole-tensor op
             np.multiply(tap_views[k], tiled[k], out=term)

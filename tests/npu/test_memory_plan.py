@@ -85,3 +85,37 @@ def test_a_program_writing_over_its_constants_sees_them_fresh_each_run(u55):
     for value in (5, -7):
         run = emulator.run(program, {"x": np.full((3, 2, 8), value, np.int8)})
         np.testing.assert_array_equal(run.outputs["y"], np.broadcast_to(constant, (3, 2, 8)))
+
+
+def test_weights_loaded_from_an_input_are_read_afresh_each_run(u55):
+    """Only weights that are constants-image bytes are converted once; weights a run brings in
+    (here: an input DMA'd over the constant weights' SRAM) must be the new values every run."""
+    rng = np.random.default_rng(4)
+    constant_w = rng.integers(-128, 128, size=(16, 8), dtype=np.int8)
+    bias = np.zeros(8, np.int32)
+    requant = requant_for(np.full(8, 1 / 300), 1.0, 0, "int8")
+    b = ProgramBuilder(u55.name, u55.content_hash())
+    x, wx = b.input("x", (2, 16)), b.input("wx", (16, 8))
+    y_const, y_input = b.output("y_const", (2, 8)), b.output("y_input", (2, 8))
+    w_dram, b_dram = b.constant("w", constant_w), b.constant("b", bias)
+    xs_s, w_s, b_s = b.sram("x.s", (2, 16)), b.sram("w.s", (16, 8)), b.sram("b.s", (8,), "int32")
+    y1, y2 = b.sram("y1.s", (2, 8)), b.sram("y2.s", (2, 8))
+    d = [b.emit(DmaIn(x, xs_s)), b.emit(DmaIn(w_dram, w_s)), b.emit(DmaIn(b_dram, b_s))]
+    fc1 = b.emit(FullyConnected(xs_s, w_s, b_s, y1, requant=requant, deps=tuple(d)))
+    reload = b.emit(DmaIn(wx, w_s, deps=(fc1,)))
+    fc2 = b.emit(FullyConnected(xs_s, w_s, b_s, y2, requant=requant, deps=(reload, *d)))
+    b.emit(DmaOut(y1, y_const, deps=(fc1,)))
+    b.emit(DmaOut(y2, y_input, deps=(fc2,)))
+    program = b.build()
+    emulator = Emulator(u55)
+    assert emulator.plan(program).memory.fixed_weights == frozenset({fc1})
+    for seed in (5, 6):
+        data = np.random.default_rng(seed)
+        xs = data.integers(-128, 128, size=(3, 2, 16), dtype=np.int8)
+        ws = data.integers(-128, 128, size=(3, 16, 8), dtype=np.int8)
+        run = emulator.run(program, {"x": xs, "wx": ws})
+        for name, weights in (("y_const", constant_w), ("y_input", ws[0])):   # weights: sample 0's
+            acc = kernels.fully_connected(xs, weights, bias)
+            want = kernels.rescale(acc, np.array(requant.multiplier), np.array(requant.shift),
+                                   ofm_zp=requant.ofm_zp, lo=requant.lo, hi=requant.hi, rounding=u55.rounding)
+            np.testing.assert_array_equal(run.outputs[name], want)
