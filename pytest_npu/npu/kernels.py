@@ -619,7 +619,20 @@ class Requantizer:
         self.float_peak = limit
         self.scale = np.ldexp(self.multiplier.astype(np.float64), -self.shift)
         self.offset = np.full(self.multiplier.shape, 0.5 + self.ofm_zp)
-        self._tiled_scale: dict[int, np.ndarray] = {}
+        self._tiled_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _tiled(self, reps: int, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Scale and ``offset + bias * scale`` tiled ``reps`` times, cached by the bias bytes: the
+        bias is usually a constant, and at batch 1 recomputing these cost a third of the call."""
+        key = (reps, None if bias is None else bias.tobytes())
+        hit = self._tiled_cache.get(key)
+        if hit is None:
+            offset = self.offset if bias is None else self.offset + bias * self.scale
+            hit = (np.tile(self.scale, reps), np.tile(offset, reps))
+            if len(self._tiled_cache) >= 8:
+                self._tiled_cache.clear()
+            self._tiled_cache[key] = hit
+        return hit
 
     def _tiling(self, work: np.ndarray) -> tuple[np.ndarray, int]:
         """``work`` as rows of ``reps`` whole channel vectors (a view), so per-channel operands
@@ -639,13 +652,10 @@ class Requantizer:
         if peak <= self.float_peak:
             # cast, then scale in place: a mixed float32 x float64 multiply costs 3x the two passes
             work = np.asarray(acc).astype(np.float64)
-            offset = self.offset if bias is None else self.offset + bias * self.scale
             rows, reps = self._tiling(work)
-            scale = self._tiled_scale.get(reps)
-            if scale is None:
-                scale = self._tiled_scale[reps] = np.tile(self.scale, reps)
+            scale, offset = self._tiled(reps, bias)
             rows *= scale
-            rows += np.tile(offset, reps) if reps > 1 else offset
+            rows += offset
             np.floor(work, out=work)
             np.clip(work, self.lo, self.hi, out=work)
             if out is None:
