@@ -414,45 +414,52 @@ def prepare_mac(kind: str, batch: int, ifm_shape, ifm_dtype: str, weights_shape,
 
 
 def _prepared_depthwise(n, hwc, kernel, stride, dilation, padding, out_hw, zp_x, bound, convert):
-    """Depthwise taps as whole-tensor multiply-adds whose inner loop is OW*C long, not C.
+    """Depthwise taps as whole-tensor multiply-adds over one long contiguous run per sample.
 
-    numpy's inner loop runs over the innermost axis it can merge. A tap view's W and C axes merge
-    only if its W step is C elements, i.e. stride 1, and the per-channel weight must be tiled
-    over W (a broadcast weight does not merge). So the zero-padded input is stored as stride
-    phases -- plane (py, px) holds padded rows py::sy and columns px::sx -- where every tap is a
-    stride-1 window, and the weights are tiled to (OW, C). For 8 channels this is 4x faster.
+    numpy's inner loop runs over the innermost axes it can merge, and per-call overhead is paid
+    per outer iteration. So the zero-padded input is stored as stride phases -- plane (py, px)
+    holds padded rows py::sy and columns px::sx, all planes one width -- where every tap is a
+    stride-1 window; flattening a plane, a tap is then one contiguous slice per sample if the
+    output is computed for every plane column (OH x plane width x C; the extra columns are
+    discarded), and the weights are tiled to that length. Against per-(row) windows with weights
+    broadcast over C this is 2-4x faster for 8-64 channels.
     """
     (h, w_, c), (kh, kw), (sy, sx), (dy, dx), (oh, ow) = hwc, kernel, stride, dilation, out_hw
     top, bottom, left, right = padding
     hp, wp, f32 = h + top + bottom, w_ + left + right, np.float32
+    rows_pl, cols_pl = -(-hp // sy), -(-wp // sx)
     planes, fills = {}, []
     for py in range(sy):
         for px in range(sx):
-            plane = np.zeros((n, -(-(hp - py) // sy), -(-(wp - px) // sx), c), f32)
+            plane = np.zeros((n, rows_pl + 1, cols_pl, c), f32)   # + a zero row: the last tap's slack
             y0, x0 = top + (py - top) % sy, left + (px - left) % sx     # first input row/col of this phase
             rows, cols = len(range(y0 - top, h, sy)), len(range(x0 - left, w_, sx))
             if rows and cols:
                 fills.append((plane[:, y0 // sy:y0 // sy + rows, x0 // sx:x0 // sx + cols, :],
                               (slice(None), slice(y0 - top, None, sy), slice(x0 - left, None, sx))))
-            planes[py, px] = plane
+            planes[py, px] = plane.reshape(n, -1)
+    length = oh * cols_pl * c
     tap_views = []
     for ky in range(kh):
         for kx in range(kw):
             y, x = ky * dy, kx * dx
-            tap_views.append(planes[y % sy, x % sx][:, y // sy:y // sy + oh, x // sx:x // sx + ow, :])
+            start = ((y // sy) * cols_pl + x // sx) * c
+            tap_views.append(planes[y % sy, x % sx][:, start:start + length])
     taps = kh * kw
-    tiled = np.empty((taps, ow, c), f32)
-    acc, term = np.empty((n, oh, ow, c), f32), np.empty((n, oh, ow, c), f32)
+    tiled = np.empty((taps, oh * cols_pl, c), f32)
+    acc, term = np.empty((n, length), f32), np.empty((n, length), f32)
+    result = acc.reshape(n, oh, cols_pl, c)[:, :, :ow, :]
+    flat_weights = tiled.reshape(taps, length)
 
     def depthwise(ifm: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, int]:
         for plane, where in fills:
             np.subtract(ifm[where], zp_x, out=plane, dtype=f32)
         convert(weights.reshape(taps, 1, c), tiled)
-        np.multiply(tap_views[0], tiled[0], out=acc)
+        np.multiply(tap_views[0], flat_weights[0], out=acc)
         for k in range(1, taps):          # a loop over the KH*KW taps, each a whole-tensor op
-            np.multiply(tap_views[k], tiled[k], out=term)
+            np.multiply(tap_views[k], flat_weights[k], out=term)
             np.add(acc, term, out=acc)
-        return acc, bound
+        return result, bound
     return depthwise
 
 
