@@ -26,7 +26,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks -q -p no:xdist --benchmark-only --benchmark-columns=min,mean,rounds
+	mkdir -p .benchmarks
+	$(BIN)/python -m pytest benchmarks -q -p no:xdist --benchmark-only --benchmark-json=.benchmarks/latest.json
+	$(BIN)/python benchmarks/summarize.py .benchmarks/latest.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check pytest_npu reference_models tests benchmarks
