@@ -234,7 +234,7 @@ class _Plan:
     timing: Timing
     dram_size: int
     sram_size: int
-    memory: _MemoryPlan | None = None
+    memory: _MemoryPlan
     bound: OrderedDict = field(default_factory=OrderedDict)   # batch N -> (dram, sram, steps)
 
 
@@ -307,7 +307,8 @@ def _memory_plan(program: Program, sizes: dict[str, int]) -> _MemoryPlan:
         mac = isinstance(ins, (Conv2D, DepthwiseConv2D, FullyConnected))
         for name, op in ins.reads().items():
             read(op, mac and name in ("weights", "bias"))
-        if mac and _byte_view(image[ins.weights.mem], ins.weights).all():
+        if isinstance(ins, (Conv2D, DepthwiseConv2D, FullyConnected)) and \
+                _byte_view(image[ins.weights.mem], ins.weights).all():
             fixed.add(index)
         copied = _byte_view(image[ins.src.mem], ins.src).copy() if isinstance(ins, (DmaIn, DmaOut)) else False
         for op in ins.writes().values():
@@ -521,7 +522,7 @@ def _requantiser(requant: Requant | None, ofm: Operand, rounding: str) -> Callab
                                out_dtype=ofm.dtype, channels=ofm.shape[-1] if ofm.shape else 1)
 
 
-def _mac_step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str,
+def _mac_step(ins: Conv2D | DepthwiseConv2D | FullyConnected, view: Callable[[Operand], np.ndarray], rounding: str,
               fixed_weights: bool = False) -> Callable[[], None]:
     """CONV2D, DEPTHWISE_CONV2D, FULLY_CONNECTED: the prepared exact float32 kernel when the dtypes
     allow it (:func:`kernels.prepare_mac`), else the general kernel. The accumulator and the
@@ -565,7 +566,7 @@ def _mac_step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding:
 _CACHE_BYTES = 4 << 20    # a few MB per pass: measured best of 0.25/1/4 MB and whole-batch passes
 
 
-def _batch_chunk(ins: Instruction, batch: int) -> int:
+def _batch_chunk(ins: Conv2D | DepthwiseConv2D | FullyConnected, batch: int) -> int:
     """Samples per pass of a MAC instruction so that its float buffers (padded input, im2col
     patches, accumulator, requant work) stay in L2: whole-batch passes over 20 MB im2col
     matrices ran at memory speed."""
