@@ -1,9 +1,9 @@
 """Turn a pytest-benchmark JSON file into the Markdown tables the README shows.
 
     python -m pytest benchmarks -p no:xdist --benchmark-only --benchmark-json=bench.json
-    python benchmarks/summarize.py bench.json
+    python benchmarks/summarize.py bench.json [--compact]
 
-One table per benchmark module: each row is a benchmark, with its mean wall time and every
+One table per benchmark function: each row is a benchmark, with its mean wall time and every
 ``extra_info`` figure it recorded (ratios, GMAC/s, cycles vs roofline...). Nothing is typed in by
 hand: the README's "Measured" section is this script's output.
 """
@@ -25,15 +25,43 @@ def _fmt(value):
     return value
 
 
-def tables(data: dict) -> str:
+# The README's compact view: benchmark function -> the extra_info columns worth a glance.
+COMPACT = {
+    "test_bench_models.py::test_emulator_vs_onnxruntime_vs_reference": [
+        "model", "batch", "emulator_ms", "onnxruntime_ms", "onnxruntime_qdq_ms", "reference_evaluator_ms",
+        "emulator_over_onnxruntime", "emulator_over_onnxruntime_qdq", "emulator_over_reference"],
+    "test_bench_compile.py::test_cycles_vs_roofline": [
+        "cycles", "roofline_cycles", "efficiency", "latency_ms", "energy_mj",
+        "conv_cycles_over_roofline_median"],
+    "test_bench_compile.py::test_compile_cold": ["instructions", "layers"],
+    "test_bench_compile.py::test_compile_cached": [],
+    "test_bench_gemm.py::test_bench_exact_conv2d": ["blas_threads", "exact_gmac_per_s", "float32_gmac_per_s",
+                                                    "ratio_vs_float32"],
+    "test_bench_gemm.py::test_bench_exact_fully_connected_gemm": [
+        "blas_threads", "exact_gmac_per_s", "float32_gmac_per_s", "ratio_vs_float32"],
+    "test_bench_emulator.py::test_emulator_vs_onnxruntime": ["batch", "emulator_ms", "onnxruntime_ms",
+                                                             "ratio_emulator_over_ort"],
+    "test_bench_harness.py::test_hundred_budget_tests": ["workers", "budget_tests_s", "plain_tests_s",
+                                                          "overhead_s"],
+    "test_bench_plugin.py::test_collect_overhead_in_an_empty_directory": ["with_npu_s", "without_npu_s",
+                                                                           "overhead_s"],
+}
+
+
+def tables(data: dict, compact: bool = False) -> str:
     by_module: dict[str, list[dict]] = defaultdict(list)
     for bench in data["benchmarks"]:
-        by_module[bench["fullname"].split("::")[0]].append(bench)
+        by_module[bench["fullname"].split("[")[0]].append(bench)
     out = []
     for module, benches in sorted(by_module.items()):
         keys: list[str] = []
+        short = module.split("/")[-1]
+        if compact and short not in COMPACT:
+            continue
         for bench in benches:
             keys += [k for k in bench.get("extra_info", {}) if k not in keys]
+        if compact:
+            keys = [k for k in COMPACT[short] if k in keys]
         rows = [[bench["name"], f"{bench['stats']['mean'] * 1e3:.3g}"]
                 + [_fmt(bench.get("extra_info", {}).get(k, "")) for k in keys] for bench in benches]
         out.append(f"### {module}\n\n" + tabulate(rows, ["benchmark", "mean ms", *keys], tablefmt="github"))
@@ -44,5 +72,6 @@ def tables(data: dict) -> str:
 
 
 if __name__ == "__main__":
-    with open(sys.argv[1], encoding="utf-8") as fh:
-        print(tables(json.load(fh)))
+    args = [a for a in sys.argv[1:] if a != "--compact"]
+    with open(args[0], encoding="utf-8") as fh:
+        print(tables(json.load(fh), compact="--compact" in sys.argv))
