@@ -77,11 +77,14 @@ def cosine(reference: Any, measured: Any) -> float:
     Two all-zero samples count as identical (1); an all-zero sample against a non-zero one as 0.
     """
     ref, got = (_per_sample(a) for a in _pair(reference, measured))
-    # Divide each sample by its largest magnitude first: cosine is scale-free, and tiny or huge
-    # values would otherwise underflow/overflow the norms (1e-320 against itself gave 0, not 1).
-    largest = np.maximum(np.abs(ref).max(axis=1), np.abs(got).max(axis=1))[:, None]
-    largest = np.where(largest > 0, largest, 1.0)
-    ref, got = ref / largest, got / largest
+    # Divide each side of each sample by its own largest magnitude first: cosine is scale-free per
+    # side, and tiny or huge values would otherwise underflow/overflow the norms (1e-320 against
+    # itself gave 0, not 1; 1e-158 against 3 lost 8 digits when both shared one divisor).
+    def unit_peak(a: np.ndarray) -> np.ndarray:
+        peak = np.abs(a).max(axis=1)[:, None]
+        return a / np.where(peak > 0, peak, 1.0)
+
+    ref, got = unit_peak(ref), unit_peak(got)
     dots = np.einsum("ij,ij->i", ref, got)
     norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
     both_zero = ~ref.any(axis=1) & ~got.any(axis=1)
