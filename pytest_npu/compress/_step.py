@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import difflib
 from collections.abc import Iterable
 from typing import Any
@@ -27,17 +28,19 @@ def is_torch_module(model: Any) -> bool:
     return isinstance(model, nn.Module)
 
 
-class Step:
+class Step(abc.ABC):
     """A compression step: ``step(model)`` returns the compressed model, the input is left untouched."""
 
     kind = "step"            # "torch" steps take and return nn.Module; "onnx" steps return ModelProto
 
     @property
+    @abc.abstractmethod
     def name(self) -> str:
-        raise NotImplementedError
+        """Short label for reports, e.g. "prune 50% structured"."""
 
+    @abc.abstractmethod
     def apply(self, model: Any) -> Any:
-        raise NotImplementedError
+        """Return the compressed model; never modify ``model`` in place."""
 
     def __call__(self, model: Any) -> Any:
         return self.apply(model)
