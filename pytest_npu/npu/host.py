@@ -301,7 +301,7 @@ def _onnx_run(op: str, attrs: dict, xs: list[np.ndarray], n_out: int) -> list[np
 
 
 def _zero_point(xs: list[np.ndarray], index: int) -> np.ndarray:
-    return np.asarray(xs[index], np.float64) if len(xs) > index and xs[index] is not None else np.float64(0)
+    return np.asarray(xs[index], np.float64) if len(xs) > index and xs[index] is not None else np.zeros((), np.float64)
 
 
 def _conv_integer(onnx_attrs: dict, xs: list[np.ndarray]) -> np.ndarray:

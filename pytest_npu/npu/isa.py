@@ -43,7 +43,7 @@ OPERATIONS = frozenset({
 
 def dtype_range(dtype: str) -> tuple[int, int]:
     """Saturation range of an integer dtype (float32 has none: it is never saturated)."""
-    info = np.iinfo(DTYPES[dtype])
+    info = np.iinfo(DTYPES[dtype])  # type: ignore[type-var]  # callers ask integer dtypes only
     return int(info.min), int(info.max)
 
 
