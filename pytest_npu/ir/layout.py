@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .graph import OPS, Graph, Node, QuantParams, Tensor
-from .onnx_import import OnnxView
+from .onnx_view import OnnxView
 from .qdq import Logical, dequantise, int_clamp, same_quant
 
 NHWC = (0, 2, 3, 1)   # IR axis i holds ONNX (NCHW) axis NHWC[i]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from onnx import helper, numpy_helper, shape_inference
 
 from ..errors import ModelError
 from .graph import Graph
+from .onnx_view import OnnxView, attrs_of
 
 # Ops the import understands (standard domain). Fold-only ops are accepted when they fold to
 # constants (shape arithmetic); if they survive folding the import says which input kept them live.
@@ -48,25 +48,6 @@ MICROSOFT_OPS = frozenset({
 _NEVER_FOLD = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
                          "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike"})
 _SIZE_LIMIT = 2**31 - 1
-
-
-@dataclass
-class OnnxView:
-    """The cleaned ONNX graph every later stage reads (NCHW, ONNX op names)."""
-
-    nodes: list[onnx.NodeProto]
-    consts: dict[str, np.ndarray]
-    shapes: dict[str, tuple[int, ...]]
-    dtypes: dict[str, str]
-    inputs: list[str]
-    outputs: list[str]
-    opset: int
-    source: str
-    name: str
-    folded: dict[str, list[str]] = field(default_factory=dict)   # node name -> extra source ops
-
-    def where(self, node: onnx.NodeProto) -> str:
-        return f"{self.source}: node '{node.name}' ({node.op_type})"
 
 
 def from_onnx(model: str | os.PathLike | onnx.ModelProto | bytes, *, batch: int = 1,
@@ -604,18 +585,3 @@ def evaluate_node(node: onnx.NodeProto, feeds: dict[str, np.ndarray], opset: int
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     results = ReferenceEvaluator(model).run(None, {k: np.asarray(v) for k, v in feeds.items()})
     return [np.asarray(v) for v in results]
-
-
-def attrs_of(node: onnx.NodeProto) -> dict:
-    """ONNX attributes as plain Python values (bytes decoded)."""
-    out = {}
-    for a in node.attribute:
-        v = helper.get_attribute_value(a)
-        if isinstance(v, bytes):
-            v = v.decode()
-        elif isinstance(v, onnx.TensorProto):
-            v = numpy_helper.to_array(v)
-        elif isinstance(v, list) and v and isinstance(v[0], bytes):
-            v = [x.decode() for x in v]
-        out[a.name] = v
-    return out

@@ -14,7 +14,7 @@ import onnx
 from onnx import helper
 
 from ..errors import ModelError
-from .onnx_import import OnnxView, attrs_of
+from .onnx_view import OnnxView, attrs_of
 
 
 def fold_patterns(view: OnnxView) -> None:

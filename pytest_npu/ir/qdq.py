@@ -26,7 +26,7 @@ import onnx
 
 from ..errors import ModelError
 from .graph import Node, QuantParams, Tensor
-from .onnx_import import OnnxView, attrs_of
+from .onnx_view import OnnxView, attrs_of
 
 # Ops that may become quantised nodes (everything else stays float and is fed dequantised values).
 QUANTISABLE = frozenset({
