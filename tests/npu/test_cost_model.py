@@ -27,8 +27,9 @@ def _sram(shape, dtype="int8", offset=0):
 
 # ---------------------------------------------------------------------------------------------
 # the formulas, on numbers worked out by hand
-def test_conv_cycles_follow_the_lane_formula(u55):
+def test_conv_cycles_follow_the_lane_formula(lanes_u55):
     """Cout=20, Cin=10, 3x3 over a 5x5 ifm (valid) -> 3x3x20 on 8x8x4 lanes."""
+    u55 = lanes_u55
     ins = Conv2D(_sram((5, 5, 10)), _sram((3, 3, 10, 20)), _sram((20,), "int32"), _sram((3, 3, 20)), requant=RQ)
     cost = instruction_cost(u55, ins)
     array = math.ceil(20 / 8) * math.ceil(10 / 8) * math.ceil(9 / 4) * 9            # 3 * 2 * 3 * 9 = 162
@@ -38,7 +39,8 @@ def test_conv_cycles_follow_the_lane_formula(u55):
     assert cost.macs == 3 * 3 * 20 * 9 * 10 and cost.sram_read == 2310 - 180 and cost.sram_write == 180
 
 
-def test_depthwise_leaves_ifm_lanes_idle_and_int16_halves_the_rate(u55, make_target):
+def test_depthwise_leaves_ifm_lanes_idle_and_int16_halves_the_rate(lanes_u55, make_target):
+    u55 = lanes_u55
     fast_sram = make_target(u55, sram_bytes_per_cycle=1e6, overhead_cycles=0, elementwise_width=1 << 20)
     dw8 = DepthwiseConv2D(_sram((10, 10, 16)), _sram((3, 3, 16)), _sram((16,), "int32"), _sram((8, 8, 16)), requant=RQ)
     dw16 = DepthwiseConv2D(_sram((10, 10, 16), "int16"), _sram((3, 3, 16)), _sram((16,), "int32"),
@@ -50,7 +52,8 @@ def test_depthwise_leaves_ifm_lanes_idle_and_int16_halves_the_rate(u55, make_tar
     assert e16["mac"] / e8["mac"] == pytest.approx(u55.energy.mac_int16_pj / u55.energy.mac_int8_pj)
 
 
-def test_fully_connected_uses_rows_as_pixels(u55, make_target):
+def test_fully_connected_uses_rows_as_pixels(lanes_u55, make_target):
+    u55 = lanes_u55
     fast_sram = make_target(u55, sram_bytes_per_cycle=1e6, overhead_cycles=0)
     fc = FullyConnected(_sram((3, 100)), _sram((100, 10)), _sram((10,), "int32"), _sram((3, 10)), requant=RQ)
     assert instruction_cost(fast_sram, fc).cycles == math.ceil(10 / 8) * math.ceil(100 / 8) * math.ceil(3 / 4)
