@@ -55,3 +55,7 @@ class MetricError(NpuError):
 
 class BaselineError(NpuError):
     """A baseline or history file is corrupt, too new, or cannot be written (names the file)."""
+
+
+class PeerError(NpuError):
+    """An outside estimator (Vela) is not installed, cannot read the model, or failed (names it)."""

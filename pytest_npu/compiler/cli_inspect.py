@@ -2,6 +2,8 @@
 
 Every figure comes from compiling the model and running it once on the emulator (timing is
 data-independent, so a seeded random batch gives the same per-layer numbers as real data).
+``--vela`` also runs Arm's Vela on the ``.tflite`` model for the same target (``peers.vela``) and
+prints both sets of figures side by side, per layer and in total, with their ratios.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from .report import table
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="a quantised (QDQ/QOperator) .onnx file")
+    parser.add_argument("model", metavar="MODEL", help="a quantised .tflite or (QDQ/QOperator) .onnx file")
     parser.add_argument("--target", required=True, metavar="NAME|PATH", help="built-in target or .toml")
     parser.add_argument("--batch", type=int, default=1, metavar="N", help="inferences to run (default 1)")
     parser.add_argument("--cores", type=int, default=None, help="schedule on this many cores")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random input batch")
+    parser.add_argument("--vela", action="store_true",
+                        help="also run Arm's Vela on the .tflite model and show its figures beside ours "
+                             "(needs the [vela] extra)")
 
 
 def random_int_inputs(cm, batch: int, seed: int) -> dict[str, np.ndarray]:
@@ -61,4 +66,19 @@ def run(args: argparse.Namespace) -> int:
           f"SRAM peak {s.sram_peak_bytes / 1024:.1f} KiB")
     print(f"roofline {s.roofline_cycles} cycles -> efficiency {s.efficiency:.2f}"
           + (f"; host fallback {s.host_cycles} cycles" if s.host_cycles else ""))
+    if args.vela:
+        _print_vela(args.model, cm, rows, s)
     return 0
+
+
+def _print_vela(model, cm, rows, summary) -> None:
+    """Vela's estimate for the same model and target, beside ours (every Vela figure is one it printed)."""
+    from ..peers import vela
+    from .report import vela_table, vela_totals
+
+    estimate = vela.estimate(model, cm.target)
+    print()
+    print(f"Vela {estimate.version}: {estimate.accelerator}, {estimate.system_config}, {estimate.memory_mode}")
+    print(vela_table(vela.side_by_side(rows, estimate, cm.target)))
+    print()
+    print(vela_totals(summary, cm.memory.peak, estimate))
