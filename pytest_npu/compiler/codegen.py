@@ -287,11 +287,26 @@ class CodeGen:
             b_src = self.consts.add(f"{step.name}/b", step.consts["b"], step.params["dtype"])
             b_const = self._scratch(index, ("b",), b_src.shape, b_src.dtype, f"{step.name}/b")
             self.out.emit(DmaIn(src=b_src, dst=b_const, layer=step.name))
-        loaded: dict[int, int] = self._preloaded.pop(index, {})    # weight slot -> block it holds
+        preloaded = self._preloaded.pop(index, {})     # weight slot -> block, loaded by the step before
+        loaded: dict[int, int] = dict(preloaded)
+        preloaded_blocks = set(preloaded.values())
         out_loc = self.loc(step.output)
         out_c0 = step.params.get("out_c0", 0)
         for t, tile in enumerate(tp.tiles):
             slot = t % tp.nbuf
+            # Weights first: they depend on nothing computed, so a stripe waiting for the layer
+            # before (or for the host) does not hold them up on the in-order DRAM bus.
+            weights = bias = None
+            last_block_loaded = False
+            if weight_blocks is not None:
+                wslot = tile.block % tp.wbuf
+                (w_src, _), (b_src, _) = weight_blocks[tile.block]
+                weights = self._scratch(index, ("w", wslot), w_src.shape, "int8", w_src.name)
+                bias = self._scratch(index, ("bias", wslot), b_src.shape, "int32", b_src.name)
+                if loaded.get(wslot) != tile.block:
+                    self._load_weights(index, tile.block, wslot)
+                    loaded[wslot] = tile.block
+                    last_block_loaded = tile.block == len(weight_blocks) - 1
             operands, regions = [], []
             for i, name in enumerate(step.inputs):
                 reg = geo.input_region(i, tile.rows, tile.chans)
@@ -304,18 +319,8 @@ class CodeGen:
                     dst = self._scratch(index, ("in", i, slot), src.shape, src.dtype, name)
                     self.out.emit(DmaIn(src=src, dst=dst, layer=step.name))
                     operands.append(dst)
-            weights = bias = None
-            if weight_blocks is not None:
-                wslot = tile.block % tp.wbuf
-                (w_src, _), (b_src, _) = weight_blocks[tile.block]
-                weights = self._scratch(index, ("w", wslot), w_src.shape, "int8", w_src.name)
-                bias = self._scratch(index, ("bias", wslot), b_src.shape, "int32", b_src.name)
-                if loaded.get(wslot) != tile.block:
-                    self._load_weights(index, tile.block, wslot)
-                    loaded[wslot] = tile.block
-                if t == len(tp.tiles) - 1 or tp.tiles[t + 1].block != tile.block and \
-                        tile.block == len(weight_blocks) - 1:
-                    self._prefetch_next(index)
+            if last_block_loaded or (t == 0 and weight_blocks is not None and len(weight_blocks) - 1 in preloaded_blocks):
+                self._prefetch_next(index)     # this step's last weights are queued: the next step's go next
             out_chans = (tile.chans[0] + out_c0, tile.chans[1] + out_c0)
             final = out_loc.region(tile.rows, out_chans, step.output)
             ofm = final if out_loc.mem == "sram" else \

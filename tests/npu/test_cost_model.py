@@ -191,3 +191,17 @@ def test_two_dma_channels_overlap_yet_share_the_dram_bus(make_target, rows, late
     (a0, a1), (b0, b1) = t2.bus_windows
     assert a1 <= b0 or b1 <= a0                             # the bus serves one channel at a time
     assert t2.summary.utilisation["dram_bus"] == pytest.approx(2 * data / t2.summary.cycles)
+
+
+@PROPERTY
+@given(TARGET, st.lists(LAYER, min_size=1, max_size=4))
+def test_every_cycle_is_charged_to_exactly_one_instruction(make_target, conv_program, spec, layers):
+    """Per-instruction charges add up to the makespan; an instruction is never charged more than
+    from its start (or its predecessor's end) to its end, and compute that runs is never hidden."""
+    target = _target(make_target, spec)
+    program, _ = conv_program(target, layers)
+    timing = _timing(target, program)
+    assert sum(r.charged for r in timing.trace) == timing.summary.cycles
+    assert all(0 <= r.charged <= r.end for r in timing.trace)
+    first_compute = min((r for r in timing.trace if not r.engine.startswith("dma")), key=lambda r: r.start)
+    assert first_compute.charged > 0
