@@ -67,7 +67,7 @@ class VelaEstimate:
     sram_used_bytes: int           # "Total SRAM used": the arena's peak allocation
     off_chip_read_bytes: int       # per inference: feature maps, weights and scales, LUTs
     off_chip_write_bytes: int
-    weight_read_bytes: int         # weights and scales read from off-chip memory
+    weight_read_bytes: int         # weights, scales and LUTs read from off-chip memory (all but feature maps)
     encoded_weight_bytes: int      # "total_npu_encoded_weights"
     layers: tuple[VelaLayer, ...] = ()
     summary: dict[str, str] = field(default_factory=dict, compare=False)   # the raw summary CSV row
@@ -226,7 +226,9 @@ def parse(output_dir: str | Path, network: str) -> VelaEstimate:
         clock_hz=float(summary.get("core_clock") or 0) or 1.0, cycles=_int(summary, "cycles_total"),
         macs=_int(summary, "nn_macs"), sram_used_bytes=round(float(summary.get("sram_memory_used") or 0) * 1024),
         off_chip_read_bytes=read, off_chip_write_bytes=write,
-        weight_read_bytes=sum(_int(summary, f"{m}_weight_read_bytes") for m in off_chip),
+        # Vela's "weight" columns leave out the scale streams of weights it reads in place; the
+        # total has them: everything off chip that is not a feature map
+        weight_read_bytes=read - sum(_int(summary, f"{m}_feature_map_read_bytes") for m in off_chip),
         encoded_weight_bytes=_int(summary, "total_npu_encoded_weights"), layers=layers, summary=summary)
 
 

@@ -52,7 +52,7 @@ def test_parse_reads_the_summary_and_every_layer(tmp_path):
     _write_outputs(tmp_path, REGOR_LAYERS)
     estimate = vela.parse(tmp_path, "net")
     assert (estimate.cycles, estimate.macs, estimate.sram_used_bytes) == (3560, 294922, 6 * 1024)
-    assert estimate.weight_read_bytes == 1520 and estimate.off_chip_read_bytes == 1776
+    assert estimate.weight_read_bytes == 1776 and estimate.off_chip_read_bytes == 1776   # scales are in the total
     assert estimate.latency_ms == pytest.approx(3560 / 500e6 * 1e3)
     assert [(v.name, v.op, v.cycles) for v in estimate.layers][:2] == [("conv", "Conv2D", 3392), ("conv", "Relu", 0)]
     assert estimate.layers[0].off_chip_access_cycles == 1520 and estimate.layers[0].staging_bytes == 6144
