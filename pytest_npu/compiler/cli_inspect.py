@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     rows = cm.layers(ex)
     npu_ops = sorted({r["op"] for r in rows if r["where"] == "npu"})
     print(f"model {args.model} on {cm.target.name} ({cm.options['cores']} core(s), "
-          f"SRAM plan peak {cm.memory.peak / 1024:.1f} of {cm.target.sram_bytes / 1024:.0f} KiB)")
+          f"SRAM used {cm.memory.peak / 1024:.1f} of {cm.target.sram_bytes / 1024:.0f} KiB)")
     print(f"supported on the NPU: {', '.join(npu_ops) or '(none)'}")
     unsupported = cm.unsupported()
     if unsupported:

@@ -1,11 +1,16 @@
 """Allocate: decide which tensors stay in SRAM, tile every step into what is left, place buffers.
 
 Lifetime-based planning over the step sequence: a tensor produced and consumed on the NPU stays
-resident in SRAM (no DRAM round trip) from its producer to its last consumer; each step's tile
-scratch lives only during that step. Buffers are placed greedy-by-size (TFLite Micro's
-GreedyMemoryPlanner, Vela's greedy allocator): largest first, at the lowest offset free over its
-live range. When the plan does not fit, the largest resident tensor live where it fails is spilled
-to DRAM and planning restarts; only when nothing is left to spill is it a CompileError.
+resident in SRAM (no DRAM round trip) from its producer to its last consumer; on a target with
+``io_memory = "sram"`` the graph's inputs are resident from the start and its outputs to the end.
+Each step's tile scratch (weight slots, streamed stripes) lives from the step before it to its
+own end: one step of lookahead lets its first weights load under the previous layer, and no more
+is kept (scratch live from the program start made a ResNet-8 plan 122 KiB where Vela uses 51).
+Buffers are placed greedy-by-size (TFLite Micro's GreedyMemoryPlanner, Vela's greedy allocator):
+largest first, at the lowest offset free over its live range; ``MemoryPlan.peak`` is the SRAM
+used, as Vela reports it (the arena's highest allocated byte). When the plan does not fit, the
+largest resident tensor live where it fails is spilled to DRAM and planning restarts; only when
+nothing is left to spill is it a CompileError.
 """
 
 from __future__ import annotations
