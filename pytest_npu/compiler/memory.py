@@ -3,9 +3,10 @@
 Lifetime-based planning over the step sequence: a tensor produced and consumed on the NPU stays
 resident in SRAM (no DRAM round trip) from its producer to its last consumer; on a target with
 ``io_memory = "sram"`` the graph's inputs are resident from the start and its outputs to the end.
-Each step's tile scratch (weight slots, streamed stripes) lives from the step before it to its
-own end: one step of lookahead lets its first weights load under the previous layer, and no more
-is kept (scratch live from the program start made a ResNet-8 plan 122 KiB where Vela uses 51).
+Each step's tile scratch (weight slots, streamed stripes) lives from ``prefetch_layers`` steps
+before it (the target's figure; 0: from the program start, if the SRAM holds it) to its own end,
+so its first weights load under earlier layers. The Ethos-U targets prefetch one layer ahead, as
+Vela does; from the program start a ResNet-8 plan took 122 KiB where Vela uses 51.
 Buffers are placed greedy-by-size (TFLite Micro's GreedyMemoryPlanner, Vela's greedy allocator):
 largest first, at the lowest offset free over its live range; ``MemoryPlan.peak`` is the SRAM
 used, as Vela reports it (the arena's highest allocated byte). When the plan does not fit, the
@@ -167,10 +168,11 @@ class Planner:
                     f"available (sram_bytes={self.sram_limit}); use a target with more SRAM or a "
                     "smaller layer") from None
         residents = [Buffer(r, align(self.nbytes(r)), a, b) for r, (a, b) in live.items()]
-        # A step's scratch is live from the step before it, so its weights and first stripes load
-        # while the previous layer computes (as Vela prebuffers the next operation's weights in the
-        # current one's slack); failing that, only during the step itself.
-        for prefetch in (1, 0):
+        # A step's scratch is live from ``prefetch`` steps before it, so its weights and first
+        # stripes load while earlier layers compute: as far ahead as the target allows
+        # (prefetch_layers; Vela prebuffers one operation ahead) and the SRAM holds, else less.
+        ahead = self.target.prefetch_layers if self.target is not None else 0
+        for prefetch in sorted({ahead or len(self.steps), min(2, ahead or 2), 1, 0}, reverse=True):
             buffers = residents + [Buffer(f"scratch:{i}", align(p.scratch_bytes), max(0, i - prefetch), i)
                                    for i, p in tiles.items() if p.scratch_bytes]
             peak = _greedy_by_size(buffers)

@@ -9,8 +9,8 @@ costs its own layer nothing. ``busy_cycles`` is what the layer
 keeps its busiest engine busy (``compute_cycles`` and ``dma_cycles`` split it into the busiest
 compute engine and the busiest DMA channel), overlap or not; ``span_cycles`` from its first
 instruction's start to its last one's end. Its roofline is ``max(MACs / peak MACs per cycle,
-DRAM bytes / DRAM bytes per cycle)`` over the cores it ran on, and ``efficiency = roofline /
-busy_cycles`` (how well the layer uses the engines while it runs).
+DMA bytes / DRAM bytes per cycle)`` over the cores it ran on (as the summary's), and
+``efficiency = roofline / busy_cycles`` (how well the layer uses the engines while it runs).
 """
 
 from __future__ import annotations
@@ -41,18 +41,21 @@ def layer_rows(cm, execution) -> list[dict]:
         busy: dict[str, int] = defaultdict(int)
         for r in trace:
             busy[r.engine] += r.cycles
+            if r.engine.startswith("dma"):    # the DRAM bus the channels share
+                busy["dram_bus"] += math.ceil((r.dram_read + r.dram_write) / target.dram_bytes_per_cycle)
         cycles = sum(r.charged for r in trace)
         busy_cycles = max(busy.values(), default=0)
         compute = max((v for e, v in busy.items() if not e.startswith("dma")), default=0)
-        dma = max((v for e, v in busy.items() if e.startswith("dma")), default=0)
+        dma = max((v for e, v in busy.items() if e.startswith("dma") or e == "dram_bus"), default=0)
         macs = sum(r.macs for r in trace)
         dram = sum(r.dram_read + r.dram_write for r in trace)
         sram = sum(r.sram_read + r.sram_write for r in trace)
         energy_pj = sum(r.energy_pj for r in trace)
         roofline = 0
         if step.where == "npu":
+            dma_bytes = sum(r.dram_read + r.dram_write for r in trace if r.engine.startswith("dma"))
             roofline = math.ceil(max(macs / (target.mac.macs_per_cycle * cores),
-                                     dram / target.dram_bytes_per_cycle))
+                                     dma_bytes / target.dram_bytes_per_cycle))
         idx = step_index[step.name]
         inputs = [n for i in idx for n in cm.steps[i].inputs]
         rows.append({

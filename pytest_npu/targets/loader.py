@@ -13,7 +13,7 @@ TOML layout (the built-ins in ``builtin/`` document every key with a comment)::
              elementwise_width, lut_width, overhead_cycles
     [memory] sram_kib, sram_bytes_per_cycle, dram_mib, dram_bytes_per_cycle,
              dram_latency_cycles, dram_burst_bytes, dma_channels,
-             [sram_latency_cycles, sram_burst_bytes, io_memory, weight_compression]
+             [sram_latency_cycles, sram_burst_bytes, io_memory, prefetch_layers, weight_compression]
     [isa]    operations, dtypes, max_kernel, max_stride, max_dilation, max_channels, max_padding
     [host]   ops_per_second, overhead_us
     [energy] mac_int8_pj, mac_int16_pj, sram_read_pj_per_byte, sram_write_pj_per_byte,
@@ -173,6 +173,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "sram_latency_cycles": Key("int", _non_negative, default=0),
         "sram_burst_bytes": Key("int", _non_negative, default=0),
         "io_memory": Key("str", _one_of(*IO_MEMORIES), default="dram"),
+        "prefetch_layers": Key("int", _non_negative, default=0),
         "weight_compression": Key("str", _one_of(*WEIGHT_COMPRESSIONS), default="none"),
     },
     "isa": {
@@ -348,6 +349,7 @@ def from_dict(data: dict[str, Any], source: str = "<dict>", path: Path | None = 
         energy=Energy(**{k: float(v) for k, v in energy.items()}),
         blocks=blocks, sram_latency_cycles=memory["sram_latency_cycles"],
         sram_burst_bytes=memory["sram_burst_bytes"], io_memory=memory["io_memory"],
+        prefetch_layers=memory["prefetch_layers"],
         weight_compression=memory["weight_compression"], vela_accelerator=top["vela_accelerator"],
         path=path, model_note=top["model_note"],
     )
@@ -421,6 +423,7 @@ def to_toml(target: Target) -> str:
                    "dram_burst_bytes": target.dram_burst_bytes, "dma_channels": target.dma_channels,
                    "sram_latency_cycles": target.sram_latency_cycles,
                    "sram_burst_bytes": target.sram_burst_bytes, "io_memory": target.io_memory,
+                   "prefetch_layers": target.prefetch_layers,
                    "weight_compression": target.weight_compression},
         "isa": {"operations": target.operations, "dtypes": target.dtypes,
                 **{k: getattr(target.limits, k) for k in SCHEMA["isa"] if k.startswith("max_")}},

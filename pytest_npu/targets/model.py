@@ -112,6 +112,7 @@ class Target:
     sram_latency_cycles: int = 0        # SRAM access latency, paid by the first block of an operation
     sram_burst_bytes: int = 0           # SRAM burst length: shorter runs waste the rest (0: no penalty)
     io_memory: str = "dram"             # where the graph's inputs and outputs live: "dram" | "sram"
+    prefetch_layers: int = 0            # layers ahead a layer's weights may load (0: as many as SRAM holds)
     weight_compression: str = "none"    # "none" | "ethos-u": weight DMAs move the encoded stream
     vela_accelerator: str = ""          # Vela --accelerator-config this target follows ("" = none)
     path: Path | None = field(default=None, compare=False)
