@@ -10,8 +10,8 @@ import pytest
 
 from pytest_npu import targets
 from pytest_npu.errors import PeerError
-from pytest_npu.harness.markers import METRICS, parse_budget_kwargs
 from pytest_npu.harness import session
+from pytest_npu.harness.markers import METRICS, parse_budget_kwargs
 from pytest_npu.harness.session import NpuRunner, RunnerOptions, _Model
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "vela" / "conv_pool_fc.tflite"
