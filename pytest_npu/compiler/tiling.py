@@ -4,7 +4,9 @@ A tile's working set is every streamed input stripe, the weight/bias slice it ne
 operand and the streamed output stripe. Inputs and outputs kept resident in SRAM by the memory
 planner are read/written in place and cost the tile nothing. With ``nbuf`` > 1 consecutive tiles
 alternate between buffer slots so the DMA of tile i+1 overlaps the compute of tile i (and cores
-work on different slots at the same time).
+work on different slots at the same time). On a block-model target a layer's output channels are
+also cut into weight slices (:func:`weight_slice`, as Vela streams weights), so the weights of
+one slice load while the MAC array works on the one before.
 """
 
 from __future__ import annotations
