@@ -430,8 +430,9 @@ def _shared_provenance(changes: list[tuple[str, list[str]]], judged: int) -> lis
         if judged == 1:
             out.append(f"provenance changed: {', '.join(texts)}")
             continue
+        named = f" ({', '.join(scope)})" if len(scope) <= 3 else ""
         entries = f"all {len(scope)} test x targets" if len(scope) == judged else \
-            f"{len(scope)} of {judged} test x targets ({', '.join(scope)})"
+            f"{len(scope)} of {judged} test x targets{named}"
         out.append(f"provenance changed for {entries}: {', '.join(texts)}")
     return out
 
