@@ -108,8 +108,6 @@ DEFAULTS: tuple[DefaultRule, ...] = (
                 "float reference, next to 1: moved up to 1.2e-6 between float kernels, 5e-11 between CPUs"),
 )
 _DEFAULT_BY_FIGURE = {figure: rule.tolerance for rule in DEFAULTS for figure in rule.figures}
-#: figures computed against a float reference (the rest are exact arithmetic on integer results)
-FLOAT_REFERENCE_FIGURES = frozenset({*_DEFAULT_BY_FIGURE, "top1_drop"})
 
 
 def default_tolerance(metric: str) -> Tolerance:
@@ -120,7 +118,8 @@ def default_tolerance(metric: str) -> Tolerance:
 def defaults_text() -> str:
     """The defaults in one sentence."""
     loose = "; ".join(f"{', '.join(rule.figures)} {rule.tolerance}" for rule in DEFAULTS)
-    return f"defaults: every figure exact, except {loose} (figures against a float reference: measured CPU drift)"
+    return (f"defaults: every figure exact, except {loose} (figures against a float reference, from the "
+            f"drift measured between CPUs: docs/baselines.md#tolerances)")
 
 
 def option_help(what: str) -> str:

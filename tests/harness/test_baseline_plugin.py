@@ -338,14 +338,21 @@ def _entries(suite: pytest.Pytester, name: str = "test_port.json") -> dict:
 
 
 def test_adding_a_target_keeps_every_other_targets_entries(targeted):
+    """The reported loss: `--npu-target=acme-nano.toml --npu-update-baseline` removed every entry of the
+    configured targets. Now it records the new target's entries and touches nothing else."""
+    import pytest_npu.targets
+
+    builtin = Path(pytest_npu.targets.__file__).with_name("builtin") / "u65-512.toml"
+    (targeted.path / "acme-nano.toml").write_text(builtin.read_text().replace('name = "u65-512"',
+                                                                              'name = "acme-nano"'))
     before = _entries(targeted)
-    result = run(targeted, "--npu-target=u65-512", "--npu-update-baseline")
+    result = run(targeted, "--npu-target=acme-nano.toml", "--npu-update-baseline")
     result.assert_outcomes(passed=2)
     assert "stale" not in result.stdout.str() and "removed" not in result.stdout.str()
     after = _entries(targeted)
-    assert {key: value for key, value in after.items() if "u65-512" not in key} == before
-    assert sorted(after) == ["test_other[edge-3core]", "test_other[u55-256]", "test_other[u65-512]",
-                             "test_port[edge-3core]", "test_port[u55-256]", "test_port[u65-512]"]
+    assert {key: value for key, value in after.items() if "acme-nano" not in key} == before
+    assert sorted(after) == ["test_other[acme-nano]", "test_other[edge-3core]", "test_other[u55-256]",
+                             "test_port[acme-nano]", "test_port[edge-3core]", "test_port[u55-256]"]
     run(targeted).assert_outcomes(passed=4)                  # the configured targets still compare clean
 
 
