@@ -44,7 +44,8 @@ def pytest_addoption(parser):
     group.addoption("--npu-json", metavar="PATH", default=None,
                     help="write every record (metrics, budgets, layers, provenance) as JSON. ini: npu_json")
     group.addoption("--npu-markdown", metavar="PATH", default=None,
-                    help="write a Markdown summary (e.g. $GITHUB_STEP_SUMMARY). ini: npu_markdown")
+                    help="append a Markdown summary to PATH (e.g. $GITHUB_STEP_SUMMARY, which collects every "
+                         "step's summary). ini: npu_markdown")
     group.addoption("--npu-batch", type=_positive_int, default=None, metavar="N",
                     help="emulate at most N inferences at a time (each owns an emulated DRAM image). "
                          "ini: npu_batch. Default: 64")
@@ -53,7 +54,7 @@ def pytest_addoption(parser):
                          "ini: npu_host_runs. Default: 5")
     parser.addini("npu_targets", "NPU targets to run on (names or .toml paths)", type="args", default=[])
     parser.addini("npu_json", "path of the JSON run record", default="")
-    parser.addini("npu_markdown", "path of the Markdown summary", default="")
+    parser.addini("npu_markdown", "path the Markdown summary is appended to", default="")
     parser.addini("npu_batch", "emulate at most this many inferences at a time", default="64")
     parser.addini("npu_host_runs", "host timing repetitions (0 disables)", default="5")
 

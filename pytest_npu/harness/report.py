@@ -87,9 +87,10 @@ def write_json(path, records, targets: list[str], enforce: bool) -> None:
 
 
 def write_markdown(path, records, enforce: bool) -> None:
-    from .baseline import atomic_write_text
+    """Appended, never replaced: ``$GITHUB_STEP_SUMMARY`` collects every step's summary."""
+    from .baseline import append_text
 
-    atomic_write_text(path, markdown(records, enforce) + "\n")
+    append_text(path, markdown(records, enforce) + "\n")
 
 
 def _strict(value):
