@@ -29,6 +29,7 @@ _OPERATION_FOR = {
     "transpose": "dma",
 }
 ALIAS_OPS = frozenset({"reshape"})
+_RAW_MOVES = frozenset({"reshape", "transpose", "concat", "pad"})   # exact on integers with no scale
 ADD_LEFT_SHIFT = 20      # TFLite's quantised int8 add: inputs pre-shifted by 20 bits before rescaling
 
 
@@ -160,7 +161,8 @@ class Legalizer:
     def quant(self, name: str, node: Node) -> QuantParams:
         t = self.tensor(name)
         if t.quant is None or t.dtype == "float32":
-            raise _Refuse(f"tensor '{name}' is float (not quantised)")
+            raise _Refuse(f"tensor '{name}' is float (not quantised)" if t.dtype == "float32"
+                          else f"{t.dtype} tensor '{name}' has no quantisation parameters (not quantised)")
         return t.quant
 
     def _check_dtype(self, name: str, node: Node) -> str:
@@ -189,6 +191,13 @@ class Legalizer:
     def _input_span(dtype: str, zp: int) -> int:
         lo, hi = dtype_range(dtype)
         return max(abs(lo - zp), abs(hi - zp))
+
+    def _one_image(self, name: str) -> None:
+        """Image instructions take one (H, W, C) feature map per inference."""
+        shape = tuple(self.tensor(name).shape)
+        if len(shape) != 4 or shape[0] != 1:
+            raise _Refuse(f"input '{name}' of shape {shape} is not one NHWC image (a leading axis of "
+                          f"{shape[0] if shape else 0} is part of the data, not a batch)")
 
     def _check_limits(self, node: Node, kernel=(1, 1), stride=(1, 1), dilation=(1, 1),
                       padding=(0, 0, 0, 0), channels: int = 0) -> None:
@@ -387,6 +396,7 @@ class Legalizer:
             outs.append(consumer.outputs[0])
             out_views.append(list(perm) if perm else None)
         attrs = {"onnx_op": node.attrs["onnx_op"], "onnx_attrs": _jsonable(node.attrs.get("onnx_attrs", {})),
+                 **({"onnx_consts": node.attrs["onnx_consts"]} if "onnx_consts" in node.attrs else {}),
                  "in_quant": [quant_dict(self.tensor(n).quant) for n in ins],
                  "out_quant": [quant_dict(self.tensor(n).quant) for n in outs]}
         if "opset" in self.graph.metadata:
@@ -401,7 +411,12 @@ class Legalizer:
         """Why the node must run on the host because of its tensors ("" if they are all quantised):
         a float32 tensor the quantiser left in float, or an integer tensor without fixed quant
         parameters (dynamic quantisation's uint8 activations and int32 accumulators)."""
-        for name in list(node.inputs) + list(node.outputs):
+        names = [n for n in list(node.inputs) + list(node.outputs) if n]
+        if node.op in _RAW_MOVES and node.op != "pad" and all(
+                self.tensor(n).quant is None and self.tensor(n).dtype == self.tensor(names[0]).dtype
+                and self.tensor(n).dtype in self.target.dtypes for n in names if not self.tensor(n).is_constant):
+            return ""               # integers moved as they are: no scale needed
+        for name in names:
             t = self.graph.tensors.get(name) if name else None
             if t is None or t.is_constant or t.quant is not None:
                 continue
@@ -438,16 +453,15 @@ class Legalizer:
             if "opset" in self.graph.metadata:
                 attrs["opset"] = int(self.graph.metadata["opset"])
             attrs["onnx_shapes"] = self._onnx_shapes(node.inputs, node.outputs)
-        rank_drop = 1 if len(self.tensor(node.inputs[0]).shape) >= 2 else 0
-        for key in ("axis",):
-            if key in attrs and isinstance(attrs[key], int) and attrs[key] >= 0:
-                attrs[key] -= rank_drop
-        if node.op == "transpose" and "perm" in attrs and rank_drop:
-            attrs["perm"] = [int(p) - 1 for p in attrs["perm"][1:]]
-        if node.op == "reshape" and "shape" in attrs:
-            attrs["shape"] = list(sample_shape(tuple(self.tensor(node.outputs[0]).shape)))
-        if node.op == "pad" and "pads" in attrs and rank_drop:
-            attrs["pads"] = attrs["pads"][1:]
+        if node.op != "float_op":
+            # axis-like attrs keep the IR's meaning: the host sees each operand in its full IR shape
+            attrs["ir_shapes"] = {"in": [[int(d) for d in self.tensor(n).shape] for n in operands],
+                                  "out": [[int(d) for d in self.tensor(n).shape] for n in node.outputs]}
+            self._refuse_guessed_scale(node, operands)
+        q = self.tensor(node.inputs[0]).quant if node.op == "pad" else None
+        if q is not None:
+            # the IR stores the pad value in the input's quantised domain; the host pads real values
+            attrs["value"] = float(q.dequantize(np.asarray(node.attrs.get("value", 0))).reshape(-1)[0])
         clamp = node.attrs.get("clamp")
         if clamp is not None:     # quantised output: integer bounds; float output: real bounds
             attrs["clamp"] = [None if not np.isfinite(v) else (float(v) if self.tensor(node.outputs[0]).quant
@@ -460,6 +474,22 @@ class Legalizer:
         return Step(node.name, node.op, "host", operands, list(node.outputs), where="host", reason=reason,
                     params=params, host_inputs=operands)
 
+    def _refuse_guessed_scale(self, node: Node, operands: list[str]) -> None:
+        """A host layer computes on real values: an integer operand with no scale could only be
+        read by guessing one. Pure data movement is exact on raw integers; anything else is refused."""
+        raw = [n for n in operands if not self.tensor(n).is_constant and self.tensor(n).quant is None
+               and self.tensor(n).dtype != "float32"]
+        if not raw:
+            return
+        moves = node.op in _RAW_MOVES and all(
+            self.tensor(n).quant is None and self.tensor(n).dtype == self.tensor(raw[0]).dtype
+            for n in [*operands, *node.outputs] if not self.tensor(n).is_constant)
+        if not moves:
+            raise CompileError(
+                f"layer '{node.name}' ({node.op}): '{raw[0]}' holds {self.tensor(raw[0]).dtype} integers with no "
+                "quantisation parameters, so computing on their real values would mean guessing a scale; "
+                "give the tensor a DequantizeLinear (static quantisation) or keep this part in float")
+
     # ---- MAC ops ------------------------------------------------------------------------------
     def _conv_like(self, node: Node, depthwise: bool) -> Step:
         x, w = node.inputs[0], node.inputs[1]
@@ -467,6 +497,7 @@ class Legalizer:
         padding = tuple(node.attrs.get("padding", (0, 0, 0, 0)))
         if node.name in self.pad_overrides:
             x, padding = self.pad_overrides[node.name]
+        self._one_image(x)
         dtype = self._check_dtype(x, node)
         out = node.outputs[0]
         out_q = self.quant(out, node)
@@ -584,6 +615,7 @@ class Legalizer:
     # ---- pooling ------------------------------------------------------------------------------
     def _lower_max_pool(self, node: Node) -> Step:
         x, out = node.inputs[0], node.outputs[0]
+        self._one_image(x)
         dtype = self._check_dtype(x, node)
         s_in, z_in = _per_tensor(self.quant(x, node), "the input")
         out_q = self.quant(out, node)
@@ -606,6 +638,7 @@ class Legalizer:
 
     def _avg_pool(self, node: Node, kernel, stride, padding) -> Step:
         x, out = node.inputs[0], node.outputs[0]
+        self._one_image(x)
         dtype = self._check_dtype(x, node)
         s_in, z_in = _per_tensor(self.quant(x, node), "the input")
         out_q = self.quant(out, node)
@@ -729,10 +762,10 @@ class Legalizer:
         s_in, z_in = _per_tensor(in_q, "the input")
         s_out, z_out = _per_tensor(out_q, "the output")
         lo, hi = _clamp(node, out_q)
-        if lo_real is not None:
-            lo = max(lo, int(np.rint(lo_real / s_out)) + z_out)
-        if hi_real is not None:
-            hi = min(hi, int(np.rint(hi_real / s_out)) + z_out)
+        if lo_real is not None and lo_real > -math.inf:      # a bound of -inf/inf clamps nothing
+            lo = max(lo, int(np.clip(np.rint(lo_real / s_out) + z_out, *dtype_range(out_q.dtype))))
+        if hi_real is not None and hi_real < math.inf:
+            hi = min(hi, int(np.clip(np.rint(hi_real / s_out) + z_out, *dtype_range(out_q.dtype))))
         req = self._requant_bounded(np.array([s_in]), out_q, lo, hi, in_q.dtype,
                                     self._input_span(in_q.dtype, z_in))
         return Step(node.name, node.op, "rescale", [x], [out],
@@ -787,18 +820,26 @@ class Legalizer:
         return parts
 
     def _lower_transpose(self, node: Node) -> Step:
-        x, out, in_q, out_q = self._unary_io(node)
+        x, out = node.inputs[0], node.outputs[0]
+        tin, tout = self.tensor(x), self.tensor(out)
+        if tin.quant is None and tout.quant is None and tin.dtype == tout.dtype != "float32":
+            dtype = tin.dtype            # raw integers: the DMA moves them as they are
+            if dtype not in self.target.dtypes:
+                raise _Refuse(f"{dtype} tensor ('{x}') is not in {self.target.name}'s dtypes")
+        else:
+            _, _, in_q, out_q = self._unary_io(node)
+            if in_q.dtype != out_q.dtype or not self._same_quant(x, out):
+                raise _Refuse("transpose that also changes the quantisation")
+            dtype = in_q.dtype
         perm = [int(p) for p in node.attrs["perm"]]
-        full = tuple(self.tensor(x).shape)
+        full = tuple(tin.shape)
         if len(full) >= 2 and full[0] == 1:
             if perm[0] != 0:
                 raise _Refuse("transpose that moves the batch axis")
             perm = [p - 1 for p in perm[1:]]
         if len(perm) > 3:
             raise _Refuse(f"rank-{len(perm)} transpose (the DMA moves 3-D blocks)")
-        if in_q.dtype != out_q.dtype or not np.allclose(np.atleast_1d(in_q.scale), np.atleast_1d(out_q.scale)):
-            raise _Refuse("transpose that also changes the quantisation")
-        return Step(node.name, node.op, "transpose", [x], [out], params=dict(perm=perm, dtype=in_q.dtype))
+        return Step(node.name, node.op, "transpose", [x], [out], params=dict(perm=perm, dtype=dtype))
 
 
 def _float_function(node: Node, x: np.ndarray) -> np.ndarray:

@@ -162,11 +162,21 @@ def _load_external_data(proto: onnx.ModelProto, source: str, folder: Path | None
         if not resolved.is_file():
             raise ModelError(f"{source}: initializer '{tensor.name}' needs external data file "
                              f"'{location}', which is missing next to the model")
-        offset = int(info.get("offset", 0) or 0)
-        length = info.get("length")
+        try:
+            offset = int(info.get("offset", 0) or 0)
+            length = int(info["length"]) if info.get("length") not in (None, "") else None
+        except ValueError:
+            raise ModelError(f"{source}: initializer '{tensor.name}' has a non-numeric external data "
+                             f"offset/length ({info.get('offset')!r}, {info.get('length')!r}); re-export "
+                             "the model") from None
+        size = resolved.stat().st_size
+        if offset < 0 or (length is not None and length < 0) or offset > size:
+            raise ModelError(f"{source}: initializer '{tensor.name}' reads '{location}' at offset {offset}"
+                             f"{'' if length is None else f', length {length}'}, outside the file's {size} "
+                             "bytes; the model or its data file is corrupt -- re-export it")
         with open(resolved, "rb") as fh:
             fh.seek(offset)
-            raw = fh.read(int(length)) if length is not None else fh.read()
+            raw = fh.read(length) if length is not None else fh.read()
         expected = _expected_bytes(tensor)
         if expected is not None and len(raw) != expected:
             raise ModelError(f"{source}: initializer '{tensor.name}' expects {expected} bytes in "
@@ -203,7 +213,10 @@ def prepare(proto: onnx.ModelProto, *, source: str, folder: Path | None = None, 
     """Validate, bind dims, infer shapes and fold constants until nothing changes."""
     graph = proto.graph
     _name_nodes(graph)
-    opset = _opset(proto)
+    opset = _opset(proto, source)
+    if not graph.output:
+        raise ModelError(f"{source}: the graph declares no outputs, so nothing would be computed; "
+                         "list the tensors to return in graph.output")
     _check_ops(graph, source)
     _check_inputs_defined(graph, source)
     _sort_or_refuse_cycles(graph, source)
@@ -222,6 +235,9 @@ def prepare(proto: onnx.ModelProto, *, source: str, folder: Path | None = None, 
     fold_patterns(view)
     _check_static(view)
     _check_leftover_fold_only(view)
+    _check_dtypes(view)
+    _check_weights(view)
+    _check_outputs(view)
     return view
 
 
@@ -233,9 +249,14 @@ def _name_nodes(graph: onnx.GraphProto) -> None:
         seen.add(node.name)
 
 
-def _opset(proto: onnx.ModelProto) -> int:
+def _opset(proto: onnx.ModelProto, source: str) -> int:
+    newest = onnx.defs.onnx_opset_version()
     for imp in proto.opset_import:
         if imp.domain in ("", "ai.onnx"):
+            if not 1 <= imp.version <= newest:
+                raise ModelError(f"{source}: the model declares ONNX opset {imp.version}; the installed onnx "
+                                 f"knows opsets 1..{newest}, so its operators' semantics are unknown. "
+                                 "Re-export with a released opset (pytest_npu.compress exports 21)")
             return int(imp.version)
     return 1
 
@@ -562,6 +583,65 @@ def _check_static(view: OnnxView) -> None:
                 raise ModelError(f"{view.where(node)}: the shape of '{name}' is unknown after shape "
                                  "inference and constant folding; export with static shapes or pass "
                                  "bindings={...} for the symbolic dims")
+
+
+# dtypes a tensor computed at run time may have (npu.isa.DTYPES): the rest are refused by name
+RUNTIME_DTYPES = frozenset({"float32", "int8", "uint8", "int16", "int32"})
+_DTYPE_HINTS = {"float16": "export in float32 (model.float()) or quantise it",
+                "bfloat16": "export in float32 (model.float()) or quantise it",
+                "float64": "export in float32 (model.float())",
+                "uint16": "quantise activations as int16 (QuantType.QInt16)",
+                "bool": "compute masks in the exporter as constants, or outside the model",
+                "int64": "keep int64 for shapes and indices that fold to constants"}
+
+
+def _check_dtypes(view: OnnxView) -> None:
+    """Every tensor computed at run time has a dtype the NPU or the host can hold."""
+    def problem(name: str) -> str | None:
+        dtype = view.dtypes.get(name, "float32")
+        if dtype in RUNTIME_DTYPES or name in view.consts:
+            return None
+        hint = _DTYPE_HINTS.get(dtype, "pytest-npu runs float32, int8/uint8/int16 quantised and int32 tensors")
+        return f"is {dtype}, which pytest-npu cannot run ({hint})"
+
+    for name in view.inputs:
+        if (why := problem(name)) is not None:
+            raise ModelError(f"{view.source}: input '{name}' {why}")
+    for node in view.nodes:
+        for name in node.output:
+            if name and (why := problem(name)) is not None:
+                raise ModelError(f"{view.where(node)}: output '{name}' {why}")
+
+
+# positions of weight-like constants: a NaN or infinity there is a corrupt model, not a value
+# (an infinite constant elsewhere can be meant: an attention mask's -inf, a Clip bound)
+_WEIGHT_INPUTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (0, 1),
+                  "BatchNormalization": (1, 2, 3, 4), "LayerNormalization": (1, 2), "PRelu": (1,)}
+
+
+def _check_weights(view: OnnxView) -> None:
+    for node in view.nodes:
+        for i, name in enumerate(node.input):
+            arr = view.consts.get(name) if name else None
+            if arr is None or arr.dtype.kind != "f" or arr.size == 0:
+                continue
+            bad = ~np.isfinite(arr) if i in _WEIGHT_INPUTS.get(node.op_type, ()) else np.isnan(arr)
+            if bad.any():
+                what = "NaN" if np.isnan(arr).any() else "infinite values"
+                raise ModelError(f"{view.where(node)}: constant '{name}' holds {what} ({int(bad.sum())} of "
+                                 f"{arr.size}); the weights are corrupt -- re-export or retrain the model")
+
+
+def _check_outputs(view: OnnxView) -> None:
+    view.outputs = list(dict.fromkeys(view.outputs))   # an output listed twice is one output
+    for name in view.outputs:
+        if name in view.consts:
+            raise ModelError(f"{view.source}: output '{name}' is a constant (it folds to a value that "
+                             "does not depend on any input), so there is nothing to run for it; drop it "
+                             "from the graph outputs")
+        if name in view.inputs:
+            raise ModelError(f"{view.source}: output '{name}' is the graph input itself; there is "
+                             "nothing to run for it -- drop it from the graph outputs")
 
 
 def _check_leftover_fold_only(view: OnnxView) -> None:
