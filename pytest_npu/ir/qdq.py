@@ -323,6 +323,8 @@ class _Folder:
         data = _MULTI_DATA.get(op, tuple(range(len(node.input))) if op == "Concat" else (0,))
         sources = [self.int_source(node.input[i]) if i < len(node.input) else None for i in data]
         outs = [o for o in node.output if o]
+        if op == "MatMul" and all(s is not None for s in sources) and self.matmul_add(node, sources):
+            return
         if op in QUANTISABLE and len(outs) == 1 and all(s is not None for s in sources):
             if not v.dtypes.get(outs[0], "float32").startswith("float"):
                 if op in PASS_THROUGH and all(x not in self.dq for x in node.input[:1]):
@@ -351,6 +353,36 @@ class _Folder:
             self.tensor(o)
         self.nodes.append(Node(node.name, op, inputs, list(node.output), attrs_of(node),
                                source_ops=[op] + v.folded.get(node.name, [])))
+
+    def matmul_add(self, node: onnx.NodeProto, sources: list) -> bool:
+        """``DQ(x) -> MatMul(DQ(w)) -> Add(DQ(int32 bias)) [-> Relu] -> Q`` (how tf2onnx writes a
+        dense layer) is one quantised Gemm: the Add's constant is the fully-connected bias."""
+        v = self.view
+        y = node.output[0]
+        users = self.users.get(y, [])
+        if (len(users) != 1 or users[0].op_type != "Add" or y in v.outputs or len(v.shapes.get(node.input[0], ())) != 2
+                or not self.tensors[sources[1]].is_constant or len(self.tensors[sources[1]].shape) != 2):
+            return False
+        add = users[0]
+        bias = add.input[1] if add.input[0] == y else add.input[0]
+        n = self.tensors[sources[1]].shape[1]
+        constant = bias in v.consts or (bias in self.dq and self.tensors[self.dq[bias]].is_constant)
+        if not constant or int(np.prod(v.shapes.get(bias, (0,)))) != n or v.shapes[bias][-1] != n:
+            return False
+        chain = self.q_chain(add.output[0])
+        if chain is None:
+            return False
+        clamps, qs = chain
+        qp = self.q_params(qs[0])
+        gemm = onnx.helper.make_node("Gemm", [node.input[0], node.input[1], bias], [qs[0].output[0]], name=node.name)
+        self.emit(gemm, "Gemm", {0: sources[0], 1: sources[1]}, qs[0].output[0], qp,
+                  clamp=_clamp(v, clamps, qp), extra=["Add", *(c.op_type for c in clamps)])
+        for absorbed in [add, *clamps, *qs]:
+            self.absorbed.add(id(absorbed))
+        for q in qs[1:]:
+            self.tensor(q.output[0], self.q_params(q))
+            self.nodes.append(Node(q.name, "Rescale", [qs[0].output[0]], [q.output[0]], source_ops=["QuantizeLinear"]))
+        return True
 
     def emit(self, node: onnx.NodeProto, op: str, data: dict[int, str], out: str,
              out_quant: QuantParams | None, *, clamp=None, extra=()) -> None:
