@@ -396,7 +396,7 @@ class Legalizer:
             outs.append(consumer.outputs[0])
             out_views.append(list(perm) if perm else None)
         attrs = {"onnx_op": node.attrs["onnx_op"], "onnx_attrs": _jsonable(node.attrs.get("onnx_attrs", {})),
-                 **({"onnx_consts": node.attrs["onnx_consts"]} if "onnx_consts" in node.attrs else {}),
+                 **{k: node.attrs[k] for k in ("onnx_consts", "onnx_empty") if k in node.attrs},
                  "in_quant": [quant_dict(self.tensor(n).quant) for n in ins],
                  "out_quant": [quant_dict(self.tensor(n).quant) for n in outs]}
         if "opset" in self.graph.metadata:

@@ -576,7 +576,8 @@ class _Lowerer:
 
     def _variadic(self, node: Node, op: str) -> None:
         if len(node.inputs) != 2:
-            raise self.fail(node, f"{len(node.inputs)} inputs; only the two-input form is supported")
+            self.float_op(node)        # one or three+ operands: the host runs the ONNX operator
+            return
         self._binary(node, op, node.inputs)
 
     def op_Div(self, node: Node) -> None:
@@ -814,7 +815,8 @@ class _Lowerer:
         a = node.attrs
         mode = a.get("mode", "constant")
         if mode != "constant":
-            raise self.fail(node, f"mode='{mode}' is not supported; only constant padding is")
+            self.float_op(node)          # edge / reflect / wrap padding: the host runs the ONNX operator
+            return
         rank = len(self.lt(x).shape)
         pads = self._const_input(node, 1, "pads") if len(node.inputs) > 1 else a.get("pads")
         if pads is None:
@@ -827,11 +829,15 @@ class _Lowerer:
         for i, ax in enumerate(axes):
             per_axis[ax] = (pads[i], pads[i + len(axes)])
         if any(lo < 0 or hi < 0 for lo, hi in per_axis):
-            raise self.fail(node, f"negative pads {pads} (cropping) are not supported")
-        value = float(np.asarray(self._const_input(node, 2, "constant_value")).reshape(())) \
-            if len(node.inputs) > 2 and node.inputs[2] else float(a.get("value", 0.0))
+            self.float_op(node)          # negative pads crop: the host runs the ONNX operator
+            return
+        given = self._const_input(node, 2, "constant_value") if len(node.inputs) > 2 and node.inputs[2] \
+            else np.asarray(a.get("value", 0.0), np.float32)
+        value = float(np.asarray(given).reshape(()))
         xq = self.lt(x).quant
-        stored: float | int = value if xq is None else int(xq.quantize(np.asarray(value, np.float32)))
+        stored: float | int = value
+        if xq is not None:     # an integer constant_value pads integers as they are (no DequantizeLinear)
+            stored = int(value) if np.asarray(given).dtype.kind in "iu" else int(xq.quantize(np.asarray(value, np.float32)))
         if rank == 4:
             per_axis = [per_axis[i] for i in NHWC]
         self.emit(node, "pad", [self.act(x)], [self.out(out)],
@@ -847,25 +853,19 @@ class _Lowerer:
         x, out = node.inputs[0], node.outputs[0]
         a = node.attrs
         mode = a.get("mode", "nearest")
-        if mode != "nearest":
-            raise self.fail(node, f"mode='{mode}' is not supported; only nearest-neighbour Resize "
-                            "with integer upscaling is")
         xs, os_ = self.lt(x).shape, self.lt(out).shape
-        if len(xs) != 4 or xs[:2] != os_[:2]:
-            raise self.fail(node, f"resizes {xs}->{os_}; only the H and W axes of a 4-D tensor may change")
         factors = []
-        for axis in (2, 3):
-            if os_[axis] % xs[axis]:
-                raise self.fail(node, f"axis {axis} goes {xs[axis]}->{os_[axis]}: not an integer upscale")
-            factor = os_[axis] // xs[axis]
-            want = np.arange(os_[axis]) // factor
-            got = _nearest_index(a, xs[axis], os_[axis])
-            if got is None or not np.array_equal(want, got):
-                raise self.fail(node, "coordinate_transformation_mode="
-                                f"'{a.get('coordinate_transformation_mode', 'half_pixel')}' with nearest_mode="
-                                f"'{a.get('nearest_mode', 'round_prefer_floor')}' is not a pixel repeat; use "
-                                "asymmetric/floor or half_pixel")
-            factors.append(factor)
+        if mode == "nearest" and len(xs) == 4 and xs[:2] == os_[:2]:
+            for axis in (2, 3):
+                factor = os_[axis] // xs[axis]
+                got = _nearest_index(a, xs[axis], os_[axis])
+                if os_[axis] % xs[axis] == 0 and got is not None and np.array_equal(np.arange(os_[axis]) // factor, got):
+                    factors.append(factor)
+        if len(factors) != 2:
+            # not a pixel repeat of H and W (linear/cubic, a fractional or downscale, another
+            # coordinate mode or axis): the host runs the ONNX operator
+            self.float_op(node)
+            return
         self.emit(node, "resize", [self.act(x)], [self.out(out)], {"scale": tuple(factors)})
 
     def op_Softmax(self, node: Node) -> None:
@@ -982,8 +982,10 @@ class _Lowerer:
                 fix.append((tmp, o))
             else:
                 outs.append(self.out(o))
+        empty = [i for i, x in enumerate(node.inputs) if not x]
         self.emit(node, "float_op", inputs, outs, {"onnx_op": op, "onnx_attrs": attrs,
-                                                   **({"onnx_consts": consts} if consts else {})})
+                                                   **({"onnx_consts": consts} if consts else {}),
+                                                   **({"onnx_empty": empty} if empty else {})})
         for tmp, o in fix:
             self.from_onnx_layout(node, tmp, o)
 

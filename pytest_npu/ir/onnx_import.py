@@ -33,11 +33,11 @@ SUPPORTED_OPS = frozenset({
     "Pad", "Resize", "Softmax", "BatchNormalization", "Identity", "Dropout",
     "LayerNormalization", "Gelu", "Erf", "ReduceMean", "QuantizeLinear", "DequantizeLinear", "QLinearConv",
     "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear", "Cast", "Constant",
+    # run on the host with ONNX semantics when they do not fold to constants
+    "Gather", "Slice", "Expand", "Where", "Equal", "Not", "Floor", "Ceil", "Sqrt", "Neg", "Abs",
+    "Pow", "ReduceProd",
 })
-FOLD_ONLY_OPS = frozenset({
-    "Shape", "Size", "Gather", "Slice", "ConstantOfShape", "Range", "Equal", "Where", "Expand",
-    "ReduceProd", "Not", "Floor", "Ceil", "Sqrt", "Neg", "Abs", "Pow",
-})
+FOLD_ONLY_OPS = frozenset({"Shape", "Size", "ConstantOfShape", "Range"})
 MICROSOFT_OPS = frozenset({
     "QGemm", "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu",
     "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "QuantizeLinear",
@@ -227,6 +227,7 @@ def prepare(proto: onnx.ModelProto, *, source: str, folder: Path | None = None, 
         inferred = _infer(proto, source)
         view = _view(inferred, source, opset)
         changed = _fold_constants(view)
+        _check_outputs(view)
         _write_back(proto, view)
         if not changed:
             break
@@ -237,7 +238,6 @@ def prepare(proto: onnx.ModelProto, *, source: str, folder: Path | None = None, 
     _check_leftover_fold_only(view)
     _check_dtypes(view)
     _check_weights(view)
-    _check_outputs(view)
     return view
 
 

@@ -33,11 +33,11 @@ QUANTISABLE = frozenset({
     "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Min", "Max", "MaxPool", "AveragePool",
     "GlobalAveragePool", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Pad",
     "Resize", "Softmax", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "LeakyRelu", "Gelu",
-    "Relu", "Clip", "LayerNormalization", "Identity", "ReduceMean",
+    "Relu", "Clip", "LayerNormalization", "Identity", "ReduceMean", "Slice", "Gather", "Expand",
 })
 # Ops that act on integer tensors directly in QOperator models; the output keeps the input's params.
 PASS_THROUGH = frozenset({"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
-                          "Pad", "Resize", "Identity", "Concat"})
+                          "Pad", "Resize", "Identity", "Concat", "Slice", "Gather", "Expand"})
 # Inputs that carry data (the rest are shapes, axes, pads, scales, or float parameters).
 _MULTI_DATA = {"Conv": (0, 1), "Gemm": (0, 1), "MatMul": (0, 1), "Add": (0, 1), "Sub": (0, 1),
                "Mul": (0, 1), "Min": (0, 1), "Max": (0, 1)}
@@ -45,7 +45,7 @@ _BIAS_INPUT = {"Conv": 2, "Gemm": 2}
 # Ops that only move integers: on integer tensors their output holds the input's values, so the
 # input's quantisation (known from a DequantizeLinear anywhere along the chain) is the output's.
 MOVES = frozenset({"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Slice",
-                   "Pad", "Concat"})
+                   "Pad", "Concat", "Gather", "Expand"})
 _QUANT_DTYPES = frozenset({"int8", "uint8", "int16", "uint16", "int32"})
 
 # QOperator op -> (float op, [(x, scale, zp) per data input], (y scale, y zp), bias input or None)

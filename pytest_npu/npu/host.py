@@ -18,8 +18,9 @@ dequantise as 2 and quantise as 4 (divide, round, add, clamp), and a transcenden
 ``attrs["onnx_op"]``/``attrs["onnx_attrs"]`` (optional ``onnx_domain``, ``opset``); every input
 is passed as float32 with the batch axis, and sessions are cached per op, attributes and shapes.
 ``attrs["onnx_consts"]`` lists constant inputs no runtime tensor can hold (int64 axes, shapes) as
-``[position, dtype, shape, values]``: they are initializers of the one-node model, and the
-operands fill the other positions in order.
+``[position, dtype, shape, values]``: they are initializers of the one-node model;
+``attrs["onnx_empty"]`` lists the positions of omitted optional inputs; the operands fill the
+other positions in order.
 """
 
 from __future__ import annotations
@@ -218,14 +219,16 @@ def _layernorm(x: np.ndarray, attrs: dict, extra: list[np.ndarray]) -> np.ndarra
 
 @lru_cache(maxsize=64)
 def _session(op: str, attrs_json: str, domain: str, opset: int, shapes: tuple, dtypes: tuple, n_out: int,
-             consts_json: str = "[]"):
+             consts_json: str = "[]", empty: tuple = ()):
     import onnxruntime as ort
     from onnx import helper, numpy_helper
 
     consts = {int(c[0]): c for c in json.loads(consts_json)}
     names, inits, k = [], [], 0
-    for position in range(len(shapes) + len(consts)):
-        if position in consts:
+    for position in range(len(shapes) + len(consts) + len(empty)):
+        if position in empty:
+            names.append("")
+        elif position in consts:
             _, dtype, shape, values = consts[position]
             names.append(f"const{position}")
             inits.append(numpy_helper.from_array(np.asarray(values, dtype).reshape(shape), names[-1]))
@@ -283,7 +286,7 @@ def _float_op(attrs: dict, xs: list[np.ndarray], n_out: int) -> list[np.ndarray]
         batch = xs[0].shape[0]
         results = _onnx_run(op, attrs, [x.reshape(batch, *s[1:]) for x, s in zip(xs, ins)], n_out)
         return [np.asarray(r).reshape(batch, *_sample_shape(s)) for r, s in zip(results, outs)]
-    per_sample = [_onnx_run(op, attrs, [x[n].reshape(shape) for x, shape in zip(xs, ins)], n_out)
+    per_sample = [_onnx_run(op, attrs, [np.asarray(x[n]).reshape(shape) for x, shape in zip(xs, ins)], n_out)
                   for n in range(xs[0].shape[0] if xs else 0)]
     return [np.stack([np.asarray(sample[k]).reshape(-1) for sample in per_sample])
             .reshape(len(per_sample), *_sample_shape(outs[k])) for k in range(n_out)]
@@ -310,7 +313,7 @@ def _onnx_run(op: str, attrs: dict, xs: list[np.ndarray], n_out: int) -> list[np
     session = _session(op, json.dumps(attrs.get("onnx_attrs", {}), sort_keys=True),
                        attrs.get("onnx_domain", ""), int(attrs.get("opset", 17)),
                        tuple(tuple(x.shape) for x in xs), tuple(str(x.dtype) for x in xs), n_out,
-                       json.dumps(attrs.get("onnx_consts", [])))
+                       json.dumps(attrs.get("onnx_consts", [])), tuple(attrs.get("onnx_empty", ())))
     results = session.run(None, {f"in{i}": x for i, x in enumerate(xs)})
     return [np.asarray(o, np.float32) if np.asarray(o).dtype.kind == "f" else np.asarray(o) for o in results]
 

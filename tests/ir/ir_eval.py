@@ -137,7 +137,7 @@ def _float_op(node, raw: list[np.ndarray], graph: Graph) -> list[np.ndarray]:
     from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
 
-    names = [f"i{k}" if x else "" for k, x in enumerate(node.inputs)]
+    names = [f"i{k}" if x else "" for k, x in enumerate(node.inputs)]   # "" = an omitted input
     consts = {int(c[0]): c for c in node.attrs.get("onnx_consts", [])}   # int64 axes and the like
     inits = []
     for k, (position, dtype, shape, values) in consts.items():
