@@ -395,10 +395,10 @@ class Legalizer:
             members.append(consumer.name)
             outs.append(consumer.outputs[0])
             out_views.append(list(perm) if perm else None)
-        attrs = {"onnx_op": node.attrs["onnx_op"], "onnx_attrs": _jsonable(node.attrs.get("onnx_attrs", {})),
-                 **{k: node.attrs[k] for k in ("onnx_consts", "onnx_empty") if k in node.attrs},
-                 "in_quant": [quant_dict(self.tensor(n).quant) for n in ins],
-                 "out_quant": [quant_dict(self.tensor(n).quant) for n in outs]}
+        attrs: dict[str, Any] = {k: node.attrs[k] for k in ("onnx_consts", "onnx_empty") if k in node.attrs}
+        attrs.update({"onnx_op": node.attrs["onnx_op"], "onnx_attrs": _jsonable(node.attrs.get("onnx_attrs", {})),
+                      "in_quant": [quant_dict(self.tensor(n).quant) for n in ins],
+                      "out_quant": [quant_dict(self.tensor(n).quant) for n in outs]})
         if "opset" in self.graph.metadata:
             attrs["opset"] = int(self.graph.metadata["opset"])
         attrs["onnx_shapes"] = self._onnx_shapes(node.inputs, node.outputs)
