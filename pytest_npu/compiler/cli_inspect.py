@@ -51,11 +51,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"model {args.model} on {cm.target.name} ({cm.options['cores']} core(s), "
           f"SRAM plan peak {cm.memory.peak / 1024:.1f} of {cm.target.sram_bytes / 1024:.0f} KiB)")
     print(f"supported on the NPU: {', '.join(npu_ops) or '(none)'}")
-    unsupported = cm.unsupported()
+    unsupported = [s for s in cm.steps if s.where == "host"]
     if unsupported:
-        print("run on the host:")
-        for layer, op, reason in unsupported:
-            print(f"  {layer} ({op}): {reason}")
+        print("run on the host (and what would move each to the NPU):")
+        for step in unsupported:
+            print(f"  {step.name} ({step.op}): {step.reason}")
+            print(f"    to move it: {step.hint}")
     else:
         print("run on the host: (none)")
     print()

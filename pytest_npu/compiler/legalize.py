@@ -9,6 +9,7 @@ move bytes around and never touch scales.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,7 @@ class Step:
     params: dict[str, Any] = field(default_factory=dict)
     consts: dict[str, np.ndarray] = field(default_factory=dict)
     host_inputs: list[str] = field(default_factory=list)   # host steps: every operand (incl. constants)
+    hint: str = ""                    # host steps: what would move the layer to the NPU
 
     @property
     def output(self) -> str:
@@ -260,6 +262,7 @@ class Legalizer:
                         f"layer '{node.name}' ({node.op}): {refusal} and {self.target.name} has "
                         "fallback = \"error\"; pass fallback=\"host\" or change the model") from None
                 lowered = self._host_step(node, str(refusal))
+                lowered.hint = move_hint(node, str(refusal), self.target)
             steps.extend(lowered if isinstance(lowered, list) else [lowered])
         steps = self._write_concat_slices_in_place(steps, alias_steps)
         return Legalized(steps, aliases, alias_steps)
@@ -404,7 +407,8 @@ class Legalizer:
         attrs["onnx_shapes"] = self._onnx_shapes(node.inputs, node.outputs)
         reason = f"{node.attrs['onnx_op']} has no NPU form (run by onnxruntime on the host)"
         step = Step(node.name, "float_op", "host", ins, outs, where="host", reason=reason,
-                    params={"attrs": attrs, "views": {"in": in_views, "out": out_views}}, host_inputs=ins)
+                    params={"attrs": attrs, "views": {"in": in_views, "out": out_views}}, host_inputs=ins,
+                    hint=move_hint(node, reason, self.target))
         return step, members
 
     def _unquantised(self, node: Node) -> str:
@@ -840,6 +844,52 @@ class Legalizer:
         if len(perm) > 3:
             raise _Refuse(f"rank-{len(perm)} transpose (the DMA moves 3-D blocks)")
         return Step(node.name, node.op, "transpose", [x], [out], params=dict(perm=perm, dtype=dtype))
+
+
+# What would move a host layer to the NPU, by the rule that sent it there (first match wins).
+_HINTS: list[tuple[str, str]] = [
+    (r"float32 tensor: not quantised", "quantise the {source} (pytest_npu.compress.quantize does; with "
+     "onnxruntime's quantize_static pass op_types_to_quantize including '{source}', e.g. "
+     "pytest_npu.compress.quantize.op_types_to_quantize())"),
+    (r"no fixed scale|has no quantisation parameters", "quantise statically with calibration data "
+     "(pytest_npu.compress.quantize or onnxruntime's quantize_static), so every activation has a fixed scale"),
+    (r"has no NPU form|no table for|is not in \S+ instruction set \(no NPU instruction",
+     "nothing on this target: no NPU instruction computes {op}; replace it in the model (or accept the host cost)"),
+    (r"needs (\w+), which is not in", "a target whose [isa] operations list '{g1}'"),
+    (r"is not in \S+ instruction set", "a target whose [isa] operations list '{op}'"),
+    (r"(\w+) (\d+) exceeds \S+ max_\w+ (\d+)", "a {g1} of at most {g3} in the model, or a target with a "
+     "larger max_{g1}"),
+    (r"activations \('[^']*'\) are not in \S+ dtypes (\[.*\])", "activations quantised as one of {g1} "
+     "(activation_type=QuantType.QInt8 or QInt16)"),
+    (r"output is not in \S+ dtypes|tensor \('[^']*'\) is not in", "int8 (or int16) tensors around this layer"),
+    (r"quantised per channel", "per-tensor quantisation of this tensor (per-channel scales are for weights)"),
+    (r"is not one NHWC image", "an export with a dynamic (or size-1) batch axis, so the batch is not part "
+     "of the image"),
+    (r"LUT unit has 256 int8 entries", "int8 activations around this layer (the LUT has 256 entries)"),
+    (r"count_include_pad=0", "count_include_pad=1, or no padding, in the average pool"),
+    (r"broadcast|neither operand has the output's shape|first operand broadcasts",
+     "operands of the output's shape, or broadcast per tensor or per channel (last axis)"),
+    (r"different (input and output )?scales|changes the quantisation|dtype differs|different dtypes",
+     "the same quantisation on both sides of this layer (re-run the quantiser)"),
+    (r"concat along axis", "a concatenation along the channel (last) axis"),
+    (r"concat with a constant", "activations only as concatenation operands"),
+    (r"batched matmul|rank-\d+ (input|transpose)|moves the batch axis|non-image tensor",
+     "2-D (or 3-D for transposes) operands with the batch axis first"),
+    (r"weights|weight zero points|bias", "int8 weights with one zero point and an int32 bias (a standard "
+     "static quantisation)"),
+]
+
+
+def move_hint(node: Node, reason: str, target: Target) -> str:
+    """What would move ``node`` from the host to the NPU, given the ``reason`` it is on the host."""
+    source = (node.source_ops[0] if node.source_ops else "") or str(node.attrs.get("onnx_op", node.op))
+    for pattern, text in _HINTS:
+        match = re.search(pattern, reason)
+        if match:
+            groups = {f"g{i}": g for i, g in enumerate(match.groups(), 1)}
+            return text.format(source=source, op=node.op if node.op != "float_op" else source,
+                               target=target.name, **{k: v or "" for k, v in groups.items()})
+    return "see docs/guide/limits.md for what the NPU runs"
 
 
 def _float_function(node: Node, x: np.ndarray) -> np.ndarray:

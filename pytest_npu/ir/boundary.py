@@ -43,13 +43,10 @@ def batch_blocker(lg: Logical, opset: int) -> str | None:
         where = f"node '{node.name}' ({node.op})"
         if reason:
             return f"{where} {reason}"
-        for k, o in enumerate(node.outputs):
+        for o in node.outputs:
             if not o:
                 continue
             shape = lg.tensors[o].shape
-            if node.op == "DynamicQuantizeLinear" and k > 0:
-                carried.add(o)         # its scale and zero point: scalars of one inference
-                continue
             if not shape or shape[0] != 1:
                 return f"{where} gives '{o}' the shape {tuple(shape)}, so axis 0 is no batch axis after it"
             carried.add(o)
@@ -86,6 +83,14 @@ def _mixes(node, live: list[int], tensors: dict[str, Tensor], opset: int) -> str
         if 0 in norm:
             return "acts on axis 0, the batch axis"
         return ""
+    if op == "Slice":
+        axes_in = node.inputs[3] if len(node.inputs) > 3 else ""
+        if not axes_in:
+            return "slices every axis, the batch axis included"
+        axes = np.asarray(tensors[axes_in].data).reshape(-1) if tensors[axes_in].is_constant else [0]
+        if 0 in {int(x) % max(rank, 1) for x in axes}:
+            return "slices axis 0, the batch axis"
+        return ""
     if op == "Transpose":
         perm = a.get("perm")
         if perm is None and rank > 1 or perm is not None and int(perm[0]) != 0:
@@ -99,4 +104,7 @@ def _mixes(node, live: list[int], tensors: dict[str, Tensor], opset: int) -> str
         if 1 in live and len(tensors[node.inputs[1]].shape) <= 2:
             return "contracts over axis 0 of its second operand, the batch axis"
         return ""
-    return ""      # DynamicQuantizeLinear's scale is one inference's statistic, as deployed
+    if op == "DynamicQuantizeLinear":
+        return ("computes one scale over the whole tensor, batch axis included (stack inferences on a "
+                "new leading axis to quantise each on its own)")
+    return ""

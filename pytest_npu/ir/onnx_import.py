@@ -57,16 +57,50 @@ def from_onnx(model: str | os.PathLike | onnx.ModelProto | bytes, *, batch: int 
     ``batch`` is the value the leading symbolic dim of every input takes (the emulator runs
     batches in lock-step, so 1 is the norm); ``bindings`` gives values for other symbolic dims.
     """
+    proto, source, folder = load_model(model)
+    leading = _fixed_batch(proto)
+    if leading is not None and batch == 1:
+        # A fixed batch of N: if the model is the same computation on each of its N samples, import
+        # it for one and let run() stack N (the NPU runs one image at a time); otherwise as it is.
+        trial = onnx.ModelProto()
+        trial.CopyFrom(proto)
+        for value in _graph_inputs(trial.graph):
+            value.type.tensor_type.shape.dim[0].dim_value = 1
+        try:
+            graph = _import(trial, source, folder, batch, bindings)
+        except ModelError:
+            graph = None
+        if graph is not None and "batch_blocker" not in graph.metadata:
+            graph.metadata["model_batch"] = leading
+            return graph
+    return _import(proto, source, folder, batch, bindings)
+
+
+def _import(proto: onnx.ModelProto, source: str, folder: Path | None, batch: int,
+            bindings: dict[str, int] | None) -> Graph:
     from .layout import lower
     from .qdq import fold_quantization
 
-    proto, source, folder = load_model(model)
     view = prepare(proto, source=source, folder=folder, batch=batch, bindings=bindings)
     logical = fold_quantization(view)
     graph = lower(logical, view)
     graph.source = source
     check_graph(graph)
     return graph
+
+
+def _graph_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+    initializers = {t.name for t in graph.initializer}
+    return [v for v in graph.input if v.name not in initializers and v.type.HasField("tensor_type")]
+
+
+def _fixed_batch(proto: onnx.ModelProto) -> int | None:
+    """The fixed leading size N > 1 every graph input shares (None if they do not)."""
+    sizes = set()
+    for value in _graph_inputs(proto.graph):
+        dims = value.type.tensor_type.shape.dim
+        sizes.add(dims[0].dim_value if dims and dims[0].HasField("dim_value") else 0)
+    return sizes.pop() if len(sizes) == 1 and min(sizes) > 1 else None
 
 
 def check_graph(graph: Graph) -> None:

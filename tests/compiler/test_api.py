@@ -120,7 +120,8 @@ def test_cli_inspect_and_asm(tmp_path, capsys):
     onnx.save(q, path)
     assert main(["inspect", str(path), "--target", "u55-128", "--batch", "2"]) == 0
     out = capsys.readouterr().out
-    assert "run on the host:" in out and "softmax" in out and "not in u55-128's instruction set" in out
+    assert "run on the host (and what would move each to the NPU):" in out and "softmax" in out
+    assert "not in u55-128's instruction set" in out and "to move it: nothing on this target" in out
     for column in ("layer", "MACs", "cycles", "DRAM KiB", "SRAM KiB", "energy uJ", "efficiency"):
         assert column in out
     assert "roofline" in out and "efficiency" in out
