@@ -13,6 +13,7 @@ The import runs in three stages so each has one job:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -412,7 +413,9 @@ def _infer(proto: onnx.ModelProto, source: str) -> onnx.ModelProto:
                                                     data_prop=True)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{source}: ONNX shape inference failed: {first}. Check the input "
+            where = re.search(r"\(op_type:(\w+), node name: ([^)]*)\)", str(exc))
+            at = f" at node '{where.group(2)}' ({where.group(1)})" if where else ""
+            raise ModelError(f"{source}: ONNX shape inference failed{at}: {first}. Check the input "
                              "shapes and bindings you passed") from None
         extra = _contrib_value_infos(inferred)
         if not extra:
