@@ -256,6 +256,7 @@ def prepare(proto: onnx.ModelProto, *, source: str, folder: Path | None = None, 
     _check_inputs_defined(graph, source)
     _sort_or_refuse_cycles(graph, source)
     _light_check(proto, source)
+    _prune_unused(graph)
     _bind_dims(graph, source, batch, bindings or {})
     view = None
     for _ in range(8):
@@ -364,6 +365,22 @@ def _sort_or_refuse_cycles(graph: onnx.GraphProto, source: str) -> None:
             c.CopyFrom(n)
         del graph.node[:]
         graph.node.extend(copies)
+
+
+def _prune_unused(graph: onnx.GraphProto) -> None:
+    """Drop nodes that feed no graph output (onnxruntime never runs them; neither should the NPU)."""
+    needed = {o.name for o in graph.output}
+    keep = []
+    for node in reversed(graph.node):
+        if any(o in needed for o in node.output if o):
+            keep.append(node)
+            needed.update(x for x in node.input if x)
+    if len(keep) != len(graph.node):
+        kept = [onnx.NodeProto() for _ in keep]
+        for copy, node in zip(kept, reversed(keep)):
+            copy.CopyFrom(node)
+        del graph.node[:]
+        graph.node.extend(kept)
 
 
 def _light_check(proto: onnx.ModelProto, source: str) -> None:
