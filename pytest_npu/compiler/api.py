@@ -170,6 +170,9 @@ class CompiledModel:
                 raise InputError(self._shape_problem(name, arr.shape, b, quantized))
             modes.add(mode)
             counts.add(arrays[name].shape[0])
+        if 0 in counts:
+            raise InputError(f"the inputs hold no inference (a leading axis of 0): {sorted(arrays)}; pass at "
+                             "least one")
         if len(counts) > 1 or len(modes) > 1:
             raise InputError(f"inputs disagree on how many inferences they hold ({sorted(counts)} "
                              f"stacked as {sorted(modes)}); give every input the same leading count")

@@ -249,6 +249,8 @@ class Legalizer:
                 if unquantised:
                     raise _Refuse(unquantised)
                 operation = _OPERATION_FOR.get(node.op)
+                if operation is None and node.op == "float_op":
+                    raise _Refuse(f"{node.attrs['onnx_op']} has no NPU form (run by onnxruntime on the host)")
                 if operation is None:
                     raise _Refuse(f"{node.op} is not in {self.target.name}'s instruction set "
                                   "(no NPU instruction computes it)")
@@ -398,7 +400,8 @@ class Legalizer:
             members.append(consumer.name)
             outs.append(consumer.outputs[0])
             out_views.append(list(perm) if perm else None)
-        attrs: dict[str, Any] = {k: node.attrs[k] for k in ("onnx_consts", "onnx_empty") if k in node.attrs}
+        attrs: dict[str, Any] = {k: node.attrs[k] for k in ("onnx_consts", "onnx_empty", "onnx_integers")
+                                 if k in node.attrs}
         attrs.update({"onnx_op": node.attrs["onnx_op"], "onnx_attrs": _jsonable(node.attrs.get("onnx_attrs", {})),
                       "in_quant": [quant_dict(self.tensor(n).quant) for n in ins],
                       "out_quant": [quant_dict(self.tensor(n).quant) for n in outs]})

@@ -29,6 +29,9 @@ _UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "ha
 # whole-tensor statistics): they run on the NHWC tensor directly, no transposes.
 _LAYOUT_FREE = frozenset({"Cast", "Erf", "DynamicQuantizeLinear"})
 _RUNTIME_DTYPES = frozenset({"float32", "int8", "uint8", "int16", "int32"})
+# ONNX ops whose output only copies input values: exact on integers of one quantisation
+_INTEGER_MOVES = frozenset({"Slice", "Gather", "Expand", "Pad", "Transpose", "Reshape", "Squeeze",
+                            "Unsqueeze", "Flatten", "Concat", "Identity"})
 _CLAMPABLE = frozenset({"conv2d", "depthwise_conv2d", "fully_connected", "matmul", "add", "sub",
                         "mul", "max_pool", "avg_pool", "global_avg_pool"})
 
@@ -355,6 +358,10 @@ class _Lowerer:
         co, cig, kh, kw = np.asarray(w.data).shape
         ci = self.lt(x).shape[1]
         group = int(node.attrs.get("group", 1))
+        if group < 1 or ci != cig * group or co % group:
+            raise self.fail(node, f"input '{x}' has {ci} channels, but weight '{w_name}' of shape "
+                            f"{tuple(np.asarray(w.data).shape)} with group={group} takes {cig * group} "
+                            f"(and needs output channels divisible by the group)")
         stride, dilation, padding = self._window(node, x, (kh, kw))
         data, wq = np.asarray(w.data), w.quant
         attrs = {"stride": stride, "dilation": dilation, "padding": padding}
@@ -948,8 +955,10 @@ class _Lowerer:
         """An ONNX node the NPU cannot express: run on the host with ONNX semantics (NCHW).
 
         Quantised operands are dequantised first and quantised results requantised after
-        (``rescale`` nodes), so the host always computes on real values."""
-        if any(x and self.lt(x).quant is not None for x in node.inputs + node.outputs):
+        (``rescale`` nodes), so the host always computes on real values -- except for an op that
+        only moves integers between tensors of one quantisation, which runs on the integers."""
+        integers = self._moves_integers(node)
+        if not integers and any(x and self.lt(x).quant is not None for x in node.inputs + node.outputs):
             self._float_op_on_reals(node)
             return
         op = node.op
@@ -985,9 +994,24 @@ class _Lowerer:
         empty = [i for i, x in enumerate(node.inputs) if not x]
         self.emit(node, "float_op", inputs, outs, {"onnx_op": op, "onnx_attrs": attrs,
                                                    **({"onnx_consts": consts} if consts else {}),
-                                                   **({"onnx_empty": empty} if empty else {})})
+                                                   **({"onnx_empty": empty} if empty else {}),
+                                                   **({"onnx_integers": True} if integers else {})})
         for tmp, o in fix:
             self.from_onnx_layout(node, tmp, o)
+
+    def _moves_integers(self, node: Node) -> bool:
+        """``node`` copies integers between activations of one quantisation (Slice, Gather, Pad,
+        Expand...): the host runs the ONNX operator on the integers themselves, exactly."""
+        if node.op not in _INTEGER_MOVES:
+            return False
+        data = [x for i, x in enumerate(node.inputs[:1] + node.outputs[:1]) if x]
+        tensors = [self.lt(x) for x in data]
+        if any(t.quant is None or t.is_constant for t in tensors):
+            return False
+        if node.op == "Pad" and len(node.inputs) > 2 and node.inputs[2] \
+                and self.lt(node.inputs[2]).dtype.startswith("float"):
+            return False        # a real pad value: the host pads real values
+        return all(same_quant(tensors[0].quant, t.quant) and t.dtype == tensors[0].dtype for t in tensors)
 
     def _float_op_on_reals(self, node: Node) -> None:
         reals = []

@@ -63,8 +63,11 @@ def from_onnx(model: str | os.PathLike | onnx.ModelProto | bytes, *, batch: int 
     if leading is not None and batch == 1:
         # A fixed batch of N: if the model is the same computation on each of its N samples, import
         # it for one and let run() stack N (the NPU runs one image at a time); otherwise as it is.
+        if proto.graph.value_info:
+            _infer(proto, source)       # the declared shapes hold for the model as it is
         trial = onnx.ModelProto()
         trial.CopyFrom(proto)
+        del trial.graph.value_info[:]
         for value in _graph_inputs(trial.graph):
             value.type.tensor_type.shape.dim[0].dim_value = 1
         try:
@@ -86,6 +89,7 @@ def _import(proto: onnx.ModelProto, source: str, folder: Path | None, batch: int
     logical = fold_quantization(view)
     graph = lower(logical, view)
     graph.source = source
+    _prune_unused(graph)
     check_graph(graph)
     return graph
 
@@ -256,7 +260,8 @@ def prepare(proto: onnx.ModelProto, *, source: str, folder: Path | None = None, 
     _check_inputs_defined(graph, source)
     _sort_or_refuse_cycles(graph, source)
     _light_check(proto, source)
-    _prune_unused(graph)
+    if graph.value_info:
+        _infer(proto, source)           # shapes the model declares must agree with its inputs' (as onnxruntime checks)
     _bind_dims(graph, source, batch, bindings or {})
     view = None
     for _ in range(8):
@@ -367,20 +372,17 @@ def _sort_or_refuse_cycles(graph: onnx.GraphProto, source: str) -> None:
         graph.node.extend(copies)
 
 
-def _prune_unused(graph: onnx.GraphProto) -> None:
-    """Drop nodes that feed no graph output (onnxruntime never runs them; neither should the NPU)."""
-    needed = {o.name for o in graph.output}
+def _prune_unused(graph: Graph) -> None:
+    """Drop nodes that feed no graph output (onnxruntime runs but never uses them), after the
+    import checked them like any other node."""
+    needed = set(graph.outputs)
     keep = []
-    for node in reversed(graph.node):
-        if any(o in needed for o in node.output if o):
+    for node in reversed(graph.nodes):
+        if any(o in needed for o in node.outputs if o):
             keep.append(node)
-            needed.update(x for x in node.input if x)
-    if len(keep) != len(graph.node):
-        kept = [onnx.NodeProto() for _ in keep]
-        for copy, node in zip(kept, reversed(keep)):
-            copy.CopyFrom(node)
-        del graph.node[:]
-        graph.node.extend(kept)
+            needed.update(x for x in node.inputs if x)
+    graph.nodes = keep[::-1]
+    graph.tensors = {k: t for k, t in graph.tensors.items() if k in needed or k in graph.inputs}
 
 
 def _light_check(proto: onnx.ModelProto, source: str) -> None:
@@ -433,7 +435,8 @@ def _infer(proto: onnx.ModelProto, source: str) -> onnx.ModelProto:
             where = re.search(r"\(op_type:(\w+), node name: ([^)]*)\)", str(exc))
             at = f" at node '{where.group(2)}' ({where.group(1)})" if where else ""
             raise ModelError(f"{source}: ONNX shape inference failed{at}: {first}. Check the input "
-                             "shapes and bindings you passed") from None
+                             "shapes (and the shapes the model declares for its tensors) and the bindings "
+                             "you passed") from None
         extra = _contrib_value_infos(inferred)
         if not extra:
             return inferred

@@ -91,6 +91,10 @@ def quant_params(view: OnnxView, node: onnx.NodeProto, scale: str, zero_point: s
     if s.ndim > 1 or s.size < 1:
         raise ModelError(f"{view.where(node)}: scale '{scale}' has shape {s.shape}; only per-tensor or "
                          "per-channel (1-D) quantisation is supported (blocked quantisation is not)")
+    explicit = attrs_of(node).get("axis") if node.op_type in ("QuantizeLinear", "DequantizeLinear") else None
+    if explicit is not None and not -len(shape) <= int(explicit) < max(len(shape), 1):
+        raise ModelError(f"{view.where(node)}: axis={explicit} does not exist in a tensor of shape "
+                         f"{tuple(shape)}")
     if zp.shape != s.shape and zp.size != s.size:
         raise ModelError(f"{view.where(node)}: zero point '{zero_point}' has {zp.size} values for {s.size} "
                          "scales; they must match one to one")
@@ -144,6 +148,19 @@ class _Folder:
         elif quant is not None and self.tensors[name].quant is None:
             self.tensors[name].quant = quant
         return self.tensors[name]
+
+    def claim(self, name: str, quant: QuantParams | None, node: onnx.NodeProto) -> Tensor:
+        """``self.tensor(name, quant)`` for a tensor ``node`` produces: its integers must not be read
+        with other parameters (a DequantizeLinear with another scale would need a guessed rescale)."""
+        t = self.tensor(name, quant)
+        if quant is not None and t.quant is not None and not t.is_constant and not same_quant(t.quant, quant):
+            readers = [u.name for u in self.users.get(name, []) if u.op_type == "DequantizeLinear"]
+            raise ModelError(f"{self.view.where(node)}: produces '{name}' with scale "
+                             f"{np.asarray(quant.scale).tolist()} / zero point {np.asarray(quant.zero_point).tolist()}, "
+                             f"but {', '.join(repr(r) for r in readers) or 'another node'} reads it with scale "
+                             f"{np.asarray(t.quant.scale).tolist()} / zero point {np.asarray(t.quant.zero_point).tolist()}; "
+                             "the integers mean one thing -- re-run the quantiser")
+        return t
 
     def int_source(self, name: str) -> str | None:
         """The integer tensor behind a float name (via DQ), or the name itself if it is quantised."""
@@ -245,7 +262,7 @@ class _Folder:
     def lone_quantize(self, node: onnx.NodeProto) -> None:
         x, y = node.input[0], node.output[0]
         qp = self.q_params(node)
-        self.tensor(y, qp)
+        self.claim(y, qp, node)
         src = self.dq.get(x)
         if src is not None and not self.tensors[src].is_constant:
             if same_quant(self.tensors[src].quant, qp) and y not in self.view.outputs:
@@ -344,7 +361,7 @@ class _Folder:
                     for q in qs:
                         self.absorbed.add(id(q))
                     for q in qs[1:]:
-                        self.tensor(q.output[0], self.q_params(q))
+                        self.claim(q.output[0], self.q_params(q), q)
                         self.nodes.append(Node(q.name, "Rescale", [main], [q.output[0]],
                                                source_ops=["QuantizeLinear"]))
                     return
@@ -380,7 +397,7 @@ class _Folder:
         for absorbed in [add, *clamps, *qs]:
             self.absorbed.add(id(absorbed))
         for q in qs[1:]:
-            self.tensor(q.output[0], self.q_params(q))
+            self.claim(q.output[0], self.q_params(q), q)
             self.nodes.append(Node(q.name, "Rescale", [qs[0].output[0]], [q.output[0]], source_ops=["QuantizeLinear"]))
         return True
 
@@ -396,7 +413,7 @@ class _Folder:
                 inputs.append(self.dq[x])     # the layout stage requantises it to s_x * s_w if needed
             else:
                 inputs.append(self.dequantised(x) if x else "")
-        self.tensor(out, out_quant)
+        self.claim(out, out_quant, node)
         attrs = attrs_of(node)
         if clamp is not None:
             attrs["clamp"] = clamp
@@ -450,7 +467,7 @@ class _Folder:
             bq = QuantParams(scale, np.zeros(scale.shape, np.int64), "int32", 0 if scale.ndim else None)
             self.tensors[b] = Tensor(b, v.shapes[b], "int32", bq, v.consts[b].astype(np.int32))
             inputs.append(b)
-        self.tensor(y, out_q)
+        self.claim(y, out_q, node)
         attrs = {k: val for k, val in a.items() if k != "channels_last"}
         if base == "Gemm" and attrs.get("alpha", 1.0) != 1.0:
             raise ModelError(f"{v.where(node)}: QGemm alpha={attrs['alpha']} is not supported")

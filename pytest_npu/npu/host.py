@@ -389,8 +389,10 @@ def execute(op: str, attrs: dict[str, Any], inputs: list[np.ndarray]) -> list[np
     raw = [np.asarray(x) for x in inputs]
     if ir_shapes is not None:
         raw = _full_shapes(op, raw, ir_shapes)
-    # an ONNX operator takes its unquantised integer operands as they are (ConvInteger's uint8)
-    xs = [x if q is None and op == "float_op" and x.dtype.kind in "iu" else dequantize(x, q)
+    # an ONNX operator takes its unquantised integer operands as they are (ConvInteger's uint8), and
+    # one that only moves integers of one quantisation (attrs["onnx_integers"]) takes them all so
+    integers = op == "float_op" and bool(attrs.get("onnx_integers"))
+    xs = [x if (q is None or integers) and op == "float_op" and x.dtype.kind in "iu" else dequantize(x, q)
           for x, q in zip(raw, quants)]
     if ir_shapes is not None and op in _IMAGE_OPS and xs and xs[0].ndim > 4:
         xs[0] = xs[0].reshape(-1, *xs[0].shape[-3:])      # every leading axis holds whole images
@@ -430,7 +432,7 @@ def execute(op: str, attrs: dict[str, Any], inputs: list[np.ndarray]) -> list[np
     if len(results) != len(out_quant):
         raise EmulatorFault(f"host op {op!r} produced {len(results)} outputs but attrs['out_quant'] has "
                             f"{len(out_quant)} entries", operand="out_quant", kind="host")
-    stored = [_store(r, q) for r, q in zip(results, out_quant)]
+    stored = [_store(r, None if integers else q) for r, q in zip(results, out_quant)]
     clamp = attrs.get("clamp")
     if clamp is not None and stored:     # a fused Relu/Clip: output domain bounds, None = open
         lo, hi = clamp
