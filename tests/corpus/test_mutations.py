@@ -8,6 +8,7 @@ never a foreign exception, and never a result for a model onnxruntime finds inva
 from __future__ import annotations
 
 import os
+import tempfile
 from functools import cache
 
 import numpy as np
@@ -77,14 +78,15 @@ def base_models() -> tuple[bytes, ...]:
 
     out = []
     for model, shape in ((cnn, (4, 2, 4, 4)), (seq, (4, 5, 6))):
+        batches = [{"x": rng.normal(0, 1, shape).astype(np.float32)} for _ in range(4)]
+
         class Reader(CalibrationDataReader):
-            def __init__(self):
-                self.batches = iter([{"x": rng.normal(0, 1, shape).astype(np.float32)} for _ in range(4)])
+            def __init__(self, feeds=batches):
+                self.batches = iter(feeds)
 
             def get_next(self):
                 return next(self.batches, None)
 
-        import tempfile
         with tempfile.TemporaryDirectory() as tmp:
             onnx.save(model, f"{tmp}/f.onnx")
             quantize_static(f"{tmp}/f.onnx", f"{tmp}/q.onnx", Reader(), quant_format=QuantFormat.QDQ,
