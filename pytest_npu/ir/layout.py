@@ -22,6 +22,7 @@ from .qdq import Logical, dequantise, int_clamp, same_quant
 
 NHWC = (0, 2, 3, 1)   # IR axis i holds ONNX (NCHW) axis NHWC[i]
 NCHW = (0, 3, 1, 2)   # ONNX axis i holds IR axis NCHW[i]
+NWC = (0, 2, 1)       # a rank-3 NCW input of 1-D layers, in the IR
 _BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Min": "min", "Max": "max"}
 _UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hardswish",
           "Gelu": "gelu", "Rescale": "rescale"}
@@ -75,6 +76,10 @@ class _Lowerer:
                                for u in self.users[x])}
         self.native |= {n.outputs[0] for n in lg.nodes if n.op == "Transpose" and n.outputs[0] in lg.outputs
                         and n.inputs[0] in four and tuple(n.attrs.get("perm", ())) == NHWC}
+        # rank-3 NCW graph inputs that only 1-D layers read: NWC in the IR (run() transposes them,
+        # as it does NCHW images), so the first layer reads a one-row image with no transpose
+        self.nwc = {x for x in lg.inputs if len(lg.tensors[x].shape) == 3 and x not in lg.outputs
+                    and self.users.get(x) and all(_reads_rows(u, x) for u in self.users[x])}
 
     # -- helpers ------------------------------------------------------------------------------
     def where(self, node: Node) -> str:
@@ -118,6 +123,8 @@ class _Lowerer:
         if len(t.shape) == 4 and name not in self.native:
             shape = tuple(t.shape[i] for i in NHWC)
             self.tensors[name] = Tensor(name, shape, t.dtype, _permute_quant(t.quant, NHWC))
+        elif name in self.nwc:
+            self.tensors[name] = Tensor(name, tuple(t.shape[i] for i in NWC), t.dtype, _permute_quant(t.quant, NWC))
         else:
             self.tensors[name] = Tensor(name, t.shape, t.dtype, t.quant)
         return name
@@ -239,7 +246,7 @@ class _Lowerer:
             t = self.lg.tensors[name]
             quant = self.lg.input_quant.get(name) if name in self.lg.inputs else self.lg.output_quant.get(name)
             dtype = "float32" if quant is not None else tensors[name].dtype
-            perm = NHWC if len(t.shape) == 4 and name not in self.native else None
+            perm = NHWC if len(t.shape) == 4 and name not in self.native else NWC if name in self.nwc else None
             graph.io[name] = Boundary(tuple(int(d) for d in t.shape), dtype, perm, quant, blocker is None)
         return graph
 
@@ -311,6 +318,9 @@ class _Lowerer:
         n, c, w = t.shape
         self.lg.tensors[name] = Tensor(name, (n, c, 1, w), t.dtype, t.quant)
         src = self.act(x)
+        if x in self.nwc:             # already (N, W, C): the image is the same bytes
+            self.emit(node, "reshape", [src], [self.out(name)], {"shape": (n, 1, w, c)}, suffix="/row")
+            return name
         tmp = self.temp(f"{x}__nc1w", (n, c, 1, w), self.tensors[src])
         self.emit(node, "reshape", [src], [tmp], {"shape": (n, c, 1, w)}, suffix="/row")
         self.from_onnx_layout(node, tmp, name)
@@ -1043,6 +1053,15 @@ class _Lowerer:
         self.float_op(Node(node.name, node.op, reals, outs, dict(node.attrs), node.source_ops))
         for name, o in requant:
             self._unary(Node(node.name + "/quantize", "Rescale", [name], [o], {}, []), "rescale", {})
+
+
+def _reads_rows(node: Node, x: str) -> bool:
+    """``node`` reads rank-3 ``x`` as a one-row image (a 1-D convolution, pool or global mean)."""
+    if node.inputs[0] != x or x in node.inputs[1:]:
+        return False
+    if node.op in ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool"):
+        return True
+    return node.op == "ReduceMean" and node.attrs.get("axes") in ([2], [-1])
 
 
 def _real_name(base: str) -> str:
