@@ -16,8 +16,8 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
 import pytest_npu
-from pytest_npu.compress.quantize import op_types_to_quantize
 from pytest_npu.compiler.cli_inspect import run as inspect_run
+from pytest_npu.compress.quantize import op_types_to_quantize
 
 RNG = np.random.default_rng(11)
 
