@@ -220,3 +220,22 @@ def test_run_quantized_takes_the_model_layout():
     compiled = pytest_npu.compile(model, "u55-256")
     x = RNG.integers(-128, 128, (2, 8, 8, 3)).astype(np.int8)
     np.testing.assert_array_equal(compiled.run_quantized(x).outputs["y"], compiled.run(x).outputs["y"])
+
+
+def test_hypothesis_inputs_for_an_int8_model_are_its_integers(tmp_path):
+    from hypothesis import given, settings
+
+    from pytest_npu.strategies import inputs_for
+
+    model = tf2onnx_cnn()
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    compiled = pytest_npu.compile(path, "u55-256")
+
+    @settings(max_examples=5, deadline=None, database=None)
+    @given(inputs_for(path, batch=2, within="dtype"))
+    def check(x):
+        assert x.dtype == np.int8 and x.shape == (2, 8, 8, 3)
+        assert compiled.run(x).outputs["y"].shape == (2, 10)
+
+    check()
