@@ -537,7 +537,8 @@ def _view(proto: onnx.ModelProto, source: str, opset: int) -> OnnxView:
         if not vi.type.HasField("tensor_type"):
             continue
         if tt.elem_type:
-            dtypes[vi.name] = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)).name
+            dtypes[vi.name] = ("string" if tt.elem_type == onnx.TensorProto.STRING
+                               else np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)).name)
         if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
             shapes[vi.name] = tuple(int(d.dim_value) for d in tt.shape.dim)
     for name, arr in consts.items():

@@ -144,7 +144,7 @@ MODELS: dict[str, tuple[Callable[[Path], Path], type, str]] = {
     "bool_input": (_saved(lambda: _retyped_input(TensorProto.BOOL)), ModelError, "'raw' is bool"),
     "uint16_input": (_saved(lambda: _retyped_input(TensorProto.UINT16)), ModelError, "uint16"),
     "uint32_input": (_saved(lambda: _retyped_input(TensorProto.UINT32)), ModelError, "uint32"),
-    "string_input": (_saved(lambda: _retyped_input(TensorProto.STRING)), ModelError, "'raw'"),
+    "string_input": (_saved(lambda: _retyped_input(TensorProto.STRING)), ModelError, "'raw' is string"),
     "float16_inside": (_saved(lambda: _cast_to(TensorProto.FLOAT16, "to_half")), ModelError, "'to_half'"),
     "float8_inside": (_saved(lambda: _cast_to(TensorProto.FLOAT8E4M3FN, "to_fp8")), ModelError, "'to_fp8'"),
     "scale_wrong_length": (_saved(lambda: qdq_conv(w_scale=np.full(2, 0.01, np.float32), w_zp=np.zeros(2, np.int8))),
