@@ -22,12 +22,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def random_int_inputs(cm, batch: int, seed: int) -> dict[str, np.ndarray]:
+    """``batch`` inferences of seeded random values, as ``run_quantized()`` takes them: the IR's
+    dtype (floats for float32 inputs), stacked on a leading axis before the model's own shape."""
     rng = np.random.default_rng(seed)
     out = {}
     for name in cm.program.inputs:
-        info = cm.program.tensors[name]
-        lo, hi = np.iinfo(info.dtype).min, np.iinfo(info.dtype).max
-        out[name] = rng.integers(lo, hi, size=(batch, *info.shape), endpoint=True).astype(info.dtype)
+        dtype = cm.program.tensors[name].dtype
+        shape = (batch, *cm.graph.boundary(name).shape)
+        if dtype == "float32":
+            out[name] = rng.standard_normal(shape).astype(np.float32)
+        else:
+            lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+            out[name] = rng.integers(lo, hi, size=shape, endpoint=True).astype(dtype)
     return out
 
 
@@ -45,11 +51,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"model {args.model} on {cm.target.name} ({cm.options['cores']} core(s), "
           f"SRAM plan peak {cm.memory.peak / 1024:.1f} of {cm.target.sram_bytes / 1024:.0f} KiB)")
     print(f"supported on the NPU: {', '.join(npu_ops) or '(none)'}")
-    unsupported = cm.unsupported()
+    unsupported = [s for s in cm.steps if s.where == "host"]
     if unsupported:
-        print("run on the host:")
-        for layer, op, reason in unsupported:
-            print(f"  {layer} ({op}): {reason}")
+        print("run on the host (and what would move each to the NPU):")
+        for step in unsupported:
+            print(f"  {step.name} ({step.op}): {step.reason}")
+            print(f"    to move it: {step.hint}")
     else:
         print("run on the host: (none)")
     print()

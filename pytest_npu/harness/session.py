@@ -95,6 +95,7 @@ class _Model:
     blob: bytes
     sha256: str
     label: str                      # what to call it in messages (path or graph name)
+    path: str | None = None         # the file it was read from: external data sits beside it
 
     @classmethod
     def load(cls, obj, role: str) -> _Model:
@@ -118,7 +119,12 @@ class _Model:
             raise ModelError(f"{role}: cannot use a {type(obj).__name__} as a model; pass an .onnx path, an "
                              f"onnx.ModelProto, bytes, or a (quantized, float_model) pair.")
         digest = hashlib.sha256(blob).hexdigest()
-        return cls(blob, digest, label or f"<model {digest[:12]}>")
+        return cls(blob, digest, label or f"<model {digest[:12]}>", label if isinstance(obj, (str, os.PathLike)) else None)
+
+    @property
+    def source(self):
+        """What to hand to the compiler and onnxruntime: the path (its external data beside it) or the bytes."""
+        return self.path if self.path is not None else self.blob
 
     @cached_property
     def proto(self):
@@ -291,7 +297,7 @@ class NpuRunner:
             return self._compiled[key]
         import pytest_npu
 
-        compiled = pytest_npu.compile(model.blob, target, **options)
+        compiled = pytest_npu.compile(model.source, target, **options)
         self._compiled[key] = compiled
         return compiled
 
@@ -412,6 +418,7 @@ class NpuRunner:
     # -- helpers
     def _feeds(self, model: _Model, inputs) -> dict:
         import numpy as np
+        import onnx
 
         from ..errors import ModelError
         from .markers import suggest
@@ -434,12 +441,23 @@ class NpuRunner:
         declared = {value.name: value for value in model.proto.graph.input}
         batch = None
         for name, value in feeds.items():
-            array = np.asarray(value, dtype=np.float32)
+            try:
+                array = np.asarray(value)
+            except ValueError as exc:
+                raise ModelError(f"npu.run: input {name!r} of {model.label} is not an array of one shape "
+                                 f"({exc}); pass a numeric array, or an (x, labels) pair") from None
+            if array.dtype.kind not in "biuf":
+                raise ModelError(f"npu.run: input {name!r} of {model.label} holds {array.dtype} values; "
+                                 f"pass a numeric array.")
+            integer_input = declared[name].type.tensor_type.elem_type not in (onnx.TensorProto.FLOAT,
+                                                                                 onnx.TensorProto.UNDEFINED)
+            if not (integer_input and array.dtype.kind in "iu"):   # int8 inputs (tf2onnx) stay integers
+                array = array.astype(np.float32)
             rank = len(declared[name].type.tensor_type.shape.dim)
             if rank and array.ndim != rank:
                 raise ModelError(f"npu.run: input {name!r} of {model.label} has rank {array.ndim} "
                                  f"(shape {array.shape}); the model expects rank {rank} with the batch first.")
-            if not np.isfinite(array).all():
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
                 raise ModelError(f"npu.run: input {name!r} contains NaN or infinity; the NPU quantises "
                                  f"inputs, so give finite values.")
             if batch is not None and array.shape[0] != batch:
@@ -530,7 +548,8 @@ class NpuRunner:
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
                 options.use_deterministic_compute = True
             try:
-                self._sessions[key] = ort.InferenceSession(model.blob, options, providers=["CPUExecutionProvider"])
+                self._sessions[key] = ort.InferenceSession(
+                    model.source, options, providers=["CPUExecutionProvider"])
             except Exception as exc:
                 raise ModelError(f"{model.label}: onnxruntime cannot load the reference model ({exc}).") \
                     from None

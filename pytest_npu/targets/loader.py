@@ -160,6 +160,42 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "dram_pj_per_byte", "elementwise_pj", "lut_pj", "host_pj_per_op", "static_mw")},
 }
 
+# Physically meaningful ranges: a figure outside them is a typo (1e9 cores would allocate a schedule
+# per core; an energy of 1e308 pJ overflows to inf mJ), so it is refused with the range and why.
+# Each upper bound is orders of magnitude above any NPU built today.
+BOUNDS: dict[str, tuple[float, float, str]] = {
+    "clock_mhz": (0.001, 100_000, "MHz"),
+    "cores": (1, 1024, "cores"),
+    "core.ofm_lanes": (1, 65536, "lanes"), "core.ifm_lanes": (1, 65536, "lanes"),
+    "core.pixel_lanes": (1, 65536, "lanes"), "core.macs_per_cycle": (1, 2**30, "MACs per cycle and core"),
+    "core.elementwise_width": (1, 65536, "elements per cycle"), "core.lut_width": (1, 65536, "lookups per cycle"),
+    "core.overhead_cycles": (0, 10**7, "cycles per instruction"),
+    "memory.sram_kib": (1 / KIB, 2**30, "KiB (1 byte..1 TiB)"), "memory.sram_bytes_per_cycle": (1e-6, 2**20, "bytes per cycle"),
+    "memory.dram_mib": (1 / MIB, 2**20, "MiB (1 byte..1 TiB)"), "memory.dram_bytes_per_cycle": (1e-6, 2**20, "bytes per cycle"),
+    "memory.dram_latency_cycles": (0, 10**8, "cycles"), "memory.dram_burst_bytes": (1, 2**20, "bytes"),
+    "memory.dma_channels": (1, 1024, "channels"),
+    "isa.max_kernel": (1, 65536, "taps"), "isa.max_stride": (1, 65536, "pixels"),
+    "isa.max_dilation": (1, 65536, "pixels"), "isa.max_channels": (1, 2**24, "channels"),
+    "isa.max_padding": (0, 65536, "pixels"),
+    "host.ops_per_second": (1, 1e18, "operations per second"), "host.overhead_us": (0, 1e9, "microseconds"),
+    **{f"energy.{k}": (0, 1e9, "pJ") for k in (
+        "mac_int8_pj", "mac_int16_pj", "sram_read_pj_per_byte", "sram_write_pj_per_byte", "dram_pj_per_byte",
+        "elementwise_pj", "lut_pj", "host_pj_per_op")},
+    "energy.static_mw": (0, 1e9, "mW"),
+}
+
+
+def _out_of_bounds(dotted: str, value: Any) -> str | None:
+    bound = BOUNDS.get(dotted)
+    if bound is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    lo, hi, unit = bound
+    if lo <= value <= hi:
+        return None
+    return (f"{value!r} is outside the physically meaningful range {lo:g}..{hi:g} {unit}; "
+            "check the figure (a typo or a missing unit conversion?)")
+
+
 _KIND_TEXT = {"str": "a string", "int": "an integer", "number": "a number",
               "str_list": "a list of strings"}
 
@@ -250,6 +286,8 @@ def _check_layout(data: dict[str, Any], problems: _Problems) -> dict[str, dict[s
             elif message := _value_problem(keys[key], value):
                 shown = "" if keys[key].kind == "str_list" and isinstance(value, list) else f", got {value!r}"
                 problems.add(dotted, message + shown)
+            elif message := _out_of_bounds(dotted, value):
+                problems.add(dotted, message)
         for key in keys:
             if key not in table:
                 problems.add(_dotted(section, key), f"missing; add `{key} = ...` under "
