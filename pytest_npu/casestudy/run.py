@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -95,6 +96,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
     names = tuple(str(Path(name).resolve()) if name.endswith(".toml") else name for name in names)
     for name in names:
         target_registry.load(name)         # a typo fails now, naming the target, not after training
+    if not args.no_html:
+        from ..errors import ReportError
+        from ..harness.html import require_plotly
+
+        try:
+            require_plotly()               # and a missing plotly too
+        except ReportError as exc:
+            raise ReportError(f"{exc} (or pass --no-html)") from None
     command = "pytest-npu demo " + " ".join(shlex.quote(a) for a in _given_options(args))
     return Settings(
         out=Path(args.out), quick=args.quick, targets=names,
@@ -308,7 +317,9 @@ class Demo:
             return
         command = [sys.executable, "-m", "pytest", self.test_file.name, "-q", "-p", "no:cacheprovider"]
         print("running: " + " ".join(shlex.quote(c) for c in command), flush=True)
-        done = subprocess.run(command, cwd=self.test_file.parent, capture_output=True, text=True, timeout=900)
+        # the report shows this output: a wide terminal, so its summary table keeps every column
+        done = subprocess.run(command, cwd=self.test_file.parent, capture_output=True, text=True, timeout=900,
+                              env={**os.environ, "COLUMNS": "200"})
         self.test_output = (done.stdout + done.stderr).strip()
         self.test_passed = done.returncode == 0
         lines = self.test_output.splitlines()
