@@ -111,19 +111,29 @@ def fit(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int | None
     from tabulate import tabulate
 
     right = list(right) if right is not None else [False] * len(headers)
+
+    def render(columns: list[int]) -> str:
+        return tabulate([[row[i] for i in columns] for row in rows], headers=[headers[i] for i in columns],
+                        tablefmt=tablefmt, disable_numparse=True,
+                        colalign=["right" if right[i] else "left" for i in columns])
+
     keep = list(range(len(headers)))
     order = ([headers.index(h) for h in drop_order if h in headers] if drop_order is not None
              else list(reversed(range(1, len(headers)))))
-    dropped: list[str] = []
-    while True:
-        text = tabulate([[row[i] for i in keep] for row in rows], headers=[headers[i] for i in keep],
-                        tablefmt=tablefmt, disable_numparse=True,
-                        colalign=["right" if right[i] else "left" for i in keep])
-        if width is None or widest(text) <= width or not order or len(keep) <= 2:
-            return text, dropped
-        index = order.pop(0)
-        keep.remove(index)
-        dropped.append(headers[index])
+    dropped: list[int] = []
+    text = render(keep)
+    while width is not None and widest(text) > width and order and len(keep) > 2:
+        dropped.append(order.pop(0))
+        keep.remove(dropped[-1])
+        text = render(keep)
+    # a wide column left out late may have made room for narrower ones left out before it
+    for index in reversed(list(dropped)):
+        trial = sorted([*keep, index])
+        candidate = render(trial)
+        if width is not None and widest(candidate) <= width:
+            keep, text = trial, candidate
+            dropped.remove(index)
+    return text, [headers[i] for i in dropped]
 
 
 def widest(text: str) -> int:
@@ -138,4 +148,4 @@ def left_out_note(dropped: Sequence[str], where: str, width: int | None = None) 
     if not dropped:
         return ""
     note = f"(left out to fit the terminal: {', '.join(dropped)}; {where})"
-    return textwrap.fill(note, width) if width else note
+    return textwrap.fill(note, width, break_on_hyphens=False) if width else note

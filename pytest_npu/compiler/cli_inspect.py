@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     print(table(rows, width=tables.terminal_width(), **derived))
     s = ex.summary
     print()
-    print(f"total: {s.macs:,} MACs, {s.cycles:,} cycles = {s.latency_ms:.4f} ms, energy {s.energy_mj * 1e3:.3f} uJ, "
-          f"DRAM read {s.dram_read_bytes / 1024:.1f} KiB / written {s.dram_write_bytes / 1024:.1f} KiB, "
+    print(f"total: {s.macs:,} MACs, {s.cycles:,} cycles = {s.latency_ms:.4f} ms, energy {s.energy_mj * 1e3:.3f} uJ")
+    print(f"memory: DRAM read {s.dram_read_bytes / 1024:.1f} KiB / written {s.dram_write_bytes / 1024:.1f} KiB, "
           f"SRAM peak {s.sram_peak_bytes / 1024:.1f} KiB")
     print(f"roofline {s.roofline_cycles:,} cycles -> efficiency {s.efficiency:.2f}"
           + (f"; host fallback {s.host_cycles:,} cycles" if s.host_cycles else ""))

@@ -119,9 +119,9 @@ LAYER_COLUMNS: tuple[LayerColumn, ...] = (
     LayerColumn("macs", "MACs", "macs", tables.integer, terminal=3),
     LayerColumn("macs_share", "MACs %", "macs_pct", tables.percent, _pct),
     LayerColumn("mac_util", "MAC util %", "mac_util_pct", tables.percent, _pct, terminal=9),
-    LayerColumn("dram_bytes", "DRAM B", "dram_bytes", tables.integer, terminal=4),
+    LayerColumn("dram_bytes", "DRAM B", "dram_bytes", tables.integer, terminal=5),
     LayerColumn("sram_bytes", "SRAM traffic B", "sram_bytes", tables.integer),
-    LayerColumn("sram_peak", "SRAM peak B", "sram_peak_bytes", tables.integer, terminal=5),
+    LayerColumn("sram_peak", "SRAM peak B", "sram_peak_bytes", tables.integer, terminal=7),
     LayerColumn("sram_peak_share", "SRAM peak %", "sram_peak_pct", tables.percent, _pct),
     LayerColumn("energy_mj", "energy nJ", "energy_nj", lambda v: tables.decimal(_nj(v), 3), _nj, terminal=6),
     LayerColumn("efficiency", "roofline %", "roofline_pct", tables.percent, _pct, terminal=8),
@@ -131,8 +131,8 @@ LAYER_COLUMNS: tuple[LayerColumn, ...] = (
     LayerColumn("dma_cycles", "DMA cycles", "dma_cycles", tables.integer),
     LayerColumn("span_cycles", "span cycles", "span_cycles", tables.integer),
     LayerColumn("instructions", "instructions", "instructions", tables.integer),
-    LayerColumn("in_shapes", "in", "in_shapes", tables.shape, right=False, terminal=7),
-    LayerColumn("out_shapes", "out", "out_shapes", tables.shape, right=False, terminal=7),
+    LayerColumn("in_shapes", "in", "in_shapes", tables.shape, right=False, terminal=4),
+    LayerColumn("out_shapes", "out", "out_shapes", tables.shape, right=False, terminal=4),
     LayerColumn("reason", "why on the host", "host_reason", right=False),
 )
 _BY_KEY = {column.key: column for column in LAYER_COLUMNS}

@@ -139,8 +139,9 @@ def layer_table(layers: list[dict], **derived: Any) -> str:
             text = column.text(row.get(column.key))
             if column.key == "cycles_share" and text:
                 width = 80 * float(row[column.key])
-                text = (text, f"<span class='bar' style='width:{width:.1f}px'></span>{escape(text)}")
-            cells.append(text)
+                cells.append((text, f"<span class='bar' style='width:{width:.1f}px'></span>{escape(text)}"))
+            else:
+                cells.append(text)
         rows.append(cells)
     return table([c.header for c in columns], rows, [c.right for c in columns])
 
@@ -173,7 +174,7 @@ def value_axis(values: Sequence[float], bounds: tuple[float | None, float | None
     otherwise linear around the middle, at least +-5 % of the median, so a 0.9 % step stays a small
     step, and never past what the metric can be (a cosine above 1, a negative cycle count)."""
     finite = [v for v in values if math.isfinite(v)]
-    axis: dict[str, Any] = {"tickformat": AXIS_NUMBERS, "zeroline": False, "automargin": True}
+    axis: dict[str, Any] = {"tickformat": AXIS_NUMBERS, "zeroline": False, "automargin": True, "nticks": 6}
     if not finite:
         return axis
     low, high = min(finite), max(finite)
@@ -250,13 +251,13 @@ def render_history(points: Sequence[Point], layers: dict[tuple[str, str], list[d
              f"<code>{escape(source)}</code>, generated {stamp}. Each chart is one test on one target; "
              "a red cross marks a step its tolerance flags as a regression. Hover a point for its figure.</p>")
     if regressions:
-        rows = [[tables.without_target(p.test, p.target), p.target, p.metric, p.label, _num(c.before), _num(c.after),
-                 ("", f"<span class='reg'>{escape(c.delta_text)}</span>"), str(c.tolerance or "")]
-                for p, c in regressions]
+        flagged_rows = [[tables.without_target(p.test, p.target), p.target, p.metric, p.label, _num(c.before),
+                         _num(c.after), ("", f"<span class='reg'>{escape(c.delta_text)}</span>"),
+                         str(c.tolerance or "")] for p, c in regressions]
         page.add(f"<h2 class='reg'>{len(regressions)} regression{'s' if len(regressions) != 1 else ''} "
                  "between consecutive releases</h2>",
-                 table(["test", "target", "metric", "release", "before", "after", "change", "tolerance"], rows,
-                       [False, False, False, False, True, True, True, False], tall=True))
+                 table(["test", "target", "metric", "release", "before", "after", "change", "tolerance"],
+                       flagged_rows, [False, False, False, False, True, True, True, False], tall=True))
     else:
         page.add("<p class='ok'>No regressions between consecutive releases.</p>")
     for metric in sorted({p.metric for p in points}, key=_metric_order):
@@ -267,16 +268,18 @@ def render_history(points: Sequence[Point], layers: dict[tuple[str, str], list[d
         for test_name, target_name in series:
             mine = [p for p in ordered if (p.metric, p.test, p.target) == (metric, test_name, target_name)]
             flagged = any((p.run_id, p.test, p.target, p.metric) in regressed for p in mine)
-            caption = (f"<b>{escape(tables.without_target(test_name, target_name))}</b> on {escape(target_name)}"
-                       + (" <span class='reg'>regressed</span>" if flagged else ""))
+            caption = (f"<b>{escape(tables.without_target(test_name, target_name))}</b> on "
+                       f"{escape(target_name)}" + (" <span class='reg'>regressed</span>" if flagged else ""))
             panels.append(f"<figure><figcaption>{caption}</figcaption>"
                           f"{_trend(page, metric, mine, labels, step_of, regressed)}</figure>")
         page.add(f"<div class='grid'>{''.join(panels)}</div>")
     if layers and ordered:
         latest = ordered[-1]
         page.add(f"<h2 id='layers'>Per-layer figures of the latest run ({escape(latest.label)})</h2>")
-        for i, ((test_name, target_name), rows) in enumerate(sorted(layers.items())):
-            cycles = sum(int(r.get("cycles") or 0) for r in rows)
-            page.add(f"<details{' open' if i == 0 else ''}><summary><b>{escape(tables.without_target(test_name, target_name))}</b> on {escape(target_name)}: {len(rows)} "
-                     f"layers, {tables.integer(cycles)} cycles</summary>{layer_table(rows)}</details>")
+        for i, ((test_name, target_name), layer_rows) in enumerate(sorted(layers.items())):
+            cycles = sum(int(r.get("cycles") or 0) for r in layer_rows)
+            name = escape(tables.without_target(test_name, target_name))
+            page.add(f"<details{' open' if i == 0 else ''}><summary><b>{name}</b> on {escape(target_name)}: "
+                     f"{len(layer_rows)} layers, {tables.integer(cycles)} cycles</summary>"
+                     f"{layer_table(layer_rows)}</details>")
     return page.render()

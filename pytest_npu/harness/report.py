@@ -54,6 +54,7 @@ def summary_table(records, tablefmt: str = "simple", width: int | None = None) -
     if width is None or tables.widest(text) <= width:
         return text
     budgeted = {key for record in records for key in record.budgets}
+    budgeted |= {"top1"} if "top1_drop" in budgeted else set()          # the column that drop comes from
     free = ("host_ms", "speedup", *(key for key in reversed(shown) if key not in budgeted))
     gated = tuple(key for key in reversed(shown) if key in budgeted)
     names = [tables.without_target(record.nodeid, record.target) for record in ordered]
