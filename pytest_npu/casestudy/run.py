@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import tables
 from ..errors import ModelError, NpuError, TargetError
 from . import table, testgen
 
@@ -297,7 +298,7 @@ class Demo:
                     dram_bytes=s.dram_read_bytes + s.dram_write_bytes, roofline_cycles=s.roofline_cycles,
                     host_ms=self.host_ms, unsupported=tuple(tuple(u) for u in cm.unsupported()),
                     layers=_plain(ex.extra.get("layers") or cm.layers(ex))))
-        self.port_table_text = table.port_tables(self.reference, self.ports)
+        self.port_table_text = table.port_tables(self.reference, self.ports, width=tables.terminal_width())
         for target, text in self.port_table_text.items():
             print(f"\n{target} ({len(self.x)} held-out images; energy and latency per inference)\n{text}")
         print("\nhost fallback:\n" + table.unsupported_table(self.ports))

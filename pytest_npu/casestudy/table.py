@@ -112,14 +112,23 @@ def port_row(fig: PortFigures) -> list:
             f"{fig.host_ms:.3f}", f"{fig.speedup:.1f}x"]
 
 
-def port_tables(reference: ModelFigures, figures: list[PortFigures], tablefmt: str = "simple") -> dict[str, str]:
-    """Per target: the float model on the host, then every variant on that target's NPU."""
+# left out first when a terminal is too narrow for the whole before/after table
+PORT_DROP = ("energy split", "host ms", "size KiB", "params", "SQNR dB", "DRAM KiB", "SRAM KiB", "MACs",
+             "MSE vs float")
+
+
+def port_tables(reference: ModelFigures, figures: list[PortFigures], tablefmt: str = "simple",
+                width: int | None = None) -> dict[str, str]:
+    """Per target: the float model on the host, then every variant on that target's NPU; with
+    ``width``, fitted to it (the least telling columns left out, and named)."""
     out: dict[str, str] = {}
     for target in dict.fromkeys(f.target for f in figures):
         mine = [f for f in figures if f.target == target]
         rows = [model_row(reference, mine[0].host_ms), *(port_row(f) for f in mine)]
-        out[target] = tabulate(rows, headers=PORT_HEADERS, tablefmt=tablefmt, disable_numparse=True,
-                               colalign=PORT_ALIGN)
+        text, dropped = tables.fit(PORT_HEADERS, rows, width, drop_order=PORT_DROP if width else None,
+                                   right=[a == "right" for a in PORT_ALIGN], tablefmt=tablefmt)
+        note = tables.left_out_note(dropped, "report.html and figures.json have every column", width)
+        out[target] = text + ("\n" + note if note else "")
     return out
 
 
