@@ -196,6 +196,7 @@ def _trend(page: Page, metric: str, mine: list[Point], labels: list[str],
     go = require_plotly()
     unit, _, bounds = _metric_info(metric)
     hover, colours, sizes, symbols = [], [], [], []
+    previous: Point | None = None
     for point in mine:
         key = (point.run_id, point.test, point.target, point.metric)
         change = steps.get(key)
@@ -204,6 +205,12 @@ def _trend(page: Page, metric: str, mine: list[Point], labels: list[str],
             text += f"<br>vs previous: {escape(change.delta_text)}"
             if change.tolerance:
                 text += f"<br>tolerance: {escape(str(change.tolerance))}"
+        elif previous is not None:           # no verdict passed in for this step: the plain difference
+            delta = point.value - previous.value
+            relative = f" ({delta / abs(previous.value):+.2%})" if previous.value else ""
+            sign = "+" if delta >= 0 else "-"
+            text += f"<br>vs {escape(previous.label)}: {sign}{_num(abs(delta))}{relative}"
+        previous = point
         bad = key in regressed
         good = change is not None and change.status == "improved"
         text += "<br><b>regressed</b>" if bad else ("<br>improved" if good else "")

@@ -86,6 +86,7 @@ def test_history_page_marks_only_flagged_steps_and_scales_gently():
     assert not re.search(r"<(script|link|img)\b[^>]*\b(src|href)=", page)
     assert "1 regression between consecutive releases" in page and "+80 (+8.00%)" in page
     assert page.index("<h2>cycles") < page.index("<h2>energy_mj")                   # costs in vocabulary order
+    assert "vs v1.0: +0.0000087 (+0.87%)" in page                                   # hover: the step, no exponent
     # energy moved 0.87 %, within its tolerance: drawn on an axis of at least +-5 %, and not marked
     axis = html.value_axis([1.0e-3, 1.0087e-3], (0.0, None))
     assert axis["range"][1] - axis["range"][0] >= 0.1 * 1.0e-3
