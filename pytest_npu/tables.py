@@ -60,6 +60,15 @@ def shape(value: Any) -> str:
     return str(value)
 
 
+def shapes(value: Any) -> str:
+    """A list of shapes (a layer's inputs or outputs): ``[[8, 8, 1], [10]]`` -> ``8x8x1, 10``;
+    no shapes -> empty."""
+    if not value:
+        return ""
+    return ", ".join(shape(item) for item in value) if all(isinstance(v, (list, tuple)) for v in value) \
+        else shape(value)
+
+
 def cell(value: Any) -> str:
     """Any figure as table text: the generic rule for a column nobody has described."""
     if value is None:

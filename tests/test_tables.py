@@ -18,7 +18,7 @@ def test_cells_read_like_a_person_writes_them():
     assert tables.decimal(float("inf")) == "inf" and tables.decimal(float("nan")) == ""
     assert tables.percent(0.7512) == "75.1" and tables.percent(None) == ""
     assert tables.shape([8, 8, 1]) == "8x8x1" and tables.shape([[8, 8, 1], [10]]) == "8x8x1, 10"
-    assert tables.shape(()) == "scalar"
+    assert tables.shape(()) == "scalar" and tables.shapes([]) == "" and tables.shapes([[], [4]]) == "scalar, 4"
     assert [tables.cell(v) for v in (None, 7703, 0.5, [4, 4], "conv", True)] == [
         "", "7,703", "0.5", "4x4", "conv", "yes"]
 

@@ -131,8 +131,8 @@ LAYER_COLUMNS: tuple[LayerColumn, ...] = (
     LayerColumn("dma_cycles", "DMA cycles", "dma_cycles", tables.integer),
     LayerColumn("span_cycles", "span cycles", "span_cycles", tables.integer),
     LayerColumn("instructions", "instructions", "instructions", tables.integer),
-    LayerColumn("in_shapes", "in", "in_shapes", tables.shape, right=False, terminal=4),
-    LayerColumn("out_shapes", "out", "out_shapes", tables.shape, right=False, terminal=4),
+    LayerColumn("in_shapes", "in", "in_shapes", tables.shapes, tables.shapes, right=False, terminal=4),
+    LayerColumn("out_shapes", "out", "out_shapes", tables.shapes, tables.shapes, right=False, terminal=4),
     LayerColumn("reason", "why on the host", "host_reason", right=False),
 )
 _BY_KEY = {column.key: column for column in LAYER_COLUMNS}
@@ -160,9 +160,16 @@ def layer_view(rows: list[dict], *, peak_macs_per_cycle: float | None = None,
     return view
 
 
-def layer_columns(rows: list[dict]) -> list[LayerColumn]:
-    """The columns these rows have, in the fixed order, then any key no column describes yet."""
+_DERIVED = ("cycles_share", "macs_share", "mac_util", "sram_peak_share")
+
+
+def layer_columns(rows: list[dict], every: bool = False) -> list[LayerColumn]:
+    """The columns these rows fill, in the fixed order, then any key no column describes yet.
+
+    ``every``: also the columns left empty (a CSV keeps the same columns whatever the model)."""
     present = {key for row in rows for key, value in row.items() if value not in (None, "", [])}
+    if every:
+        present |= {key for row in rows for key in row} | set(_DERIVED)
     known = [column for column in LAYER_COLUMNS if column.key in present]
     unknown = [LayerColumn(key, key, key) for key in dict.fromkeys(k for row in rows for k in row)
                if key not in _BY_KEY and key in present]
@@ -194,7 +201,7 @@ def csv_of(groups: list[tuple[dict[str, Any], list[dict], dict[str, Any]]]) -> s
 
     views = [(lead, layer_view(rows, **derived)) for lead, rows, derived in groups]
     lead_keys = list(dict.fromkeys(key for lead, _ in views for key in lead))
-    columns = layer_columns([row for _, view in views for row in view])
+    columns = layer_columns([row for _, view in views for row in view], every=True)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(lead_keys + [c.csv for c in columns])
