@@ -1,8 +1,8 @@
 """The case study as one self-contained HTML file: tables and plotly charts (see harness.html).
 
 Charts: accuracy against latency (log latency; each target its colour and marker size, each
-variant its symbol, so ports of two targets that land on the same spot stay visible as nested
-rings), the energy of every port split into its components (stacked bars with their legend), and
+variant its symbol, all drawn as outlines, so ports that land on the same spot stay visible,
+nested), the energy of every port split into its components (stacked bars with their legend), and
 per-layer cycles per target. Every figure comes from the records passed in.
 """
 
@@ -27,31 +27,44 @@ def _colours(names: Sequence[str]) -> dict[str, str]:
 
 def accuracy_latency(page: Page, figures: list[PortFigures]) -> str:
     """top-1 against modelled latency: colour and size = target (larger first, so coinciding ports
-    nest as rings), symbol = model variant; hover gives the exact figures."""
+    nest), symbol = model variant, all drawn as outlines so a point on top of another never hides
+    it; two keys (targets, variants), hover for the figures."""
     go = require_plotly()
     targets = list(dict.fromkeys(f.target for f in figures))
     variants = list(dict.fromkeys(f.model.label for f in figures))
     colours = _colours(targets)
+    sizes = {target: max(8, 24 - 5 * rank) for rank, target in enumerate(targets)}
     figure = go.Figure()
-    for rank, target in enumerate(targets):
-        size = max(9, 26 - 6 * rank)
+    for target in targets:
         for v, variant in enumerate(variants):
             mine = [f for f in figures if f.target == target and f.model.label == variant]
             if not mine:
                 continue
             figure.add_trace(go.Scatter(
                 x=[f.latency_ms for f in mine], y=[100 * f.top1 for f in mine], mode="markers",
-                name=variant, legendgroup=target, legendgrouptitle_text=target,
-                marker={"symbol": SYMBOLS[v % len(SYMBOLS)], "size": size, "color": colours[target],
-                        "opacity": 0.85, "line": {"color": "white", "width": 1.5}},
+                legendgroup=target, showlegend=False,
+                marker={"symbol": SYMBOLS[v % len(SYMBOLS)] + "-open", "size": sizes[target],
+                        "color": colours[target], "line": {"width": 2.5}},
                 hovertemplate=(f"<b>{escape(variant)}</b> on {escape(target)}<br>latency %{{x:,.4~r}} ms"
                                "<br>top-1 %{y:.1f} %<extra></extra>")))
-    figure.update_layout(**layout(legend={"groupclick": "toggleitem", "tracegroupgap": 8},
-                                  margin={"l": 60, "r": 10, "t": 34, "b": 50}))
+    # the keys: one entry per target (a click hides its ports), one per variant's symbol
+    for target in targets:
+        figure.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=target, legendgroup=target,
+                                    marker={"symbol": "circle", "size": 12, "color": colours[target]}))
+    for v, variant in enumerate(variants):
+        figure.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=variant, legend="legend2",
+                                    hoverinfo="skip",
+                                    marker={"symbol": SYMBOLS[v % len(SYMBOLS)] + "-open", "size": 11,
+                                            "color": "#555", "line": {"width": 2}}))
+    figure.update_layout(**layout(
+        legend={"title": {"text": "target"}, "x": 1.02, "y": 1, "yanchor": "top"},
+        legend2={"title": {"text": "variant"}, "x": 1.02, "y": 0.45, "yanchor": "top", "itemclick": False,
+                 "itemdoubleclick": False},
+        margin={"l": 60, "r": 10, "t": 34, "b": 50}))
     figure.update_xaxes(type="log", title_text="modelled latency per inference (ms, log scale)",
                         tickformat=",.2~r")
     figure.update_yaxes(title_text="top-1 on the held-out digits (%)", tickformat=".1f")
-    return page.chart(figure, height=380)
+    return page.chart(figure, height=400)
 
 
 def energy_split(page: Page, figures: list[PortFigures]) -> str:
@@ -123,8 +136,9 @@ def render(*, reference: ModelFigures, host_ms: float, steps: list[StepFigures],
              "(deterministic), not measured on silicon. Hover a chart for exact figures.</p>")
 
     page.add("<h2>1. Accuracy against latency</h2>", accuracy_latency(page, figures),
-             "<p class='note'>Colour and size: target; symbol: model variant. Ports of different targets "
-             "that land on the same spot show as nested markers.</p>")
+             "<p class='note'>Colour and size: target; symbol: model variant. Markers are outlines, larger "
+             "for the first targets, so ports that land on the same spot show nested; drag to zoom into "
+             "them, hover for each one's figures.</p>")
     page.add("<h2>2. Energy per inference</h2>", energy_split(page, figures))
 
     page.add("<h2>3. Before and after, per target</h2>",
