@@ -159,19 +159,9 @@ def test_the_cli_dispatcher_can_run_the_case_study(monkeypatch, capsys):
     assert "--targets ','" in capsys.readouterr().err
 
 
-def test_without_plotly_the_demo_stops_before_any_work_and_says_what_to_do(tmp_path, monkeypatch, capsys):
-    import builtins
-
+def test_without_plotly_the_demo_stops_before_any_work_and_says_what_to_do(tmp_path, without_plotly, capsys):
     from pytest_npu.casestudy import main
 
-    real_import = builtins.__import__
-
-    def no_plotly(name, *args, **kwargs):
-        if name.startswith("plotly"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_plotly)
     assert main(["--quick", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "pip install 'pytest-npu[html]'" in err and "--no-html" in err

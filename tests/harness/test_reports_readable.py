@@ -94,16 +94,6 @@ def test_history_page_marks_only_flagged_steps_and_scales_gently():
     assert html.value_axis([0.95, 0.9999], (-1.0, 1.0))["range"][1] == 1.0           # a cosine stops at 1
 
 
-def test_a_page_without_plotly_names_the_extra(monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_plotly(name, *args, **kwargs):
-        if name.startswith("plotly"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_plotly)
+def test_a_page_without_plotly_names_the_extra(without_plotly):
     with pytest.raises(ReportError, match=r"pip install 'pytest-npu\[html\]'"):
         html.render_history(*_points()[:1], {}, [])
