@@ -59,3 +59,7 @@ class MetricError(NpuError):
 
 class BaselineError(NpuError):
     """A baseline or history file is corrupt, too new, or cannot be written (names the file)."""
+
+
+class ReportError(NpuError):
+    """A report cannot be written: an optional extra it needs is missing, or its file (names which)."""

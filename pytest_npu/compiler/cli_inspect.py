@@ -10,7 +10,8 @@ import argparse
 
 import numpy as np
 
-from .report import table
+from .. import tables
+from .report import csv_text, table
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +20,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, metavar="N", help="inferences to run (default 1)")
     parser.add_argument("--cores", type=int, default=None, help="schedule on this many cores")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random input batch")
+    parser.add_argument("--csv", metavar="FILE", default=None,
+                        help="also write every per-layer column as CSV (Vela-like; exact figures, units in headers)")
 
 
 def random_int_inputs(cm, batch: int, seed: int) -> dict[str, np.ndarray]:
@@ -60,12 +63,28 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("run on the host: (none)")
     print()
-    print(table(rows))
+    derived = {"peak_macs_per_cycle": cm.target.mac.macs_per_cycle * cm.options["cores"],
+               "sram_bytes": cm.target.sram_bytes}
+    print(table(rows, width=tables.terminal_width(), **derived))
     s = ex.summary
     print()
-    print(f"total: {s.macs} MACs, {s.cycles} cycles = {s.latency_ms:.4f} ms, energy {s.energy_mj * 1e3:.3f} uJ, "
-          f"DRAM read {s.dram_read_bytes / 1024:.1f} KiB / written {s.dram_write_bytes / 1024:.1f} KiB, "
+    print(f"total: {s.macs:,} MACs, {s.cycles:,} cycles = {s.latency_ms:.4f} ms, energy {s.energy_mj * 1e3:.3f} uJ")
+    print(f"memory: DRAM read {s.dram_read_bytes / 1024:.1f} KiB / written {s.dram_write_bytes / 1024:.1f} KiB, "
           f"SRAM peak {s.sram_peak_bytes / 1024:.1f} KiB")
-    print(f"roofline {s.roofline_cycles} cycles -> efficiency {s.efficiency:.2f}"
-          + (f"; host fallback {s.host_cycles} cycles" if s.host_cycles else ""))
+    print(f"roofline {s.roofline_cycles:,} cycles -> efficiency {s.efficiency:.2f}"
+          + (f"; host fallback {s.host_cycles:,} cycles" if s.host_cycles else ""))
+    if args.csv:
+        _write(args.csv, csv_text(rows, **derived))
+        print(f"wrote {args.csv}")
     return 0
+
+
+def _write(path: str, text: str) -> None:
+    from pathlib import Path
+
+    from ..errors import CompileError
+
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CompileError(f"--csv {path}: cannot write it ({exc.strerror})") from None

@@ -104,6 +104,10 @@ class Distill(Step):
         self.losses: list[float] = []          # mean loss per epoch of the last apply()
 
     @property
+    def sample_shape(self) -> tuple[int, ...] | None:
+        return tuple(self.x.shape[1:])
+
+    @property
     def name(self) -> str:
         return f"distill {self.epochs} ep T={self.temperature:g} a={self.alpha:g}"
 

@@ -88,6 +88,10 @@ class Quantize(Step):
             self.calibration = samples(calibration, "quantize(calibration)")[0]
 
     @property
+    def sample_shape(self) -> tuple[int, ...] | None:
+        return None if self.calibration is None else tuple(self.calibration.shape[1:])
+
+    @property
     def name(self) -> str:
         if self.dynamic:
             return "quantize int8 dynamic"

@@ -20,6 +20,7 @@ TOML layout (the built-ins in ``builtin/`` document every key with a comment)::
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import math
@@ -303,9 +304,18 @@ def _whole_bytes(problems: _Problems, dotted: str, amount: float, unit: int) -> 
 
 
 def from_dict(data: dict[str, Any], source: str = "<dict>", path: Path | None = None) -> Target:
-    """Validate parsed TOML (``source`` names it in errors) and build the Target."""
+    """Validate parsed TOML (``source`` names it in errors) and build the Target.
+
+    ``base = "u55-256"`` (or a .toml path) starts from that target: see :func:`inherit`.
+    """
     if not isinstance(data, dict):
         raise TargetError(f"target {source} must be a mapping of TOML keys, got {type(data).__name__}")
+    if BASE_KEY in data:
+        data, base = inherit(data, source, path), data[BASE_KEY]
+        try:
+            return from_dict(data, source, path)
+        except TargetError as exc:
+            raise TargetError(f"{exc}\n(keys {source} does not set come from its base {base!r})") from None
     problems = _Problems(source)
     tables = _check_layout(data, problems)
     problems.raise_if_any()
@@ -339,20 +349,28 @@ def from_dict(data: dict[str, Any], source: str = "<dict>", path: Path | None = 
     )
 
 
-def parse(text: str, source: str = "<string>", path: Path | None = None) -> Target:
-    """Parse TOML text; a syntax error becomes a TargetError naming ``source`` and the line."""
+def _toml(text: str, source: str) -> dict[str, Any]:
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TargetError(f"target file {source} is not valid TOML: {exc}. Fix the syntax there "
                           "(strings need quotes, tables are written [name]).") from None
-    return from_dict(data, source, path)
 
 
-def load_file(path: Path) -> Target:
-    """Load and validate one TOML file."""
+def parse(text: str, source: str = "<string>", path: Path | None = None) -> Target:
+    """Parse TOML text; a syntax error becomes a TargetError naming ``source`` and the line."""
+    return from_dict(_toml(text, source), source, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# inheritance: a target file that says only how it differs from another
+
+BASE_KEY = "base"
+
+
+def _read(path: Path) -> str:
     try:
-        text = path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise TargetError(f"target file {path} does not exist; pass a built-in name or the path "
                           "of an existing .toml file") from None
@@ -362,13 +380,67 @@ def load_file(path: Path) -> Target:
         raise TargetError(f"target file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
         raise TargetError(f"target file {path} cannot be read: {exc.strerror}") from None
-    return parse(text, str(path), path)
+
+
+def _base_file(base: Any, source: str, path: Path | None) -> Path:
+    """The file ``base`` names: a built-in target, or a .toml path relative to the inheriting file."""
+    from importlib import resources
+
+    builtin = resources.files("pytest_npu.targets") / "builtin"
+    names = sorted(entry.name[: -len(".toml")] for entry in builtin.iterdir() if entry.name.endswith(".toml"))
+    if not isinstance(base, str) or not base.strip():
+        raise TargetError(f"target file {source}: base: must be a built-in target name ({', '.join(names)}) or "
+                          f"the path of a .toml file, got {base!r}")
+    if base in names:
+        return Path(str(builtin / f"{base}.toml"))
+    if base.endswith(".toml") or "/" in base or "\\" in base:
+        relative = Path(base).expanduser()
+        return relative if relative.is_absolute() or path is None else path.parent / relative
+    raise TargetError(f"target file {source}: base: unknown target {base!r}{did_you_mean(base, names)}; "
+                      f"built-in targets: {', '.join(names)}, or the path of a .toml file")
+
+
+def inherit(data: dict[str, Any], source: str, path: Path | None, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``data`` laid over its ``base``: tables merge key by key, any other value (lists included)
+    replaces the base's. The base must be a valid target on its own (its problems name its file),
+    and the inheriting file must set its own ``name``, so its figures never pass for the base's."""
+    base = data[BASE_KEY]
+    base_path = _base_file(base, source, path)
+    chain = (*_chain, str(path.resolve() if path is not None else source))
+    if str(base_path.resolve()) in chain:
+        raise TargetError(f"target file {source}: base: {base!r} inherits back from {source} "
+                          f"({' -> '.join([*chain, str(base_path.resolve())])}); break the cycle")
+    base_data = _toml(_read(base_path), str(base_path))
+    if BASE_KEY in base_data:
+        base_data = inherit(base_data, str(base_path), base_path, chain)
+    base_target = from_dict(copy.deepcopy(base_data), str(base_path), base_path)
+    if "name" not in data:
+        raise TargetError(f"target file {source}: name: missing; a target that inherits (base = {base!r}) "
+                          "must set its own name, or its figures would be reported as the base's")
+    if data["name"] == base_target.name:
+        raise TargetError(f"target file {source}: name: {data['name']!r} is the name of its base; give the "
+                          "new target its own name, or its figures would be reported as the base's")
+    merged = copy.deepcopy(base_data)
+    for key, value in data.items():
+        if key == BASE_KEY:
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_file(path: Path) -> Target:
+    """Load and validate one TOML file."""
+    return parse(_read(path), str(path), path)
 
 
 def _toml_value(value: Any) -> str:
     if isinstance(value, (list, tuple, frozenset, set)):
-        items = sorted(value) if isinstance(value, (set, frozenset)) else value
-        return "[" + ", ".join(_toml_value(v) for v in items) + "]"
+        items = [_toml_value(v) for v in (sorted(value) if isinstance(value, (set, frozenset)) else value)]
+        inline = "[" + ", ".join(items) + "]"
+        return inline if len(inline) <= 90 else "[\n" + "".join(f"    {item},\n" for item in items) + "]"
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     return repr(value)

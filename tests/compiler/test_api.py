@@ -114,15 +114,16 @@ def test_saved_program_runs_the_same(tmp_path):
                                   cm.run_quantized(ints).outputs[cm.program.outputs[0]])
 
 
-def test_cli_inspect_and_asm(tmp_path, capsys):
+def test_cli_inspect_and_asm(tmp_path, capsys, monkeypatch):
     q, _ = qdq_model("softmax")
     path = tmp_path / "softmax.onnx"
     onnx.save(q, path)
+    monkeypatch.setenv("COLUMNS", "250")
     assert main(["inspect", str(path), "--target", "u55-128", "--batch", "2"]) == 0
     out = capsys.readouterr().out
     assert "run on the host (and what would move each to the NPU):" in out and "softmax" in out
     assert "not in u55-128's instruction set" in out and "to move it: nothing on this target" in out
-    for column in ("layer", "MACs", "cycles", "DRAM KiB", "SRAM KiB", "energy uJ", "efficiency"):
+    for column in ("layer", "MACs", "cycles", "DRAM B", "SRAM peak B", "energy nJ", "roofline %"):
         assert column in out
     assert "roofline" in out and "efficiency" in out
     prog = tmp_path / "softmax.npuprog"
