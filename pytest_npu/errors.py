@@ -41,6 +41,10 @@ class CompileError(NpuError):
     """A graph cannot be compiled for a target (names the layer and the limit)."""
 
 
+class InputError(CompileError):
+    """Run-time inputs do not fit the compiled model (names the input, the shape or dtype it takes)."""
+
+
 class CompressionError(NpuError):
     """A compression step got bad arguments or an unsupported model (names the layer or argument)."""
 
@@ -59,3 +63,7 @@ class BaselineError(NpuError):
 
 class PeerError(NpuError):
     """An outside estimator (Vela) is not installed, cannot read the model, or failed (names it)."""
+
+
+class ReportError(NpuError):
+    """A report cannot be written: an optional extra it needs is missing, or its file (names which)."""

@@ -2,7 +2,7 @@
 
 Timing is data-independent, so it is computed once per (program, target) and every run of the
 program reuses it. Where each term comes from (the figures themselves are in the target file,
-each with its source):
+each with its source; docs/guide/isa-and-cost-model.md derives each term):
 
 * **Engines** (``engines``): ``dma0..dma{k-1}``, the shared ``dram_bus``, per core
   ``core{c}.mac``, ``core{c}.elementwise``, ``core{c}.lut``, and ``host``. Each engine runs its

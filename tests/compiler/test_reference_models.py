@@ -51,18 +51,15 @@ _SINGLE = ("every layer is within 1 LSB of ORT given ORT's input (test_each_laye
            "(untrained, gain > 1) later layers amplify")
 _DOUBLE = ("double rounding (gemmlowp) differs from ORT by 1 LSB on ~0.1-11 % of each layer's outputs "
            "(all within 1 LSB per layer); the next layers amplify it")
-# Measured on test_data()[:8] (deterministic: seeded weights, seeded inputs); the figure in the
-# comment is what ran when this table was written.
+# Measured on test_data()[:8] (deterministic: seeded weights, built in float64 so every CPU gets the
+# same bytes, and seeded inputs); the figure in the comment is what ran when this table was written.
 DRIFT = {
-    ("resnet8", "u55-128"): Tolerance(0.95, 2, f"9 layers: 77/80 within 1 LSB, max 2; {_SINGLE}"),
-    ("resnet8", "u55-256"): Tolerance(0.95, 2, f"9 layers: 77/80 within 1 LSB, max 2; {_SINGLE}"),
-    ("resnet8", "u65-512"): Tolerance(0.95, 2, f"9 layers: 77/80 within 1 LSB, max 2; {_SINGLE}"),
-    ("resnet8", "edge-3core"): Tolerance(0.55, 6, f"10 layers (global pool on the NPU): 46/80 within 1 LSB, max 6; {_DOUBLE}"),
-    ("ds_cnn", "edge-3core"): Tolerance(0.75, 3, f"9 layers: 74/96 within 1 LSB, max 3; {_DOUBLE}"),
-    ("mobilenet_v1", "u55-128"): Tolerance(0.85, 20, f"28 layers: 14/16 within 1 LSB, max 19; {_SINGLE}"),
-    ("mobilenet_v1", "u55-256"): Tolerance(0.85, 20, f"28 layers: 14/16 within 1 LSB, max 19; {_SINGLE}"),
-    ("mobilenet_v1", "u65-512"): Tolerance(0.85, 20, f"28 layers: 14/16 within 1 LSB, max 19; {_SINGLE}"),
-    ("mobilenet_v1", "edge-3core"): Tolerance(0.0625, 80, f"28 layers: 1/16 within 1 LSB, max 80; {_DOUBLE}"),
+    ("resnet8", "u55-128"): Tolerance(0.95, 3, f"9 layers: 78/80 within 1 LSB, max 3; {_SINGLE}"),
+    ("resnet8", "u55-256"): Tolerance(0.95, 3, f"9 layers: 78/80 within 1 LSB, max 3; {_SINGLE}"),
+    ("resnet8", "u65-512"): Tolerance(0.95, 3, f"9 layers: 78/80 within 1 LSB, max 3; {_SINGLE}"),
+    ("resnet8", "edge-3core"): Tolerance(0.65, 5, f"10 layers (global pool on the NPU): 56/80 within 1 LSB, max 4; {_DOUBLE}"),
+    ("ds_cnn", "edge-3core"): Tolerance(0.6, 6, f"9 layers: 64/96 within 1 LSB, max 5; {_DOUBLE}"),
+    ("mobilenet_v1", "edge-3core"): Tolerance(0.0625, 60, f"28 layers: 2/16 within 1 LSB, max 55; {_DOUBLE}"),
 }
 BROKEN: dict[tuple[str, str], str] = {}
 
