@@ -143,7 +143,7 @@ def test_a_reduce_mean_left_in_float_is_named_with_the_option_that_quantises_it(
     onnx.save(default, path)
 
     class Args:
-        model, target, batch, cores, seed = str(path), "u55-256", 1, None, 0
+        model, target, batch, cores, seed, csv, vela = str(path), "u55-256", 1, None, 0, None, False
 
     assert inspect_run(Args()) == 0
     out = capsys.readouterr().out
