@@ -105,6 +105,6 @@ def _print_vela(model, cm, rows, summary) -> None:
     estimate = vela.estimate(model, cm.target)
     print()
     print(f"Vela {estimate.version}: {estimate.accelerator}, {estimate.system_config}, {estimate.memory_mode}")
-    print(vela_table(vela.side_by_side(rows, estimate, cm.target)))
+    print(vela_table(vela.side_by_side(rows, estimate, cm.target), width=tables.terminal_width()))
     print()
     print(vela_totals(summary, cm.memory.peak, estimate))

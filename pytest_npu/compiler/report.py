@@ -147,6 +147,8 @@ LAYER_COLUMNS: tuple[LayerColumn, ...] = (
     LayerColumn("in_shapes", "in", "in_shapes", tables.shapes, tables.shapes, right=False, terminal=4),
     LayerColumn("out_shapes", "out", "out_shapes", tables.shapes, tables.shapes, right=False, terminal=4),
     LayerColumn("reason", "why on the host", "host_reason", right=False),
+    LayerColumn("outputs", "output tensors", "output_tensors", lambda v: ", ".join(v or ()),
+                lambda v: " ".join(v or ()), right=False),
 )
 _BY_KEY = {column.key: column for column in LAYER_COLUMNS}
 _SHARES = {"cycles_share": "cycles", "macs_share": "macs"}
@@ -244,32 +246,41 @@ def _ratio(ours: float, theirs: float) -> str:
     return f"{ours / theirs:.2f}" if theirs else ""
 
 
-def vela_table(rows: list[dict]) -> str:
-    """Per layer, pytest-npu's figures beside Vela's (rows from ``peers.vela.side_by_side``)."""
-    from tabulate import tabulate
+def _kib(value: float | None) -> str:
+    return "" if value is None else tables.decimal(value / 1024, 3)
+
+
+def vela_table(rows: list[dict], width: int | None = None) -> str:
+    """Per layer, pytest-npu's figures beside Vela's (rows from ``peers.vela.side_by_side``), fitted
+    to ``width`` characters like the layer table."""
+    headers = ["layer", "op", "where", "MACs", "Vela MACs", "cycles", "Vela cycles", "ratio", "SRAM peak KiB",
+               "Vela SRAM KiB", "DRAM KiB", "Vela off-chip KiB", "Vela operations"]
     body = []
     for r in rows:
         has = "vela_cycles" in r
-        body.append([r["layer"], r["op"], r["where"], str(r["macs"]), str(r.get("vela_macs", "")) if has else "",
-                     str(r["cycles"]), str(r.get("vela_cycles", "")) if has else "",
+        body.append([r["layer"], r["op"], r["where"], tables.integer(r["macs"]),
+                     tables.integer(r.get("vela_macs")) if has else "", tables.integer(r["cycles"]),
+                     tables.integer(r["vela_cycles"]) if has else "",
                      _ratio(r["cycles"], r["vela_cycles"]) if has else "",
-                     f"{r.get('sram_peak', 0) / 1024:.1f}", f"{r['vela_sram_bytes'] / 1024:.1f}" if has else "",
-                     f"{r.get('dram_bytes', 0) / 1024:.1f}", f"{r['vela_off_chip_bytes'] / 1024:.1f}" if has else "",
+                     _kib(r.get("sram_peak")), _kib(r.get("vela_sram_bytes")) if has else "",
+                     _kib(r.get("dram_bytes")), _kib(r.get("vela_off_chip_bytes")) if has else "",
                      r.get("vela_ops", "")])
-    return tabulate(body, headers=["layer", "op", "where", "MACs", "Vela MACs", "cycles", "Vela cycles",
-                                   "ratio", "SRAM KiB", "Vela SRAM KiB", "off-chip KiB", "Vela off-chip KiB",
-                                   "Vela operations"], disable_numparse=True)
+    drop = ["Vela operations", "Vela off-chip KiB", "DRAM KiB", "Vela SRAM KiB", "SRAM peak KiB", "Vela MACs", "MACs"]
+    text, dropped = tables.fit(headers, body, width, drop_order=drop,
+                               right=[h not in ("layer", "op", "where", "Vela operations") for h in headers])
+    note = tables.left_out_note(dropped, "widen the terminal to see them", width)
+    return text + ("\n" + note if note else "")
 
 
 def vela_totals(summary, sram_used: int, estimate) -> str:
     """Whole-network figures of both estimators, with pytest-npu / Vela ratios."""
-    from tabulate import tabulate
     off_chip = summary.dram_read_bytes + summary.dram_write_bytes
     vela_off_chip = estimate.off_chip_read_bytes + estimate.off_chip_write_bytes
-    body = [["cycles", str(summary.cycles), str(estimate.cycles), _ratio(summary.cycles, estimate.cycles)],
-            ["MACs", str(summary.macs), str(estimate.macs), _ratio(summary.macs, estimate.macs)],
-            ["SRAM used (KiB)", f"{sram_used / 1024:.1f}", f"{estimate.sram_used_bytes / 1024:.1f}",
+    body = [["cycles", tables.integer(summary.cycles), tables.integer(estimate.cycles),
+             _ratio(summary.cycles, estimate.cycles)],
+            ["MACs", tables.integer(summary.macs), tables.integer(estimate.macs), _ratio(summary.macs, estimate.macs)],
+            ["SRAM used (KiB)", _kib(sram_used), _kib(estimate.sram_used_bytes),
              _ratio(sram_used, estimate.sram_used_bytes)],
-            ["off-chip bytes", str(off_chip), str(vela_off_chip), _ratio(off_chip, vela_off_chip)]]
-    return tabulate(body, headers=["total", "pytest-npu", "Vela", "ratio"], disable_numparse=True,
-                    colalign=("left", "right", "right", "right"))
+            ["off-chip bytes", tables.integer(off_chip), tables.integer(vela_off_chip), _ratio(off_chip, vela_off_chip)]]
+    text, _ = tables.fit(["total", "pytest-npu", "Vela", "ratio"], body, None, right=[False, True, True, True])
+    return text
