@@ -24,8 +24,9 @@ same terms). Each term below names the Vela function it follows:
   quarter of (memory + MAC + output) cycles per block; plus, once per operation, the latency and
   transfer of the first IFM block and last OFM block (``EstimateMinimumMemoryCycles``), the term
   measured against Vela's per-operation estimate (``est_op_cycles_without_buffering``).
-* **Element-wise** (``EstimateElementwiseCycles``): output-stage cycles per element, floored by
-  the command-issue rate.
+* **Element-wise** (``EstimateElementwiseCycles``): output-stage cycles per element (of the OFM
+  rounded up to whole 16-channel bricks unless it is a graph output), floored by the
+  command-issue rate.
 * **SRAM access** (``MeasureElementAccess``, ``ElementTransferToBytes``): IFM bytes re-read for
   every OFM block and sub-kernel, weights re-read for every OFM block position, OFM written once;
   reads and writes shorter than a burst (NHWC graph inputs/outputs with few channels) move whole
@@ -53,6 +54,7 @@ ACC_BITS = {16: 16, 32: 32, 40: 40}
 BIAS_BYTES_PER_CHANNEL = 10   # Ethos-U scale/bias stream: 40-bit bias, 32-bit scale, 6-bit shift
 WRITEBACK_CYCLES = 32         # per micro-block pass of 8 channels: accumulator write-back (cyclesWb)
 CMD_ISSUE_DPUS = 4            # EstimateMacOpCycles: command issue limit per DPU
+BRICK_DEPTH = 16              # NHCWB16: feature maps between NPU operations in 16-channel bricks
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -71,7 +73,8 @@ class BlockOp:
     """One NPU operation as the block model sees it (shapes are (H, W, C) per sample).
 
     kind: "conv" | "depthwise" | "vector" (fully connected) | "pool" | "elementwise".
-    output: the output-stage class: "default" | "max_pool" | "add" | "mul".
+    output: the output-stage class: "default" | "max_pool" | "add" | "mul" | "int32" (a binary
+    element-wise step on 32-bit operands).
     """
 
     kind: str
@@ -289,6 +292,8 @@ def output_cycles_per_element(blocks: BlockTiming, op: BlockOp, acc_bits: int) -
         per = blocks.output_cycles_add
     elif op.output == "max_pool":
         per = blocks.output_cycles_max_pool
+    elif op.output == "int32":
+        per = blocks.output_cycles_int32
     else:
         per = blocks.output_cycles
     return max(per, blocks.activation_cycles_relu if op.relu else 0.0)
@@ -331,8 +336,9 @@ def op_cycles(blocks: BlockTiming, ofm_lanes: int, ifm_lanes: int, op: BlockOp, 
     per_element = output_cycles_per_element(blocks, op, cfg.acc_bits)
     startup = startup_cycles(op, cfg, sram_latency, sram_bytes_per_cycle, sram_burst)
     block_elements = _elements(cfg.ofm)
-    if op.kind == "elementwise":
-        elements = _elements(op.ofm)
+    if op.kind == "elementwise":   # a brick-format OFM is worked through in whole 16-channel bricks
+        depth = op.ofm[2] if op.ofm_linear else _round_up(op.ofm[2], BRICK_DEPTH)
+        elements = op.ofm[0] * op.ofm[1] * depth
         stage = math.ceil(per_element * elements)
         floor = math.ceil((startup / block_elements + per_element) / CMD_ISSUE_DPUS * elements)
         return OpCycles(max(stage, floor), 0, stage, 0, 0, elements / block_elements, cfg)
@@ -355,7 +361,7 @@ def sram_bytes(op: BlockOp, cfg: BlockConfig, weight_bytes: int, burst: int) -> 
     """Bytes the operation moves over the SRAM port: IFM re-reads per OFM block and sub-kernel,
     weights re-read per OFM block position, the OFM written once (bricks round depth to 16)."""
     def depth16(c: int, linear: bool) -> int:
-        return c if linear else _round_up(c, 16)
+        return c if linear else _round_up(c, BRICK_DEPTH)
 
     ofm_block = _clip(op.ofm, cfg.ofm)
     blocks_h, blocks_w = _cdiv(op.ofm[0], ofm_block[0]), _cdiv(op.ofm[1], ofm_block[1])
@@ -378,3 +384,32 @@ def sram_bytes(op: BlockOp, cfg: BlockConfig, weight_bytes: int, burst: int) -> 
     ofm_bytes = _burst_bytes(False, op.ofm_linear, op.ofm_bits, cfg.ofm, op.ofm, ofm_elements * op.ofm_bits // 8,
                              burst)
     return ifm_bytes + weights + ofm_bytes
+
+
+SOFTMAX_ELEMENT_PASSES = 5    # subtract the row max, exp lookup, row sum, multiply by the reciprocal, shift
+SOFTMAX_ROW_STEPS = 22        # count leading zeros, shifts, three Newton-Raphson steps of the reciprocal
+SOFTMAX_CONSTANT_BYTES = 4    # the int32 constant per element Vela's graph adds, read from off-chip memory
+
+
+def softmax_cycles(blocks: BlockTiming, ofm_lanes: int, ifm_lanes: int, rows: int, channels: int, *,
+                   sram_latency: int, sram_bytes_per_cycle: float, sram_burst: int, weight_latency: int,
+                   off_chip_bytes_per_cycle: float) -> int:
+    """An int8 softmax over ``rows`` rows of ``channels`` values, as the operations Vela's softmax
+    graph runs (``softmax.py``: measured per operation in Vela's per-layer output): the row max
+    as a 1 x C max pool, ``SOFTMAX_ELEMENT_PASSES`` element-wise passes on 32-bit values over every
+    element and ``SOFTMAX_ROW_STEPS`` on one value per row (each a brick of 16 channels), and the
+    per-element constant it reads from off-chip memory. The exp table's load is the caller's
+    (as for any LUT)."""
+    timing = {"sram_latency": sram_latency, "sram_bytes_per_cycle": sram_bytes_per_cycle, "sram_burst": sram_burst,
+              "weight_latency": weight_latency}
+    row_max = op_cycles(blocks, ofm_lanes, ifm_lanes, BlockOp(
+        "pool", (rows, channels, 1), (rows, 1, 1), kernel=(1, channels), stride=(1, channels), output="max_pool"),
+        **timing).total
+    per_element = op_cycles(blocks, ofm_lanes, ifm_lanes, BlockOp(
+        "elementwise", (1, rows, channels), (1, rows, channels), ifm2=(1, rows, channels), output="int32",
+        ifm_bits=32, ofm_bits=32), **timing).total
+    per_row = op_cycles(blocks, ofm_lanes, ifm_lanes, BlockOp(
+        "elementwise", (1, rows, 1), (1, rows, 1), ifm2=(1, rows, 1), output="int32", ifm_bits=32, ofm_bits=32),
+        **timing).total
+    constant = math.ceil(SOFTMAX_CONSTANT_BYTES * rows * channels / off_chip_bytes_per_cycle)
+    return row_max + SOFTMAX_ELEMENT_PASSES * per_element + SOFTMAX_ROW_STEPS * per_row + constant

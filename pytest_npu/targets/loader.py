@@ -20,7 +20,8 @@ TOML layout (the built-ins in ``builtin/`` document every key with a comment)::
              dram_pj_per_byte, elementwise_pj, lut_pj, host_pj_per_op, static_mw
     [blocks] (optional table: block-based MAC timing) micro_block, max_block, buffer_banks,
              ifm_granules, elementwise_ifm_granules, accumulator_granules, output_cycles,
-             output_cycles_max_pool, output_cycles_add, output_cycles_mul, activation_cycles_relu
+             output_cycles_max_pool, output_cycles_add, output_cycles_mul, output_cycles_int32,
+             activation_cycles_relu
 
 Keys in [brackets] are optional (their defaults keep older target files meaning what they meant);
 the ``[blocks]`` table is optional as a whole, and complete when present.
@@ -202,7 +203,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "accumulator_granules": Key("int_list", _int_list(3)),
         **{name: Key("number", _non_negative) for name in (
             "output_cycles", "output_cycles_max_pool", "output_cycles_add", "output_cycles_mul",
-            "activation_cycles_relu")},
+            "output_cycles_int32", "activation_cycles_relu")},
     },
 }
 
@@ -416,7 +417,7 @@ def _blocks(table: dict[str, Any] | None, mac: MacArray, problems: _Problems) ->
         ifm_granules=tuple(table["ifm_granules"]), elementwise_ifm_granules=tuple(table["elementwise_ifm_granules"]),
         accumulator_granules=tuple(table["accumulator_granules"]),
         **{k: float(table[k]) for k in ("output_cycles", "output_cycles_max_pool", "output_cycles_add",
-                                        "output_cycles_mul", "activation_cycles_relu")})
+                                        "output_cycles_mul", "output_cycles_int32", "activation_cycles_relu")})
 
 
 def _toml(text: str, source: str) -> dict[str, Any]:

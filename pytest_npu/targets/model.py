@@ -63,6 +63,7 @@ class BlockTiming:
     output_cycles_max_pool: float
     output_cycles_add: float                       # add and sub
     output_cycles_mul: float                       # mul, and any MAC op with 40-bit accumulators
+    output_cycles_int32: float                     # binary element-wise on 32-bit operands (softmax's steps)
     activation_cycles_relu: float                  # a fused ReLU-family clamp, cycles/element
 
 

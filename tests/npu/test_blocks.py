@@ -108,3 +108,19 @@ def test_sram_bytes_count_ifm_refetch_and_burst_waste():
     fetch = min(32, cfg.ifm[0]) * min(32, cfg.ifm[1]) * 3 * -(-32 // cfg.ofm[0]) * -(-32 // cfg.ofm[1])
     ofm_bricks = 32 * 32 * 16                       # 8 channels stored as one 16-channel brick
     assert blocks.sram_bytes(rgb, cfg, 0, 32) == 4 * fetch + ofm_bricks
+
+
+@pytest.mark.parametrize(("name", "classes", "vela"), [
+    ("u55-256", 10, 887), ("u55-256", 100, 2091), ("u55-256", 1000, 15589),
+    ("u55-128", 10, 985), ("u55-128", 100, 2275), ("u55-128", 1000, 16559)])
+def test_softmax_costs_what_velas_softmax_graph_costs(name, classes, vela):
+    """Vela 5.2.0 runs an int8 softmax over one row of ``classes`` values in ``vela`` cycles (the sum
+    of its ~28 operations in its per-layer output); the block model composes the same steps, plus
+    the exp table's load from flash."""
+    t = targets.load(name)
+    cycles = blocks.softmax_cycles(t.blocks, t.mac.ofm_lanes, t.mac.ifm_lanes, 1, classes,
+                                   sram_latency=t.sram_latency_cycles, sram_bytes_per_cycle=t.sram_bytes_per_cycle,
+                                   sram_burst=t.sram_burst_bytes, weight_latency=t.dram_latency_cycles,
+                                   off_chip_bytes_per_cycle=t.dram_bytes_per_cycle)
+    table = t.dram_latency_cycles + 256 / t.dram_bytes_per_cycle
+    assert 0.9 <= (cycles + table) / vela <= 1.15
