@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -400,8 +401,8 @@ def softmax_cycles(blocks: BlockTiming, ofm_lanes: int, ifm_lanes: int, rows: in
     element and ``SOFTMAX_ROW_STEPS`` on one value per row (each a brick of 16 channels), and the
     per-element constant it reads from off-chip memory. The exp table's load is the caller's
     (as for any LUT)."""
-    timing = {"sram_latency": sram_latency, "sram_bytes_per_cycle": sram_bytes_per_cycle, "sram_burst": sram_burst,
-              "weight_latency": weight_latency}
+    timing: dict[str, Any] = {"sram_latency": sram_latency, "sram_bytes_per_cycle": sram_bytes_per_cycle,
+                              "sram_burst": sram_burst, "weight_latency": weight_latency}
     row_max = op_cycles(blocks, ofm_lanes, ifm_lanes, BlockOp(
         "pool", (rows, channels, 1), (rows, 1, 1), kernel=(1, channels), stride=(1, channels), output="max_pool"),
         **timing).total
