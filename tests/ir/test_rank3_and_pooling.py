@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
 import pytest_npu
-from pytest_npu.compiler.cli_inspect import run as inspect_run
+from pytest_npu.cli import main as cli_main
 from pytest_npu.compress.quantize import op_types_to_quantize
 
 RNG = np.random.default_rng(11)
@@ -142,10 +142,7 @@ def test_a_reduce_mean_left_in_float_is_named_with_the_option_that_quantises_it(
     path = tmp_path / "m.onnx"
     onnx.save(default, path)
 
-    class Args:
-        model, target, batch, cores, seed = str(path), "u55-256", 1, None, 0
-
-    assert inspect_run(Args()) == 0
+    assert cli_main(["inspect", str(path), "--target", "u55-256"]) == 0
     out = capsys.readouterr().out
     assert "to move it: quantise the ReduceMean" in out and "op_types_to_quantize including 'ReduceMean'" in out
     fixed = _quantise(model, (3, 6, 6), op_types_to_quantize())    # what compress.quantize passes
