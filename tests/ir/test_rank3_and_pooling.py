@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
 import pytest_npu
+import pytest_npu.ir
 from pytest_npu.cli import main as cli_main
 from pytest_npu.compress.quantize import op_types_to_quantize
 
