@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pytest_npu.errors import CompileError
 from pytest_npu.npu import kernels
 from pytest_npu.npu.isa import Requant
-from pytest_npu.npu.requant import quantize_multiplier, quantize_multipliers, requant_for
+from pytest_npu.npu.requant import SHIFT_RANGE, quantize_multiplier, quantize_multipliers, requant_for
 
 # scales whose shift lies in TOSA's 2..62 for each multiplier width
 VALID = {32: st.floats(2.0 ** -32, 2.0 ** 28),
@@ -74,12 +74,30 @@ def test_exact_powers_of_two():
     assert quantize_multiplier(2.0 ** -32) == (1 << 30, 62)       # the smallest TOSA allows
 
 
-@pytest.mark.parametrize("scale, shift", [(2.0 ** -33, 63), (2.0 ** 29, 1)])
-def test_shift_outside_tosa_range_is_a_compile_error_naming_the_scale(scale, shift):
-    with pytest.raises(CompileError, match=f"{scale!r}.*shift {shift}.*2..62"):
-        quantize_multiplier(scale, where="conv1")
-    with pytest.raises(CompileError, match="channel 1 of conv1"):
-        quantize_multipliers([0.25, scale], where="conv1")
+@pytest.mark.parametrize("scale, shift", [(2.0 ** 29, 1), (1e12, -9)])
+def test_scale_too_large_is_a_compile_error_naming_the_layer(scale, shift):
+    with pytest.raises(CompileError, match=f"{scale!r} for layer 'conv1' needs shift {shift}.*2..62"):
+        quantize_multiplier(scale, where="layer 'conv1'")
+    with pytest.raises(CompileError, match="channel 1 of layer 'conv1'"):
+        quantize_multipliers([0.25, scale], where="layer 'conv1'")
+
+
+@pytest.mark.parametrize("bits, scale", [(32, 2.0 ** -33), (32, 2.29e-10), (32, 5e-324), (16, 2.0 ** -49),
+                                         (16, 1e-30)])
+def test_scale_too_small_for_any_shift_gets_multiplier_zero_like_tflite(scale, bits):
+    """A dead channel (all-zero weights, per-channel scale ~1e-10): TFLite's QuantizeMultiplier
+    gives multiplier 0, and that is exact -- |acc * m| < 2**62 rounds to 0 for any shift > 62
+    (for 15-bit multipliers and 48-bit accumulators the same bound holds below 2**-48)."""
+    multipliers, shifts = quantize_multipliers([0.25, scale], bits)
+    assert multipliers[1] == 0 and SHIFT_RANGE[0] <= shifts[1] <= SHIFT_RANGE[1]
+    acc = np.array([[1 << 20, (1 << 31) - 1], [-(1 << 20), -(1 << 31)]]) if bits == 32 else \
+        np.array([[1 << 20, (1 << 47) - 1], [-(1 << 20), -(1 << 47)]])
+    for rounding in ("single", "double"):
+        out = kernels.rescale(acc, multipliers, shifts, ofm_zp=3, lo=-128, hi=127, rounding=rounding,
+                              scale32=bits == 32)
+        assert out[:, 1].tolist() == [3, 3]
+        exact = np.round(acc[:, 1].astype(np.float64) * scale) + 3      # the float reference agrees
+        assert exact.tolist() == [3, 3]
 
 
 @pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf")])
