@@ -80,11 +80,16 @@ def _saturating_left_shift16(x: np.ndarray, amount: int) -> np.ndarray:
     return np.clip(x * (1 << amount), fp.INT16_MIN, fp.INT16_MAX)
 
 
-def hard_swish_lut(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> tuple[int, ...]:
-    """TFLite's quantised HARD_SWISH (``reference_ops::HardSwish``) on all 256 int8 inputs."""
+def hard_swish_lut(in_scale: float, in_zp: int, out_scale: float, out_zp: int, lo: int = -128,
+                   hi: int = 127) -> tuple[int, ...]:
+    """TFLite's quantised HARD_SWISH (``reference_ops::HardSwish``) on all 256 int8 inputs, then
+    clamped to ``[lo, hi]``. Raises ValueError where TFLite's Prepare refuses the scales."""
     f32 = np.float32
     hires_input_scale = f32(1.0 / 128.0) * f32(in_scale)
     out_mult, out_exp = _int16_multiplier(float(f32(hires_input_scale / f32(out_scale))))
+    if out_exp > 0:
+        raise ValueError(f"hard-swish output scale {out_scale:.6g} is over 128x smaller than the input's "
+                         f"{in_scale:.6g} (TFLite's kernel refuses it too)")
     relu_mult, relu_exp = _int16_multiplier(float(f32(hires_input_scale / f32(3.0 / 32768.0))))
     value = _INT8 - int(in_zp)
     hires = value * (1 << 7)
@@ -102,7 +107,7 @@ def hard_swish_lut(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -
     doubled = np.where(product >= 0, product >> 15, -((-product) >> 15))
     doubled = np.where((reluish == fp.INT16_MIN) & (preshift_out == fp.INT16_MIN), fp.INT16_MAX, doubled)
     out = fp.rdbpot(doubled, -out_exp) + int(out_zp)
-    return tuple(int(v) for v in np.clip(out, -128, 127))
+    return tuple(int(v) for v in np.clip(np.clip(out, -128, 127), lo, hi))
 
 
 def softmax_exp_table(beta: float, in_scale: float) -> tuple[int, ...]:
@@ -111,6 +116,9 @@ def softmax_exp_table(beta: float, in_scale: float) -> tuple[int, ...]:
     ``MultiplyByQuantizedMultiplierGreaterThanOne``, ``exp_on_negative_values``), 0 below
     ``diff_min`` where TFLite skips the term."""
     integer_bits = 5
+    if not float(np.float32(beta)) * float(np.float32(in_scale)) * (1 << (31 - integer_bits)) > 1.0:
+        raise ValueError(f"softmax input scale {in_scale:.3g} x beta {beta} is below 2**-26 "
+                         "(TFLite's kernel refuses it too)")
     real = min(float(np.float32(beta)) * float(np.float32(in_scale)) * (1 << (31 - integer_bits)), (1 << 31) - 1.0)
     multiplier, left_shift = quantize_multiplier(real)
     radius = math.floor(((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << left_shift))

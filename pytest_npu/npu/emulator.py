@@ -234,7 +234,10 @@ def _check_shapes(index: int, ins: Instruction) -> None:
         expect(ins.ofm.shape == want, "ofm", f"ofm must be {list(want)}, got {list(ins.ofm.shape)}")
     elif isinstance(ins, Softmax):
         expect(ins.ifm.shape == ins.ofm.shape, "ofm", f"ofm {list(ins.ofm.shape)} must equal ifm {list(ins.ifm.shape)}")
-        expect(ins.ifm.dtype == "int8" and ins.ofm.dtype == "int8", "ifm", "SOFTMAX maps int8 to int8")
+        expect(ins.ifm.dtype == "int8" and (ins.ofm.dtype == "int8" or ins.requant is not None), "ifm",
+               "SOFTMAX maps int8 to int8 (TFLite's output), or to any integer dtype through a requant")
+        if ins.requant is not None:
+            _check_requant(index, ins, ins.requant, ins.ofm, 1)
         expect(len(ins.exp_table) == 256, "exp_table", f"exp_table has {len(ins.exp_table)} entries; need 256")
 
 
@@ -682,6 +685,12 @@ def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str
     if isinstance(ins, Softmax):
         ifm, ofm = view(ins.ifm), view(ins.ofm)
         exp_table = np.asarray(ins.exp_table, np.int64)
+        if ins.requant is not None:
+            requant = _requantiser(ins.requant, ins.ofm, rounding)
+
+            def softmax_requantised() -> None:
+                ofm[...] = requant(kernels.softmax(ifm, exp_table, probability=True))
+            return softmax_requantised
 
         def softmax() -> None:
             ofm[...] = kernels.softmax(ifm, exp_table)

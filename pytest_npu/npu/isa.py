@@ -448,6 +448,9 @@ class Softmax(Instruction):
     ``-128`` where ``d < diff_min`` (``npu.fixedpoint``). The compiler fills the table from
     the layer's beta and input scale exactly as TFLite's ``PreprocessSoftmaxScaling`` and
     ``exp_on_negative_values`` do, so every output equals LiteRT's reference kernel.
+    With a ``requant`` the output stage is TFLite's int16 one without its offset,
+    ``p_c = RoundingDivideByPOT(SRDHM(r, e_c), n + 15)`` (probability in units of 2**-16), then
+    ``ofm = requant(p)``: any int8/int16 output quantisation (onnxruntime writes scale 1/255).
 
     One instruction stands for the sequence an Ethos-U runs (row max, subtract, exp LUT with
     32-bit entries, row sum, count-leading-zeros and Newton-Raphson reciprocal in element-wise
@@ -457,13 +460,18 @@ class Softmax(Instruction):
     ifm: Operand
     ofm: Operand
     exp_table: tuple[int, ...] = ()
-    diff_min: int = -255
+    requant: Requant | None = None
     core: int = 0
     deps: tuple[int, ...] = ()
     layer: str = ""
     opcode: ClassVar[str] = "SOFTMAX"
     unit: ClassVar[str] = "elementwise"
     STEPS: ClassVar[tuple[str, ...]] = ("max", "sub", "lut", "add", "mul")
+    # the shape of that sequence, for the cost model (an estimate of Vela's int8 softmax graph):
+    # passes over every element (row max, subtract + exp lookup, row sum, scale and shift) and
+    # per-row steps (count leading zeros, shifts, three Newton-Raphson iterations of four ops)
+    FULL_PASSES: ClassVar[int] = 4
+    ROW_STEPS: ClassVar[int] = 22
 
     @property
     def operation(self) -> str:

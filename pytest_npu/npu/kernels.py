@@ -867,9 +867,11 @@ def resize(ifm, *, mode: str = "nearest", size=(), scale=(2, 2), align_corners: 
     return out.astype(ifm.dtype)
 
 
-def softmax(ifm, exp_table) -> np.ndarray:
+def softmax(ifm, exp_table, *, probability: bool = False) -> np.ndarray:
     """isa.Softmax: TFLite's int8 reference softmax over the last axis, from the 256-entry Q0.31
-    exp table of the differences to the row maximum; int8 output (scale 1/256, zero point -128)."""
+    exp table of the differences to the row maximum; int8 output (scale 1/256, zero point -128),
+    or with ``probability`` the int64 probabilities in units of 2**-16 (TFLite's int16 output
+    stage before its offset), for a requant to any output quantisation."""
     ifm = _int_array(ifm, "ifm", (np.int8,))
     table = np.asarray(exp_table, np.int64)
     if table.shape != (256,) or (table.size and (int(table.min()) < 0 or int(table.max()) > fixedpoint.INT32_MAX)):
@@ -884,5 +886,7 @@ def softmax(ifm, exp_table) -> np.ndarray:
                             f"accumulator (rows of {ifm.shape[-1]} values); split the row", operand="ifm",
                             kind="overflow")
     reciprocal, bits_over_unit = fixedpoint.get_reciprocal(total, 12)
-    probability = fixedpoint.rdbpot(fixedpoint.srdhm(reciprocal, exps), bits_over_unit + 31 - 8)
-    return np.clip(probability - 128, -128, 127).astype(np.int8)
+    scaled = fixedpoint.srdhm(reciprocal, exps)
+    if probability:
+        return fixedpoint.rdbpot(scaled, bits_over_unit + 31 - 16)
+    return np.clip(fixedpoint.rdbpot(scaled, bits_over_unit + 31 - 8) - 128, -128, 127).astype(np.int8)
