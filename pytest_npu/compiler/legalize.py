@@ -734,7 +734,7 @@ class Legalizer:
             # (TFLite's int16 kernels use 15, their inputs having zero point 0)
             span = max(self._input_span(dtype, za), self._input_span(dtype, zb))
             left_shift = min(ADD_LEFT_SHIFT, 30 - span.bit_length())
-            if self.tflite and dtype == "int16":
+            if self.tflite and dtype == "int16" and span <= 1 << 15:
                 left_shift = 15
             twice_max = 2.0 * max(sa, sb)
             params["left_shift"] = left_shift

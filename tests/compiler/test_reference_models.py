@@ -46,22 +46,29 @@ class Tolerance:
 
 
 STRICT = Tolerance(0.99, 2, "the differential criterion")
-_SINGLE = ("every layer is within 1 LSB of ORT given ORT's input (test_each_layer_...); TOSA round-half-up "
-           "vs ORT's half-to-even ties and float32 vs exact accumulation flip single LSBs that the seeded "
-           "(untrained, gain > 1) later layers amplify")
 _DOUBLE = ("double rounding (gemmlowp) differs from ORT by 1 LSB on ~0.1-11 % of each layer's outputs "
            "(all within 1 LSB per layer); the next layers amplify it")
+_TFLITE = ("TFLite's reference semantics (the Ethos-U targets' rounding = \"tflite\": double-rounding "
+           "MultiplyByQuantizedMultiplier, TFLite's MEAN for global pools) differ from ORT's float32 "
+           "requantisation on near-ties, within 1 LSB per layer (test_each_layer_...); the seeded "
+           "(untrained, gain > 1) later layers amplify them, as for edge-3core's double rounding")
 # Measured on test_data()[:8] (deterministic: seeded weights, seeded inputs); the figure in the
-# comment is what ran when this table was written.
+# comment is what ran when this table was written. Under single rounding (before the Ethos-U
+# targets followed TFLite) resnet8 was 77/80 within 1 LSB (max 2), mobilenet_v1 14/16 (max 19),
+# ds_cnn within the strict criterion; the dense autoencoder went from the strict criterion to
+# bit-exact (LiteRT's double-precision fully-connected rescale is ORT's float one).
 DRIFT = {
-    ("resnet8", "u55-128"): Tolerance(0.95, 2, f"9 layers: 77/80 within 1 LSB, max 2; {_SINGLE}"),
-    ("resnet8", "u55-256"): Tolerance(0.95, 2, f"9 layers: 77/80 within 1 LSB, max 2; {_SINGLE}"),
-    ("resnet8", "u65-512"): Tolerance(0.95, 2, f"9 layers: 77/80 within 1 LSB, max 2; {_SINGLE}"),
+    ("resnet8", "u55-128"): Tolerance(0.5, 5, f"41/80 within 1 LSB, max 5; {_TFLITE}"),
+    ("resnet8", "u55-256"): Tolerance(0.5, 5, f"41/80 within 1 LSB, max 5; {_TFLITE}"),
+    ("resnet8", "u65-512"): Tolerance(0.5, 5, f"41/80 within 1 LSB, max 5; {_TFLITE}"),
+    ("ds_cnn", "u55-128"): Tolerance(0.75, 3, f"74/96 within 1 LSB, max 3; {_TFLITE}"),
+    ("ds_cnn", "u55-256"): Tolerance(0.75, 3, f"74/96 within 1 LSB, max 3; {_TFLITE}"),
+    ("ds_cnn", "u65-512"): Tolerance(0.75, 3, f"74/96 within 1 LSB, max 3; {_TFLITE}"),
     ("resnet8", "edge-3core"): Tolerance(0.55, 6, f"10 layers (global pool on the NPU): 46/80 within 1 LSB, max 6; {_DOUBLE}"),
     ("ds_cnn", "edge-3core"): Tolerance(0.75, 3, f"9 layers: 74/96 within 1 LSB, max 3; {_DOUBLE}"),
-    ("mobilenet_v1", "u55-128"): Tolerance(0.85, 20, f"28 layers: 14/16 within 1 LSB, max 19; {_SINGLE}"),
-    ("mobilenet_v1", "u55-256"): Tolerance(0.85, 20, f"28 layers: 14/16 within 1 LSB, max 19; {_SINGLE}"),
-    ("mobilenet_v1", "u65-512"): Tolerance(0.85, 20, f"28 layers: 14/16 within 1 LSB, max 19; {_SINGLE}"),
+    ("mobilenet_v1", "u55-128"): Tolerance(0.0, 80, f"28 layers: 0/16 within 1 LSB, max 77; {_TFLITE}"),
+    ("mobilenet_v1", "u55-256"): Tolerance(0.0, 80, f"28 layers: 0/16 within 1 LSB, max 77; {_TFLITE}"),
+    ("mobilenet_v1", "u65-512"): Tolerance(0.0, 80, f"28 layers: 0/16 within 1 LSB, max 77; {_TFLITE}"),
     ("mobilenet_v1", "edge-3core"): Tolerance(0.0625, 80, f"28 layers: 1/16 within 1 LSB, max 80; {_DOUBLE}"),
 }
 BROKEN: dict[tuple[str, str], str] = {}
