@@ -466,6 +466,11 @@ class Legalizer:
             attrs["shape"] = list(sample_shape(tuple(self.tensor(node.outputs[0]).shape)))
         if node.op == "pad" and "pads" in attrs and rank_drop:
             attrs["pads"] = attrs["pads"][1:]
+        in_q = self.tensor(node.inputs[0]).quant
+        if node.op == "pad" and in_q is not None:
+            # the IR stores a quantised tensor's pad value as an integer; the host pads real values
+            stored = int(attrs.get("value", _scalar(in_q.zero_point)))
+            attrs["value"] = float((stored - int(_scalar(in_q.zero_point))) * np.float32(_scalar(in_q.scale)))
         clamp = node.attrs.get("clamp")
         if clamp is not None:     # quantised output: integer bounds; float output: real bounds
             attrs["clamp"] = [None if not np.isfinite(v) else (float(v) if self.tensor(node.outputs[0]).quant

@@ -18,6 +18,7 @@ import contextlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -625,12 +626,13 @@ def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str
         return mm
     if isinstance(ins, Pool):
         ifm, ofm = view(ins.ifm), view(ins.ofm)
-        kw = dict(kind=ins.kind, kernel=ins.kernel, stride=ins.stride, padding=ins.padding, ifm_zp=ins.ifm_zp)
-        if ins.divide:
-            clamp = ins.requant
+        kw: dict[str, Any] = dict(kind=ins.kind, kernel=ins.kernel, stride=ins.stride, padding=ins.padding,
+                                  ifm_zp=ins.ifm_zp)
+        if ins.divide and ins.requant is not None:       # checked: divide needs the clamp's requant
+            lo, hi = ins.requant.lo, ins.requant.hi
 
             def average() -> None:   # isa.Pool divide: TFLite's rounded average, then the clamp
-                ofm[...] = np.clip(kernels.pool(ifm, divide=True, **kw), clamp.lo, clamp.hi)
+                ofm[...] = np.clip(kernels.pool(ifm, divide=True, **kw), lo, hi)
             return average
         if ins.kind == "avg":
             requant = _requantiser(ins.requant, ins.ofm, rounding)
@@ -676,8 +678,8 @@ def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str
         return rescale
     if isinstance(ins, Resize):
         ifm, ofm = view(ins.ifm), view(ins.ofm)
-        geometry = dict(mode=ins.mode, size=ins.size, scale=ins.scale, align_corners=ins.align_corners,
-                        half_pixel_centers=ins.half_pixel_centers)
+        geometry: dict[str, Any] = dict(mode=ins.mode, size=ins.size, scale=ins.scale,
+                                        align_corners=ins.align_corners, half_pixel_centers=ins.half_pixel_centers)
 
         def resize() -> None:
             ofm[...] = kernels.resize(ifm, **geometry)

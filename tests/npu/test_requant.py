@@ -162,3 +162,36 @@ def test_requant_for_rejects_bad_arguments(kwargs, message):
     with pytest.raises(CompileError, match=message) as info:
         requant_for(**args)
     assert "fc2" in str(info.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_tosa_double_rounding_is_tflites_multiply_by_quantized_multiplier(data):
+    """The ``double`` rule (TOSA apply_scale_32) equals gemmlowp's SRDHM + RoundingDivideByPOT
+    (npu.fixedpoint, TFLite's MultiplyByQuantizedMultiplier) on every int32 accumulator TOSA
+    accepts, near ties and at the range ends included; so a target whose rounding is "tflite"
+    can use it for every layer TFLite rescales that way."""
+    from pytest_npu.npu import fixedpoint
+    shift = data.draw(st.integers(2, 62))
+    multiplier = data.draw(st.integers(0, (1 << 31) - 1))
+    bound = 1 << (min(shift, 32) - 1)
+    values = np.array(data.draw(st.lists(st.integers(-bound, bound - 1), min_size=1, max_size=20)), np.int64)
+    if multiplier and shift > 1:      # values whose exact product sits at a tie of the final rounding
+        ties = np.arange(-4, 5, dtype=np.int64) * (1 << (shift - 1)) // multiplier
+        values = np.concatenate([values, ties[np.abs(ties) < bound]])
+    tosa = kernels.apply_scale(values, np.array([multiplier]), np.array([shift]), rule="double", scale32=True)
+    gemmlowp = fixedpoint.multiply_by_quantized_multiplier(values, multiplier, 31 - shift)
+    assert tosa.tolist() == gemmlowp.tolist()
+
+
+@pytest.mark.parametrize("value, scale", [(1, 0.49999999999999994), (-1, 0.49999999999999994), (3, 0.5),
+                                          (-3, 0.5), (7, 1 / 14), (123456789, 0.0001234)])
+def test_float_rule_rounds_half_away_from_zero_like_c_round(value, scale):
+    """LiteRT's reference fully-connected: ``round(double(acc) * scale)``; ``floor(x + 0.5)`` would
+    round 0.49999999999999994 up."""
+    (m,), (s,) = quantize_multipliers([scale], rule="float")
+    assert m * 2.0 ** -s == scale                             # the scale, exactly
+    got = kernels.apply_scale(np.array([value]), np.array([m]), np.array([s]), rule="float", scale32=True)
+    product = value * scale                                 # the same IEEE double multiply as C's
+    whole = math.trunc(product)
+    assert got.tolist() == [whole + (int(math.copysign(1, product)) if abs(product - whole) >= 0.5 else 0)]
