@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-quick test bench lint type clean
+.PHONY: demo demo-quick test test-other-cpus bench lint type clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[torch,dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[torch,dev,html]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -24,6 +24,15 @@ demo-quick: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
+	$(MAKE) --no-print-directory test-other-cpus
+
+# torch picks its kernels per instruction set: the checks that compare figures passing through
+# float code (the docs' shown outputs, the examples against their committed baselines) run again
+# as on a CPU without AVX-512 (avx2) and one without SIMD kernels (default)
+OTHER_CPU_TESTS := tests/test_docs.py tests/harness/test_baseline_examples.py
+test-other-cpus: $(STAMP)
+	ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest -n 2 -q -p no:cacheprovider $(OTHER_CPU_TESTS)
+	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -n 2 -q -p no:cacheprovider $(OTHER_CPU_TESTS)
 
 bench: $(STAMP)
 	mkdir -p .benchmarks

@@ -1,6 +1,6 @@
 """Emulator speed on a conv-heavy program vs onnxruntime running the equivalent QDQ model.
 
-The program is the demo network (32x32x16 input, 3x3 conv to 32 channels, 3x3 depthwise, max
+The program is the hand-built conv network of tests/npu/conv_program.py (32x32x16 input, 3x3 conv to 32 channels, 3x3 depthwise, max
 pool, FC to 10: 5.1 M MACs per inference) on u55-256. The ratio emulator / onnxruntime (best of
 several runs each, same inputs, outputs checked to agree within 1 LSB) goes to ``extra_info``.
 Run: ``.venv/bin/pytest benchmarks/test_bench_emulator.py -p no:xdist --benchmark-only``.
@@ -8,14 +8,18 @@ Run: ``.venv/bin/pytest benchmarks/test_bench_emulator.py -p no:xdist --benchmar
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pytest_npu import targets
-from pytest_npu.demo import build_demo_program, demo_qdq_model, make_demo_net
 from pytest_npu.npu import Emulator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "npu"))
+from conv_program import build_conv_program, conv_qdq_model, make_conv_net  # noqa: E402
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -23,12 +27,12 @@ ort = pytest.importorskip("onnxruntime")
 @pytest.fixture(scope="module")
 def setup():
     target = targets.load("u55-256")
-    net = make_demo_net(size=32, cin=16, cmid=32, classes=10)
+    net = make_conv_net(size=32, cin=16, cmid=32, classes=10)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1          # a fair match for single-threaded numpy
-    session = ort.InferenceSession(demo_qdq_model(net).SerializeToString(), options,
+    session = ort.InferenceSession(conv_qdq_model(net).SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
-    return target, net, build_demo_program(target, net), session
+    return target, net, build_conv_program(target, net), session
 
 
 def _best_of(fn, repeats: int = 7) -> float:

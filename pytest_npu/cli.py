@@ -21,7 +21,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "history": ("pytest_npu.harness.cli_history", "show recorded figures across releases"),
     "compare": ("pytest_npu.harness.cli_compare", "compare two recorded runs; non-zero on regression"),
     "demo": ("pytest_npu.casestudy", "the NPU port case study on built-in defaults (digits CNN)"),
-    "demo-program": ("pytest_npu.demo", "run a hand-built conv program on a target and print its trace summary"),
 }
 
 

@@ -41,6 +41,10 @@ class CompileError(NpuError):
     """A graph cannot be compiled for a target (names the layer and the limit)."""
 
 
+class InputError(CompileError):
+    """Run-time inputs do not fit the compiled model (names the input, the shape or dtype it takes)."""
+
+
 class CompressionError(NpuError):
     """A compression step got bad arguments or an unsupported model (names the layer or argument)."""
 
@@ -55,3 +59,7 @@ class MetricError(NpuError):
 
 class BaselineError(NpuError):
     """A baseline or history file is corrupt, too new, or cannot be written (names the file)."""
+
+
+class ReportError(NpuError):
+    """A report cannot be written: an optional extra it needs is missing, or its file (names which)."""

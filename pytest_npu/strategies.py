@@ -31,6 +31,7 @@ def inputs_for(model, batch: int = 1, within="calibration", calibration=None):
     within: ``"calibration"`` (the min..max of ``calibration``, the range the quantiser saw),
     ``"dtype"`` (everything the input's QuantizeLinear can represent), or ``(lo, hi)``.
     Values are finite float32 without subnormals (NPUs flush them); the batch axis gets ``batch``.
+    An int8/uint8/int16 input (a tf2onnx export) gets integers of its dtype (``"dtype"``: its range).
     """
     from .harness.session import _Model, _split_model
 
@@ -43,6 +44,13 @@ def inputs_for(model, batch: int = 1, within="calibration", calibration=None):
         if value.name not in loaded.input_names:
             continue
         shape = _shape(value, batch, loaded.label)
+        integer = _ONNX_DTYPES.get(value.type.tensor_type.elem_type)
+        if integer is not None:      # an integer input (a tf2onnx export): its own integers
+            qmin, qmax = _DTYPE_RANGES[integer]
+            lo, hi = (qmin, qmax) if within == "dtype" else _bounds(within, calibration, loaded, value.name)
+            ints = st.integers(max(qmin, int(np.ceil(lo))), min(qmax, int(np.floor(hi))))
+            strategies[value.name] = hnp.arrays(np.dtype(integer), shape, elements=ints)
+            continue
         lo, hi = _bounds(within, calibration, loaded, value.name)
         elements = st.floats(lo, hi, width=32, allow_nan=False, allow_infinity=False, allow_subnormal=False)
         strategies[value.name] = hnp.arrays(np.float32, shape, elements=elements)

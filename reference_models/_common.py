@@ -72,15 +72,27 @@ def split_export_args(model_or_path: Any, path: str | Path | None) -> tuple[Any,
 
 
 def seeded_model(build_fn, input_shape: Sequence[int], seed: int):
-    """``build_fn()`` with seeded weights and data-derived BatchNorm statistics, in eval mode."""
+    """``build_fn()`` with seeded weights and data-derived BatchNorm statistics, in eval mode.
+
+    Built and measured in float64, then rounded to float32: torch's samplers and kernels differ in
+    the last float32 bit between instruction sets (AVX-512, AVX2 and scalar ATen kernels gave three
+    different resnet8 weight sets), which rounding float64 results to float32 absorbs, so every CPU
+    gets the same bytes and therefore the same quantised model and the same figures.
+    """
     import torch
 
     from pytest_npu.compress._export import single_thread
 
     torch.manual_seed(seed)
-    model = build_fn()
-    with single_thread():
-        seed_batchnorm(model, seeded_inputs(input_shape, 64, seed + 1), seed)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = build_fn()
+        with single_thread():
+            seed_batchnorm(model, seeded_inputs(input_shape, 64, seed + 1).astype(np.float64), seed)
+    finally:
+        torch.set_default_dtype(previous)
+    model = model.float()
     model.input_shape = tuple(input_shape)
     return model.eval()
 

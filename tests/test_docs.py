@@ -250,8 +250,11 @@ def warm_imports() -> None:
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[str(p.relative_to(ROOT)) for p in DOCS])
-def test_code_blocks_run(doc: Path, warm_imports: None, pytester: pytest.Pytester) -> None:
-    """Run the file's blocks in order in one temporary directory (pytester's, already the cwd)."""
+def test_code_blocks_run(doc: Path, warm_imports: None, pytester: pytest.Pytester,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the file's blocks in order in one temporary directory (pytester's, already the cwd), on a
+    100-column terminal: tables fit the terminal, so the pages show what that width prints."""
+    monkeypatch.setenv("COLUMNS", "100")
     namespace: dict = {"__name__": "__docs__"}
     blocks = extract_blocks(doc)
     for position, block in enumerate(blocks):
@@ -304,10 +307,13 @@ def test_no_run_blocks_say_why() -> None:
     assert not unexplained, f"no-run blocks without a reason next to them: {unexplained}"
 
 
-def test_readme_opens_with_the_two_commands() -> None:
-    """The first command block of the README is `make demo` then `make test`."""
-    first = extract_blocks(ROOT / "README.md")[0]
-    assert [words[:2] for words in _commands(first.code)] == [["make", "demo"], ["make", "test"]]
+def test_readme_opens_with_installing_the_package() -> None:
+    """The README's first command block installs pytest-npu with pip (a user's project, not a clone);
+    the contributors' `make demo` / `make test` come later."""
+    blocks = [b for b in extract_blocks(ROOT / "README.md") if b.lang == "bash"]
+    first = [words[:2] for words in _commands(blocks[0].code)]
+    assert first[:2] == [["pip", "install"], ["pip", "install"]] and "pytest-npu" in blocks[0].code
+    assert any([words[:2] for words in _commands(b.code)] == [["make", "demo"], ["make", "test"]] for b in blocks)
 
 
 def test_extractor_reads_fences_flags_and_test_files(tmp_path: Path) -> None:

@@ -1,177 +1,121 @@
-"""The case study as one self-contained HTML file: tables and inline-SVG charts, no JavaScript.
+"""The case study as one self-contained HTML file: tables and plotly charts (see harness.html).
 
-Charts: per-layer cycles (one group of bars per layer, one bar per target), accuracy against
-latency per target (log-scaled latency), and the energy breakdown of every port (stacked bars).
-Per-layer tables reuse the history report's :func:`pytest_npu.harness.html.layer_table`.
+Charts: accuracy against latency (log latency; each target its colour and marker size, each
+variant its symbol, all drawn as outlines, so ports that land on the same spot stay visible,
+nested), the energy of every port split into its components (stacked bars with their legend), and
+per-layer cycles per target. Every figure comes from the records passed in.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from html import escape
 
-from ..harness.html import PALETTE, layer_table
-from .table import ENERGY_PARTS, ModelFigures, PortFigures, StepFigures, energy_split
+from .. import tables
+from ..harness.html import PALETTE, Page, layer_table, layout, require_plotly, table
+from .table import ENERGY_PARTS, STEP_HEADERS, ModelFigures, PortFigures, StepFigures, step_row
 
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#222;padding:0 1em}
-h1{font-size:1.5em} h2{font-size:1.2em;margin-top:2.2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.82em;margin:.6em 0}
-th,td{border:1px solid #ccc;padding:2px 7px;text-align:right} th{background:#f2f2f2}
-td:first-child,th:first-child{text-align:left} .bar{background:#1f77b4;height:.8em;display:inline-block}
-.ok{color:#080;font-weight:bold} .bad{color:#c00;font-weight:bold} svg text{font-size:11px;fill:#333}
-.note{color:#555;font-size:.9em} pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.8em}
-"""
-
-
-def _svg_open(width: int, height: int, label: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}">')
-
-
-def _legend(names: Sequence[str], colours: dict[str, str], x: float, y: float) -> str:
-    items = []
-    for i, name in enumerate(names):
-        items.append(f'<rect x="{x}" y="{y + 16 * i}" width="11" height="11" fill="{colours[name]}"/>'
-                     f'<text x="{x + 16}" y="{y + 16 * i + 10}">{escape(name)}</text>')
-    return "".join(items)
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "star", "hexagon")
+ENERGY_COLOURS = dict(zip(ENERGY_PARTS, ("#1f77b4", "#17becf", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728",
+                                         "#8c8c8c")))
 
 
 def _colours(names: Sequence[str]) -> dict[str, str]:
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
 
 
-def grouped_bars(title: str, groups: Sequence[tuple[str, dict[str, float]]], unit: str) -> str:
-    """Horizontal bars: one group per label, one bar per series (e.g. layer x target cycles)."""
-    series = list(dict.fromkeys(name for _, values in groups for name in values))
-    colours = _colours(series)
-    bar, gap, left, right = 10, 8, 190, 170
-    width = 860
-    height = 30 + len(groups) * (len(series) * bar + gap) + 24
-    top = max((v for _, values in groups for v in values.values()), default=0.0) or 1.0
-    plot = width - left - right
-    out = [_svg_open(width, height, title), f'<text x="{left}" y="14">{escape(title)} ({escape(unit)})</text>']
-    y = 26
-    for label, values in groups:
-        out.append(f'<text x="{left - 6}" y="{y + len(series) * bar / 2 + 4:.1f}" text-anchor="end">'
-                   f'{escape(label[:28])}</text>')
-        for name in series:
-            value = values.get(name, 0.0)
-            w = plot * value / top
-            out.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar - 1}" fill="{colours[name]}">'
-                       f'<title>{escape(label)} on {escape(name)}: {value:,.0f} {escape(unit)}</title></rect>')
-            y += bar
-        y += gap
-    out.append(f'<line x1="{left}" x2="{left}" y1="22" y2="{y}" stroke="#999"/>')
-    for i in range(1, 5):
-        x = left + plot * i / 4
-        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="22" y2="{y}" stroke="#e6e6e6"/>'
-                   f'<text x="{x:.1f}" y="{y + 12}" text-anchor="middle">{top * i / 4:,.0f}</text>')
-    out.append(_legend(series, colours, width - right + 20, 30))
-    out.append("</svg>")
-    return "".join(out)
+def accuracy_latency(page: Page, figures: list[PortFigures]) -> str:
+    """top-1 against modelled latency: colour and size = target (larger first, so coinciding ports
+    nest), symbol = model variant, all drawn as outlines so a point on top of another never hides
+    it; two keys (targets, variants), hover for the figures."""
+    go = require_plotly()
+    targets = list(dict.fromkeys(f.target for f in figures))
+    variants = list(dict.fromkeys(f.model.label for f in figures))
+    colours = _colours(targets)
+    sizes = {target: max(8, 24 - 5 * rank) for rank, target in enumerate(targets)}
+    figure = go.Figure()
+    for target in targets:
+        for v, variant in enumerate(variants):
+            mine = [f for f in figures if f.target == target and f.model.label == variant]
+            if not mine:
+                continue
+            figure.add_trace(go.Scatter(
+                x=[f.latency_ms for f in mine], y=[100 * f.top1 for f in mine], mode="markers",
+                legendgroup=target, showlegend=False,
+                marker={"symbol": SYMBOLS[v % len(SYMBOLS)] + "-open", "size": sizes[target],
+                        "color": colours[target], "line": {"width": 2.5}},
+                hovertemplate=(f"<b>{escape(variant)}</b> on {escape(target)}<br>latency %{{x:,.4~r}} ms"
+                               "<br>top-1 %{y:.1f} %<extra></extra>")))
+    # the keys: one entry per target (a click hides its ports), one per variant's symbol
+    for target in targets:
+        figure.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=target, legendgroup=target,
+                                    marker={"symbol": "circle", "size": 12, "color": colours[target]}))
+    for v, variant in enumerate(variants):
+        figure.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=variant, legend="legend2",
+                                    hoverinfo="skip",
+                                    marker={"symbol": SYMBOLS[v % len(SYMBOLS)] + "-open", "size": 11,
+                                            "color": "#555", "line": {"width": 2}}))
+    figure.update_layout(**layout(
+        legend={"title": {"text": "target"}, "x": 1.02, "y": 1, "yanchor": "top"},
+        legend2={"title": {"text": "variant"}, "x": 1.02, "y": 0.45, "yanchor": "top", "itemclick": False,
+                 "itemdoubleclick": False},
+        margin={"l": 60, "r": 10, "t": 34, "b": 50}))
+    figure.update_xaxes(type="log", title_text="modelled latency per inference (ms, log scale)",
+                        tickformat=",.2~r")
+    figure.update_yaxes(title_text="top-1 on the held-out digits (%)", tickformat=".1f")
+    return page.chart(figure, height=400)
 
 
-def _marker(shape: int, x: float, y: float, colour: str, tip: str) -> str:
-    """A point drawn as circle, square, triangle or diamond (one shape per model variant)."""
-    r = 5.5
-    kind = shape % 4
-    if kind == 0:
-        body = f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}"'
-    elif kind == 1:
-        body = f'<rect x="{x - r:.1f}" y="{y - r:.1f}" width="{2 * r}" height="{2 * r}"'
-    else:
-        points = ([(x, y - r - 1), (x + r + 1, y + r), (x - r - 1, y + r)] if kind == 2 else
-                  [(x, y - r - 1), (x + r + 1, y), (x, y + r + 1), (x - r - 1, y)])
-        body = '<polygon points="' + " ".join(f"{px:.1f},{py:.1f}" for px, py in points) + '"'
-    return f'{body} fill="{colour}" fill-opacity=".85" stroke="#333" stroke-width=".6"><title>{tip}</title>' \
-           + ("</circle>" if kind == 0 else "</rect>" if kind == 1 else "</polygon>")
+def energy_split(page: Page, figures: list[PortFigures]) -> str:
+    """Energy per inference of every port, one stacked bar split into the cost model's components."""
+    go = require_plotly()
+    names = [f"{f.model.label} @ {f.target}" for f in figures]
+    figure = go.Figure()
+    for part in ENERGY_PARTS:
+        values = [1e3 * f.energy_breakdown_mj.get(part, 0.0) for f in figures]
+        if not any(values):
+            continue
+        totals = [1e3 * f.energy_mj for f in figures]
+        shares = [v / t if t else 0.0 for v, t in zip(values, totals)]
+        figure.add_trace(go.Bar(
+            y=names, x=values, name=part, orientation="h", marker_color=ENERGY_COLOURS[part],
+            customdata=[[s * 100] for s in shares],
+            hovertemplate=f"{part}: %{{x:,.4~r}} uJ (%{{customdata[0]:.1f}} %)<extra>%{{y}}</extra>"))
+    for name, f in zip(names, figures):
+        figure.add_annotation(x=1e3 * f.energy_mj, y=name, text=f"{tables.decimal(1e3 * f.energy_mj, 3)} uJ",
+                              showarrow=False, xanchor="left", xshift=4, font={"size": 11})
+    figure.update_layout(**layout(barmode="stack", legend={"title": {"text": "component"}, "traceorder": "normal"},
+                                  margin={"l": 10, "r": 10, "t": 34, "b": 45}))
+    figure.update_xaxes(title_text="energy per inference (uJ)", tickformat=",.3~r")
+    figure.update_yaxes(autorange="reversed", automargin=True)
+    return page.chart(figure, height=90 + 34 * len(figures))
 
 
-def scatter(title: str, points: Sequence[tuple[float, float, str, str]], x_label: str, y_label: str) -> str:
-    """(x, y, series, kind) points: colour = series (target), shape = kind (variant); x on a log scale."""
-    series = list(dict.fromkeys(p[2] for p in points))
-    kinds = list(dict.fromkeys(p[3] for p in points))
-    colours = _colours(series)
-    width, height, left, right, top_pad, bottom = 780, 340, 70, 190, 24, 50
-    xs = [math.log10(p[0]) for p in points if p[0] > 0]
-    ys = [p[1] for p in points]
-    x_lo, x_hi = (min(xs), max(xs)) if xs else (0.0, 1.0)
-    y_lo, y_hi = (min(ys), max(ys)) if ys else (0.0, 1.0)
-    x_pad = (x_hi - x_lo) * 0.08 or 0.2
-    y_pad = (y_hi - y_lo) * 0.15 or 0.005
-    x_lo, x_hi, y_lo, y_hi = x_lo - x_pad, x_hi + x_pad, y_lo - y_pad, y_hi + y_pad
-    plot_w, plot_h = width - left - right, height - top_pad - bottom
-
-    def px(x: float) -> float:
-        return left + plot_w * (math.log10(x) - x_lo) / (x_hi - x_lo)
-
-    def py(y: float) -> float:
-        return top_pad + plot_h * (1 - (y - y_lo) / (y_hi - y_lo))
-
-    out = [_svg_open(width, height, title), f'<text x="{left}" y="14">{escape(title)}</text>',
-           f'<rect x="{left}" y="{top_pad}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#bbb"/>']
-    for i in range(5):
-        value = y_lo + (y_hi - y_lo) * i / 4
-        out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(value):.1f}" y2="{py(value):.1f}" '
-                   f'stroke="#e6e6e6"/><text x="{left - 5}" y="{py(value) + 4:.1f}" text-anchor="end">'
-                   f'{100 * value:.1f}</text>')
-    for exponent in range(math.floor(x_lo), math.ceil(x_hi) + 1):
-        for mantissa in (1, 2, 5):
-            tick = mantissa * 10.0 ** exponent
-            if x_lo <= math.log10(tick) <= x_hi:
-                out.append(f'<line x1="{px(tick):.1f}" x2="{px(tick):.1f}" y1="{top_pad}" '
-                           f'y2="{top_pad + plot_h}" stroke="#e6e6e6"/><text x="{px(tick):.1f}" '
-                           f'y="{top_pad + plot_h + 15}" text-anchor="middle">{tick:g}</text>')
-    out.append(f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle">{escape(x_label)}</text>'
-               f'<text x="14" y="{top_pad + plot_h / 2}" transform="rotate(-90 14 {top_pad + plot_h / 2})" '
-               f'text-anchor="middle">{escape(y_label)}</text>')
-    for x, y, name, kind in points:
-        if x > 0:
-            tip = f"{escape(kind)} on {escape(name)}: {x:.4g} ms, top-1 {100 * y:.1f} %"
-            out.append(_marker(kinds.index(kind), px(x), py(y), colours[name], tip))
-    out.append(_legend(series, colours, width - right + 20, top_pad + 6))
-    legend_y = top_pad + 6 + 16 * len(series) + 14
-    for i, kind in enumerate(kinds):
-        out.append(_marker(i, width - right + 25.5, legend_y + 16 * i + 5, "#fff", escape(kind))
-                   + f'<text x="{width - right + 36}" y="{legend_y + 16 * i + 9}">{escape(kind)}</text>')
-    out.append("</svg>")
-    return "".join(out)
+def layer_cycles(page: Page, variant: str, mine: list[PortFigures]) -> str:
+    """Cycles per layer, one bar per target, layers in graph order top to bottom."""
+    go = require_plotly()
+    targets = list(dict.fromkeys(f.target for f in mine))
+    colours = _colours(targets)
+    layer_names = list(dict.fromkeys(row["layer"] for f in mine for row in f.layers))
+    figure = go.Figure()
+    for f in mine:
+        cycles = {name: sum(int(r.get("cycles") or 0) for r in f.layers if r["layer"] == name)
+                  for name in layer_names}
+        figure.add_trace(go.Bar(
+            y=layer_names, x=[cycles[n] for n in layer_names], name=f.target, orientation="h",
+            marker_color=colours[f.target],
+            hovertemplate=f"%{{y}} on {escape(f.target)}: %{{x:,}} cycles<extra></extra>"))
+    figure.update_layout(**layout(barmode="group", legend={"title": {"text": "target"}},
+                                  margin={"l": 10, "r": 10, "t": 34, "b": 45}))
+    figure.update_xaxes(title_text=f"cycles per inference, {variant}", tickformat=",~r")
+    figure.update_yaxes(autorange="reversed", automargin=True)
+    return page.chart(figure, height=80 + len(layer_names) * (10 + 12 * len(targets)))
 
 
-def stacked_bars(title: str, rows: Sequence[tuple[str, dict[str, float]]], parts: Sequence[str], unit: str) -> str:
-    """One horizontal bar per row split into ``parts`` (e.g. the energy components of each port)."""
-    colours = _colours(parts)
-    bar, left, right = 16, 260, 150
-    width = 880
-    height = 34 + len(rows) * (bar + 6) + 10
-    top = max((sum(values.values()) for _, values in rows), default=0.0) or 1.0
-    plot = width - left - right
-    out = [_svg_open(width, height, title), f'<text x="{left}" y="14">{escape(title)} ({escape(unit)})</text>']
-    y = 26
-    for label, values in rows:
-        out.append(f'<text x="{left - 6}" y="{y + bar - 4}" text-anchor="end">{escape(label)}</text>')
-        x = float(left)
-        for part in parts:
-            value = values.get(part, 0.0)
-            w = plot * value / top
-            if w > 0:
-                out.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.2f}" height="{bar}" fill="{colours[part]}">'
-                           f'<title>{escape(label)}: {escape(part)} {value:.4g} {escape(unit)}</title></rect>')
-            x += w
-        out.append(f'<text x="{x + 4:.1f}" y="{y + bar - 4}">{sum(values.values()):.3g}</text>')
-        y += bar + 6
-    out.append(_legend(list(parts), colours, width - right + 40, 30))
-    out.append("</svg>")
-    return "".join(out)
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    head = "".join(f"<th>{escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+def _numeric(headers: Sequence[str]) -> list[bool]:
+    words = ("model", "variant", "step", "target", "energy split", "layer", "op", "reason")
+    return [h not in words for h in headers]
 
 
 def render(*, reference: ModelFigures, host_ms: float, steps: list[StepFigures], steps_note: str = "",
@@ -179,67 +123,68 @@ def render(*, reference: ModelFigures, host_ms: float, steps: list[StepFigures],
            port_headers: Sequence[str], port_rows: dict[str, list[list]], timings: dict[str, float],
            command: str, test_file: str, test_outcome: str, test_passed: bool | None) -> str:
     """The whole report; every number comes from the records passed in."""
+    require_plotly()
     targets = list(dict.fromkeys(f.target for f in figures))
     variants = list(dict.fromkeys(f.model.label for f in figures))
-    out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-           f"<title>pytest-npu demo: digits CNN port</title><style>{_CSS}</style></head><body>",
-           "<h1>Porting the digits CNN to NPUs</h1>",
-           f"<p class='note'><code>{escape(command)}</code>, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
-           f"{figures[0].samples if figures else 0} held-out digits emulated per port; float model top-1 "
-           f"{100 * (reference.top1 or 0):.1f} % on them, {host_ms:.3f} ms per image on this host's CPU "
-           "(onnxruntime, batch 1, median). Latency and energy are modelled by the emulator (deterministic), "
-           "not measured on silicon.</p>"]
-    out.append("<h2>1. Compression steps</h2>")
-    out.append(_table(["variant", "step", "params", "size KiB", "MACs", "top-1 %", "MSE vs float", "seconds"],
-                      [[s.variant, s.step, s.params, f"{s.size_kib:.1f}", s.macs,
-                        "-" if s.top1 is None else f"{100 * s.top1:.1f}",
-                        "-" if s.mse is None else f"{s.mse:.3g}",
-                        "-" if s.seconds is None else f"{s.seconds:.1f}"] for s in steps]))
-    out.append(f"<p class='note'>{escape(steps_note)}</p>" if steps_note else "")
-    out.append("<h2>2. Before and after, per target</h2>")
-    out.append("<p class='note'>MSE and SQNR compare each port's logits with the original float model's. For "
-               "the pruned + distilled variants they also count the student's own departure from its teacher "
-               "(a smaller network learns different logit scales), so read their top-1 first. Speedup = the "
-               "float model's host CPU time / the modelled NPU latency.</p>")
+    page = Page("pytest-npu demo: digits CNN port")
+    samples = figures[0].samples if figures else 0
+    page.add("<h1>Porting the digits CNN to NPUs</h1>",
+             f"<p class='note'><code>{escape(command)}</code>, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
+             f"{samples} held-out digits emulated per port; the float model scores "
+             f"{100 * (reference.top1 or 0):.1f} % top-1 on them and takes {host_ms:.3f} ms per image on this "
+             "host's CPU (onnxruntime, batch 1, median). Latency and energy are modelled by the emulator "
+             "(deterministic), not measured on silicon. Hover a chart for exact figures.</p>")
+
+    page.add("<h2>1. Accuracy against latency</h2>", accuracy_latency(page, figures),
+             "<p class='note'>Colour and size: target; symbol: model variant. Markers are outlines, larger "
+             "for the first targets, so ports that land on the same spot show nested; drag to zoom into "
+             "them, hover for each one's figures.</p>")
+    page.add("<h2>2. Energy per inference</h2>", energy_split(page, figures))
+
+    page.add("<h2>3. Before and after, per target</h2>",
+             "<p class='note'>MSE and SQNR compare each port's logits with the original float model's; "
+             "for the pruned + distilled variants they also count the student's own departure from its "
+             "teacher, so read their top-1 first. Speedup = the float model's host CPU time / the "
+             "modelled NPU latency.</p>")
+    shown = [i for i, h in enumerate(port_headers) if h != "energy split"]     # the chart above shows it
+    headers = [port_headers[i] for i in shown]
     for target in targets:
-        out.append(f"<h3>{escape(target)}</h3>{_table(port_headers, port_rows[target])}")
-    out.append("<h3>Schedule against the roofline</h3><p class='note'>roofline = max(MACs / peak MACs per "
-               "cycle, DRAM bytes / DRAM bytes per cycle); efficiency = roofline / modelled cycles.</p>")
-    out.append(_table(["target", "model", "cycles", "roofline cycles", "efficiency", "SRAM peak KiB",
-                       "DRAM KiB"],
-                      [[f.target, f.model.label, f"{f.cycles:,}", f"{f.roofline_cycles:,}", f"{f.efficiency:.0%}",
-                        f"{f.sram_kib:.1f}", f"{f.dram_kib:.1f}"] for f in figures]))
-    out.append("<h2>3. Accuracy against latency</h2>")
-    out.append(scatter("top-1 (%) against modelled latency per inference",
-                       [(f.latency_ms, f.top1, f.target, f.model.label) for f in figures],
-                       "modelled latency (ms, log scale)", "top-1 %"))
-    out.append("<h2>4. Energy per inference</h2>")
-    out.append(stacked_bars("energy per inference by component",
-                            [(f"{f.model.label} @ {f.target}", {k: v * 1e3 for k, v in f.energy_breakdown_mj.items()})
-                             for f in figures], ENERGY_PARTS, "uJ"))
-    out.append("<p class='note'>" + "; ".join(
-        f"{escape(f.model.label)} @ {escape(f.target)}: {escape(energy_split(f.energy_breakdown_mj, 3))}"
-        for f in figures) + "</p>")
-    out.append("<h2>5. Per-layer cycles</h2>")
+        page.add(f"<h3>{escape(target)}</h3>",
+                 table(headers, [[row[i] for i in shown] for row in port_rows[target]], _numeric(headers)))
+    page.add("<h3>Schedule against the roofline</h3><p class='note'>roofline = max(MACs / peak MACs per "
+             "cycle, DRAM bytes / DRAM bytes per cycle); efficiency = roofline / modelled cycles.</p>")
+    roof_headers = ["target", "model", "cycles", "roofline cycles", "efficiency %", "SRAM peak KiB", "DRAM KiB"]
+    page.add(table(roof_headers,
+                   [[f.target, f.model.label, tables.integer(f.cycles), tables.integer(f.roofline_cycles),
+                     tables.percent(f.efficiency, 0), f"{f.sram_kib:.1f}", f"{f.dram_kib:.1f}"] for f in figures],
+                   _numeric(roof_headers)))
+
+    page.add("<h2>4. Compression steps</h2>")
+    page.add(table(STEP_HEADERS, [step_row(s) for s in steps], _numeric(STEP_HEADERS)))
+    if steps_note:
+        page.add(f"<p class='note'>{escape(steps_note)}</p>")
+
+    page.add("<h2>5. Per-layer cycles</h2>")
     for variant in variants:
         mine = [f for f in figures if f.model.label == variant]
-        layer_names = list(dict.fromkeys(row["layer"] for f in mine for row in f.layers))
-        groups = [(name, {f.target: float(sum(r.get("cycles") or 0 for r in f.layers if r["layer"] == name))
-                          for f in mine}) for name in layer_names]
-        out.append(f"<h3>{escape(variant)}</h3>" + grouped_bars(f"cycles per layer, {variant}", groups, "cycles"))
-    out.append("<h2>6. Ops on the host</h2>")
+        page.add(f"<h3>{escape(variant)}</h3>", layer_cycles(page, variant, mine))
+
+    page.add("<h2>6. Ops on the host</h2>")
     fallback = [[f.target, f.model.label, layer, op, reason] for f in figures for layer, op, reason in f.unsupported]
-    out.append(_table(["target", "model", "layer", "op", "reason"], fallback) if fallback else
-               "<p>Every layer of every model runs on the NPU of every target.</p>")
-    out.append("<h2>7. The test that holds these figures</h2>")
+    page.add(table(["target", "model", "layer", "op", "reason"], fallback) if fallback else
+             "<p>Every layer of every model runs on the NPU of every target.</p>")
+
+    page.add("<h2>7. The test that holds these figures</h2>")
     if test_passed is None:
         verdict = "<span class='note'>not run</span>"
     else:
-        verdict = "<span class='ok'>passed</span>" if test_passed else "<span class='bad'>FAILED</span>"
-    out.append(f"<p><code>{escape(test_file)}</code>: {verdict}</p><pre>{escape(test_outcome)}</pre>")
-    out.append("<h2>8. Per-layer detail</h2>")
-    for f in figures:
-        out.append(f"<h3>{escape(f.model.label)} on {escape(f.target)}</h3>{layer_table(f.layers)}")
-    out.append("<h2>Time spent</h2>" + _table(["step", "seconds"], [[k, f"{v:.1f}"] for k, v in timings.items()]))
-    out.append("</body></html>\n")
-    return "\n".join(out)
+        verdict = "<span class='ok'>passed</span>" if test_passed else "<span class='reg'>FAILED</span>"
+    page.add(f"<p><code>{escape(test_file)}</code>: {verdict}</p><pre>{escape(test_outcome)}</pre>")
+
+    page.add("<h2 id='layers'>8. Per-layer detail</h2>")
+    for i, f in enumerate(figures):
+        page.add(f"<details{' open' if i == 0 else ''}><summary><b>{escape(f.model.label)}</b> on {escape(f.target)}: "
+                 f"{len(f.layers)} layers, {tables.integer(f.cycles)} cycles</summary>{layer_table(f.layers)}</details>")
+    page.add("<h2>Time spent</h2>",
+             table(["step", "seconds"], [[k, f"{v:.1f}"] for k, v in timings.items()], [False, True]))
+    return page.render()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import tables
 from ..errors import ModelError, NpuError, TargetError
 from . import table, testgen
 
@@ -95,6 +97,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
     names = tuple(str(Path(name).resolve()) if name.endswith(".toml") else name for name in names)
     for name in names:
         target_registry.load(name)         # a typo fails now, naming the target, not after training
+    if not args.no_html:
+        from ..errors import ReportError
+        from ..harness.html import require_plotly
+
+        try:
+            require_plotly()               # and a missing plotly too
+        except ReportError as exc:
+            raise ReportError(f"{exc} (or pass --no-html)") from None
     command = "pytest-npu demo " + " ".join(shlex.quote(a) for a in _given_options(args))
     return Settings(
         out=Path(args.out), quick=args.quick, targets=names,
@@ -288,7 +298,7 @@ class Demo:
                     dram_bytes=s.dram_read_bytes + s.dram_write_bytes, roofline_cycles=s.roofline_cycles,
                     host_ms=self.host_ms, unsupported=tuple(tuple(u) for u in cm.unsupported()),
                     layers=_plain(ex.extra.get("layers") or cm.layers(ex))))
-        self.port_table_text = table.port_tables(self.reference, self.ports)
+        self.port_table_text = table.port_tables(self.reference, self.ports, width=tables.terminal_width())
         for target, text in self.port_table_text.items():
             print(f"\n{target} ({len(self.x)} held-out images; energy and latency per inference)\n{text}")
         print("\nhost fallback:\n" + table.unsupported_table(self.ports))
@@ -308,7 +318,9 @@ class Demo:
             return
         command = [sys.executable, "-m", "pytest", self.test_file.name, "-q", "-p", "no:cacheprovider"]
         print("running: " + " ".join(shlex.quote(c) for c in command), flush=True)
-        done = subprocess.run(command, cwd=self.test_file.parent, capture_output=True, text=True, timeout=900)
+        # the report shows this output: a wide terminal, so its summary table keeps every column
+        done = subprocess.run(command, cwd=self.test_file.parent, capture_output=True, text=True, timeout=900,
+                              env={**os.environ, "COLUMNS": "200"})
         self.test_output = (done.stdout + done.stderr).strip()
         self.test_passed = done.returncode == 0
         lines = self.test_output.splitlines()

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
+from .. import tables
+
 # Energy components in the order the emulator's Summary.energy_breakdown_mj reports them.
 ENERGY_PARTS = ("mac", "sram", "dram", "elementwise", "lut", "host", "static")
 
@@ -72,22 +74,18 @@ class PortFigures:
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
+    return tables.percent(value)
 
 
-def _num(value: float, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, float) and math.isinf(value):
-        return "inf"
-    return f"{value:.{digits}g}"
+def _num(value: float | None, digits: int = 3) -> str:
+    return tables.decimal(value, digits)
 
 
 def energy_split(breakdown: dict[str, float], parts: int = 2) -> str:
     """The largest ``parts`` energy components as shares, e.g. 'dram 94% static 4%'."""
     total = sum(breakdown.values())
     if total <= 0:
-        return "-"
+        return ""
     largest = sorted(breakdown.items(), key=lambda item: -item[1])[:parts]
     return " ".join(f"{name} {value / total:.0%}" for name, value in largest if value > 0)
 
@@ -97,27 +95,41 @@ PORT_HEADERS = ["model", "params", "size KiB", "MACs", "top-1 %", "MSE vs float"
                 "speedup"]
 
 
+PORT_ALIGN = ["left", *["right"] * 8, "left", *["right"] * 4]
+
+
 def model_row(model: ModelFigures, host_ms: float) -> list:
     """The 'before' row: the float model on the host CPU (no NPU figures)."""
-    return [f"{model.label} (host CPU)", model.params, f"{model.size_kib:.1f}", model.macs, _pct(model.top1),
-            "-", "-", "-", "-", "-", "-", "-", f"{host_ms:.3f}", "-"]
+    return [f"{model.label} (host CPU)", tables.integer(model.params), f"{model.size_kib:.1f}",
+            tables.integer(model.macs), _pct(model.top1), "", "", "", "", "", "", "", f"{host_ms:.3f}", ""]
 
 
 def port_row(fig: PortFigures) -> list:
-    return [fig.model.label, fig.model.params, f"{fig.model.size_kib:.1f}", fig.model.macs, _pct(fig.top1),
+    return [fig.model.label, tables.integer(fig.model.params), f"{fig.model.size_kib:.1f}",
+            tables.integer(fig.model.macs), _pct(fig.top1),
             _num(fig.mse), f"{fig.sqnr_db:.1f}", f"{fig.latency_ms:.4f}", f"{fig.energy_mj * 1e3:.3f}",
             energy_split(fig.energy_breakdown_mj), f"{fig.sram_kib:.1f}", f"{fig.dram_kib:.1f}",
             f"{fig.host_ms:.3f}", f"{fig.speedup:.1f}x"]
 
 
-def port_tables(reference: ModelFigures, figures: list[PortFigures], tablefmt: str = "simple") -> dict[str, str]:
-    """Per target: the float model on the host, then every variant on that target's NPU."""
-    tables: dict[str, str] = {}
+# left out first when a terminal is too narrow for the whole before/after table
+PORT_DROP = ("energy split", "host ms", "size KiB", "params", "SQNR dB", "DRAM KiB", "SRAM KiB", "MACs",
+             "MSE vs float")
+
+
+def port_tables(reference: ModelFigures, figures: list[PortFigures], tablefmt: str = "simple",
+                width: int | None = None) -> dict[str, str]:
+    """Per target: the float model on the host, then every variant on that target's NPU; with
+    ``width``, fitted to it (the least telling columns left out, and named)."""
+    out: dict[str, str] = {}
     for target in dict.fromkeys(f.target for f in figures):
         mine = [f for f in figures if f.target == target]
         rows = [model_row(reference, mine[0].host_ms), *(port_row(f) for f in mine)]
-        tables[target] = tabulate(rows, headers=PORT_HEADERS, tablefmt=tablefmt, disable_numparse=True)
-    return tables
+        text, dropped = tables.fit(PORT_HEADERS, rows, width, drop_order=PORT_DROP if width else None,
+                                   right=[a == "right" for a in PORT_ALIGN], tablefmt=tablefmt)
+        note = tables.left_out_note(dropped, "report.html and figures.json have every column", width)
+        out[target] = text + ("\n" + note if note else "")
+    return out
 
 
 STEP_HEADERS = ["variant", "step", "params", "size KiB", "MACs", "top-1 %", "MSE vs float", "seconds"]
@@ -137,11 +149,15 @@ class StepFigures:
     seconds: float | None = None
 
 
+def step_row(s: StepFigures) -> list[str]:
+    return [s.variant, s.step, tables.integer(s.params), f"{s.size_kib:.1f}", tables.integer(s.macs),
+            _pct(s.top1), _num(s.mse), "" if s.seconds is None else f"{s.seconds:.1f}"]
+
+
 def steps_table(steps: list[StepFigures], tablefmt: str = "simple") -> str:
-    rows = [[s.variant, s.step, s.params, f"{s.size_kib:.1f}", s.macs, _pct(s.top1),
-             "-" if s.mse is None else _num(s.mse), "-" if s.seconds is None else f"{s.seconds:.1f}"]
-            for s in steps]
-    return tabulate(rows, headers=STEP_HEADERS, tablefmt=tablefmt, disable_numparse=True)
+    rows = [step_row(s) for s in steps]
+    return tabulate(rows, headers=STEP_HEADERS, tablefmt=tablefmt, disable_numparse=True,
+                    colalign=["left", "left", *["right"] * 6])
 
 
 UNSUPPORTED_HEADERS = ["target", "model", "layer", "op", "why it runs on the host"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CompileError
+from ..errors import CompileError, InputError
 from ..ir.graph import Graph
 from ..targets.model import Target
 
@@ -65,7 +65,6 @@ class CompiledModel:
     steps: list = field(default_factory=list)
     alias_steps: list = field(default_factory=list)
     memory: Any = None
-    onnx_shapes: dict[str, tuple] = field(default_factory=dict)
     _emulator: Any = field(default=None, repr=False)
     _zero_run: Any = field(default=None, repr=False)
     _layer_cache: Any = field(default=None, repr=False)
@@ -79,82 +78,135 @@ class CompiledModel:
         return self._emulator
 
     def run_quantized(self, int_inputs) -> Any:
-        """Integer inputs (batch first, IR/NHWC layout) -> Execution with integer outputs
-        (float32 for the inputs and outputs a model leaves unquantised)."""
-        inputs = self._as_dict(int_inputs)
+        """The IR's integers in, integers out, each in the model's own layout and stacking (see
+        :meth:`run`); float32 for the inputs and outputs a model leaves unquantised. For a float
+        boundary these are the quantised values ``run()`` would compute; ``execution.outputs`` and
+        ``execution.extra["raw_outputs"]`` hold the same arrays."""
+        arrays, stacking = self._stacked(int_inputs, quantized=True)
         prepared = {}
-        for name in self.program.inputs:
-            info = self.program.tensors[name]
-            arr = np.asarray(inputs[name])
-            if arr.shape == tuple(info.shape):
-                arr = arr[None]
-            if tuple(arr.shape[1:]) != tuple(info.shape):
-                raise CompileError(f"input '{name}' has shape {arr.shape}; the program takes "
-                                   f"(N, {', '.join(map(str, info.shape))}) integers")
-            prepared[name] = arr.astype(info.dtype)
-        ex = self.emulator.run(self.program, prepared)
+        for name, arr in arrays.items():
+            b = self.graph.boundary(name)
+            want = self.program.tensors[name].dtype
+            prepared[name] = self._to_program(name, b, _integers(name, arr, want, "run_quantized()", b))
+        ex = self._run_program(prepared)
+        ex.outputs = {name: self._from_program(name, raw, stacking, dequantize=False)
+                      for name, raw in ex.outputs.items()}
         ex.extra["raw_outputs"] = dict(ex.outputs)
         return ex
 
     def run(self, inputs) -> Any:
-        """Float inputs in the ONNX model's layout (NCHW images, batch first) -> Execution with float
-        outputs in the ONNX layout too. For an ``ir.Graph`` model the layout is the IR's (NHWC)."""
-        inputs = self._as_dict(inputs)
-        ints = {}
-        for name in self.program.inputs:
-            q = self.graph.input_quant.get(name) or self.graph.tensors[name].quant
-            x = self._to_ir_layout(name, np.asarray(inputs[name], np.float32))
-            if q is not None:
-                ints[name] = q.quantize(x)
-            elif self.program.tensors[name].dtype == "float32":    # the program quantises it (host)
-                ints[name] = x
+        """Inputs in the model's own dtype, shape and layout -> Execution with outputs likewise.
+
+        Each graph input and output follows its :class:`~pytest_npu.ir.graph.Boundary`: a float
+        boundary (an ONNX QDQ model's float input, a TFLite input) takes floats and quantises them
+        with the model's parameters, and dequantises outputs; an integer one (a tf2onnx int8 input,
+        a QuantizeLinear graph output) takes and returns the integers as they are. ``inputs`` is
+        one array (single-input models) or a dict name -> array; each array is one inference in
+        the model's shape, N of them stacked on a new leading axis, or -- where axis 0 is a batch
+        axis of size 1 -- N stacked along it. Outputs come back stacked the same way;
+        ``execution.extra["raw_outputs"]`` holds the IR's integers (model layout).
+        """
+        arrays, stacking = self._stacked(inputs, quantized=False)
+        prepared = {}
+        for name, arr in arrays.items():
+            b = self.graph.boundary(name)
+            if b.quant is not None:
+                real = _real(name, arr)
+                ir = _quant_along(b.quant, b.to_ir(real), "quantize")
+            elif b.dtype == "float32":
+                ir = b.to_ir(_real(name, arr, finite=False))
             else:
-                raise CompileError(f"input '{name}' has no quantisation parameters; pass integers to "
-                                   "run_quantized() instead")
-        ex = self.run_quantized(ints)
-        outputs = {}
-        for name, raw in ex.extra["raw_outputs"].items():
-            q = self.graph.output_quant.get(name) or self.graph.tensors[name].quant
-            value = q.dequantize(raw) if q is not None else raw.astype(np.float32)
-            outputs[name] = self._to_onnx_layout(name, value)
+                ir = b.to_ir(_integers(name, arr, b.dtype, "run()", b))
+            prepared[name] = self._to_program(name, None, ir)
+        ex = self._run_program(prepared)
+        raw, outputs = {}, {}
+        for name, y in ex.outputs.items():
+            raw[name] = self._from_program(name, y, stacking, dequantize=False)
+            outputs[name] = self._from_program(name, y, stacking, dequantize=True)
         ex.outputs = outputs
+        ex.extra["raw_outputs"] = raw
         ex.extra["layers"] = self.layers(ex)
         return ex
 
+    def _run_program(self, prepared: dict[str, np.ndarray]) -> Any:
+        """Program-shaped arrays ``(N, *per-inference shape)`` -> the emulator's Execution."""
+        return self.emulator.run(self.program, prepared)
+
     def _as_dict(self, inputs) -> dict:
+        names = list(self.program.inputs)
         if isinstance(inputs, dict):
-            missing = [n for n in self.program.inputs if n not in inputs]
+            missing = [n for n in names if n not in inputs]
             if missing:
-                raise CompileError(f"missing input(s) {missing}; the model takes {self.program.inputs}")
+                raise InputError(f"missing input(s) {missing}; the model takes {names}")
+            unknown = [n for n in inputs if n not in names]
+            if unknown:
+                raise InputError(f"unknown input(s) {unknown}; the model takes {names}")
             return inputs
-        if len(self.program.inputs) != 1:
-            raise CompileError(f"the model takes {len(self.program.inputs)} inputs {self.program.inputs}; "
-                               "pass a dict name -> array")
-        return {self.program.inputs[0]: inputs}
+        if len(names) != 1:
+            raise InputError(f"the model takes {len(names)} inputs {names}; pass a dict name -> array")
+        if isinstance(inputs, (tuple, list)) and any(
+                isinstance(v, (np.ndarray, tuple, list, dict)) for v in inputs) and not _uniform(inputs):
+            raise InputError(f"input '{names[0]}' got a {type(inputs).__name__} of {len(inputs)} items of "
+                             "different shapes (an (x, labels) pair?); pass the input array alone")
+        return {names[0]: inputs}
 
-    def _nchw(self, name: str) -> bool:
-        """4-D tensors of an ONNX model are NCHW for the user and NHWC in the program."""
-        shape = self.onnx_shapes.get(name)
-        return shape is not None and len(shape) == 4
+    def _stacked(self, inputs, *, quantized: bool) -> tuple[dict[str, np.ndarray], str]:
+        """Every input as ``(N, *model shape)`` and how the caller stacked them ("one" inference,
+        N "stacked" on a new axis, or N along the "batch" axis)."""
+        arrays, modes, counts = {}, set(), set()
+        for name, value in self._as_dict(inputs).items():
+            arr = _numeric(name, value)
+            b = self.graph.boundary(name)
+            shape = tuple(b.shape)
+            if arr.shape == shape:
+                arrays[name], mode = arr[None], "one"
+            elif arr.ndim == len(shape) + 1 and arr.shape[1:] == shape:
+                arrays[name], mode = arr, "stacked"
+            elif b.batch and shape and arr.ndim == len(shape) and arr.shape[1:] == shape[1:]:
+                arrays[name], mode = arr[:, None], "batch"
+            elif b.batch and shape and arr.shape == shape[1:]:
+                arrays[name], mode = arr[None, None], "batch"
+            else:
+                raise InputError(self._shape_problem(name, arr.shape, b, quantized))
+            modes.add(mode)
+            counts.add(arrays[name].shape[0])
+        if 0 in counts:
+            raise InputError(f"the inputs hold no inference (a leading axis of 0): {sorted(arrays)}; pass at "
+                             "least one")
+        if len(counts) > 1 or len(modes) > 1:
+            raise InputError(f"inputs disagree on how many inferences they hold ({sorted(counts)} "
+                             f"stacked as {sorted(modes)}); give every input the same leading count")
+        return arrays, modes.pop() if modes else "one"
 
-    def _to_ir_layout(self, name: str, x: np.ndarray) -> np.ndarray:
-        want = tuple(self.program.tensors[name].shape)
-        if self._nchw(name):
-            if x.ndim == 3:
-                x = x[None]
-            if x.ndim == 4:
-                x = x.transpose(0, 2, 3, 1)
-        elif x.shape == want:
-            x = x[None]
-        if tuple(x.shape[1:]) != want:
-            layout = "NCHW, as the ONNX model" if self._nchw(name) else "batch first"
-            raise CompileError(f"input '{name}' has shape {x.shape}; the model takes {layout}: "
-                               f"per-sample shape {self.onnx_shapes.get(name, want)}")
-        return x
+    def _shape_problem(self, name: str, got: tuple, b, quantized: bool) -> str:
+        shape = tuple(b.shape)
+        forms = [f"{shape} (one inference)", f"(N, {', '.join(map(str, shape))}) (N inferences)"]
+        if b.batch and shape:
+            forms.append(f"(N, {', '.join(map(str, shape[1:]))}) (N along the batch axis)")
+        layout = "" if b.perm is None else " in the model's layout (not the NPU's NHWC)"
+        text = (f"input '{name}' has shape {got}; {'run_quantized()' if quantized else 'run()'} takes "
+                f"{' or '.join(forms)}{layout}")
+        blocker = self.graph.metadata.get("batch_blocker")
+        if not b.batch and shape and shape[0] == 1 and blocker:
+            text += f". Axis 0 is not a batch axis: {blocker}"
+        return text
 
-    def _to_onnx_layout(self, name: str, y: np.ndarray) -> np.ndarray:
-        if self._nchw(name) and y.ndim == 4:
-            return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+    def _to_program(self, name: str, b, x: np.ndarray) -> np.ndarray:
+        """``(N, *model shape)`` (``b`` given) or ``(N, *IR shape)`` -> ``(N, *program shape)``."""
+        if b is not None:
+            x = b.to_ir(x)
+        return np.ascontiguousarray(x).reshape(x.shape[0], *self.program.tensors[name].shape)
+
+    def _from_program(self, name: str, y: np.ndarray, stacking: str, *, dequantize: bool) -> np.ndarray:
+        b = self.graph.boundary(name)
+        y = np.asarray(y).reshape(y.shape[0], *self.graph.tensors[name].shape)
+        if dequantize and b.quant is not None:
+            y = _quant_along(b.quant, y, "dequantize")
+        y = b.from_ir(y)
+        if stacking == "one":
+            return y[0]
+        if stacking == "batch" and b.batch and y.ndim >= 2 and y.shape[1] == 1:
+            return y.reshape(y.shape[0], *y.shape[2:])
         return y
 
     # ---- reporting ----------------------------------------------------------------------------
@@ -169,7 +221,7 @@ class CompiledModel:
                     q = self.graph.input_quant.get(name) or self.graph.tensors[name].quant
                     zp = int(np.atleast_1d(q.zero_point)[0]) if q is not None else 0
                     zeros[name] = np.full((1, *info.shape), zp, dtype=info.dtype)
-                self._zero_run = self.run_quantized(zeros)
+                self._zero_run = self._run_program(zeros)
             execution = self._zero_run
         # Timing is data-independent, so every run of this program shares its trace rows: the
         # per-layer table is computed once (it was a third of a batch-1 run of a small model).
@@ -227,20 +279,6 @@ def _graph_digest(graph: Graph) -> bytes:
     return b"ir-graph:" + h.digest()
 
 
-def _onnx_shapes(model_bytes: bytes, proto) -> dict[str, tuple]:
-    try:
-        import onnx
-        if proto is None:
-            proto = onnx.load_from_string(model_bytes)
-        shapes = {}
-        for vi in list(proto.graph.input) + list(proto.graph.output):
-            dims = vi.type.tensor_type.shape.dim
-            shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
-        return shapes
-    except Exception:  # the importer reports unreadable models; shapes are a convenience only
-        return {}
-
-
 def _resolve_target(target) -> Target:
     if isinstance(target, Target):
         return target
@@ -293,8 +331,6 @@ def compile(model, target, **options) -> CompiledModel:  # noqa: A001 - the publ
         cm = _fastest_core_count(graph, target, opts, key)
     else:
         cm = _compile_graph(graph, target, opts, key)
-    cm.onnx_shapes = _onnx_shapes(data, proto) if not isinstance(model, Graph) else \
-        dict(graph.metadata.get("onnx_shapes", {}))
     _CACHE[key] = cm
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -343,3 +379,67 @@ def _fastest_core_count(graph: Graph, target: Target, opts: dict, key: str) -> C
 
 def clear_cache() -> None:
     _CACHE.clear()
+
+
+# ---- run-time inputs ----------------------------------------------------------------------------
+def _uniform(items) -> bool:
+    try:
+        return np.asarray(items).dtype != object
+    except ValueError:
+        return False
+
+
+def _numeric(name: str, value) -> np.ndarray:
+    """The user's value as a numeric array, or an InputError naming the input."""
+    if isinstance(value, dict):
+        raise InputError(f"input '{name}' got a dict; pass an array")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"input '{name}' cannot be read as an array ({exc}); pass a numeric array "
+                         "of one shape (not a ragged list or an (x, labels) pair)") from None
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"input '{name}' holds {arr.dtype} values ({arr.dtype.kind!r} kind); pass a "
+                         "numeric array")
+    return arr
+
+
+def _real(name: str, arr: np.ndarray, finite: bool = True) -> np.ndarray:
+    if arr.dtype.kind == "b":
+        raise InputError(f"input '{name}' is boolean; the model takes float32 values")
+    x = arr.astype(np.float32)
+    if finite and x.size and not np.isfinite(x).all():
+        raise InputError(f"input '{name}' contains NaN or infinity; the model quantises it, so give "
+                         "finite values")
+    return x
+
+
+def _integers(name: str, arr: np.ndarray, dtype: str, how: str, b) -> np.ndarray:
+    """Integer values for an integer tensor of ``dtype`` (float32 tensors take reals)."""
+    if dtype == "float32":
+        return _real(name, arr, finite=False)
+    if arr.dtype.kind not in "iu":
+        hint = ""
+        if b is not None and b.quant is not None:
+            hint = (f" (the model's floats map to them with scale {np.asarray(b.quant.scale).tolist()}, "
+                    f"zero point {np.asarray(b.quant.zero_point).tolist()}; run() does that)")
+        elif how == "run()":
+            hint = " (the model's input is an integer tensor: quantise your data as it expects)"
+        raise InputError(f"input '{name}' is {arr.dtype}; {how} takes {dtype} integers here{hint}")
+    info = np.iinfo(np.dtype(dtype))
+    if arr.size and (int(arr.min()) < info.min or int(arr.max()) > info.max):
+        raise InputError(f"input '{name}' has values in [{arr.min()}, {arr.max()}], outside {dtype} "
+                         f"[{info.min}, {info.max}]")
+    return arr.astype(dtype)
+
+
+def _quant_along(q, x: np.ndarray, how: str) -> np.ndarray:
+    """QuantParams.quantize/dequantize on a batch-first array (a per-channel axis shifts by one)."""
+    from ..ir.graph import QuantParams
+
+    if q.axis is not None and np.asarray(q.scale).size > 1:
+        shape = [1] * x.ndim
+        shape[q.axis + 1] = -1
+        q = QuantParams(np.asarray(q.scale).reshape(shape), np.asarray(q.zero_point).reshape(shape),
+                        q.dtype, None)
+    return getattr(q, how)(x)

@@ -9,6 +9,7 @@ move bytes around and never touch scales.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ _OPERATION_FOR = {
     "transpose": "dma", "softmax": Softmax.STEPS,
 }
 ALIAS_OPS = frozenset({"reshape"})
+_RAW_MOVES = frozenset({"reshape", "transpose", "concat", "pad"})   # exact on integers with no scale
 ADD_LEFT_SHIFT = 20      # TFLite's quantised int8 add: inputs pre-shifted by 20 bits before rescaling
 
 
@@ -63,6 +65,7 @@ class Step:
     params: dict[str, Any] = field(default_factory=dict)
     consts: dict[str, np.ndarray] = field(default_factory=dict)
     host_inputs: list[str] = field(default_factory=list)   # host steps: every operand (incl. constants)
+    hint: str = ""                    # host steps: what would move the layer to the NPU
 
     @property
     def output(self) -> str:
@@ -170,7 +173,8 @@ class Legalizer:
     def quant(self, name: str, node: Node) -> QuantParams:
         t = self.tensor(name)
         if t.quant is None or t.dtype == "float32":
-            raise _Refuse(f"tensor '{name}' is float (not quantised)")
+            raise _Refuse(f"tensor '{name}' is float (not quantised)" if t.dtype == "float32"
+                          else f"{t.dtype} tensor '{name}' has no quantisation parameters (not quantised)")
         return t.quant
 
     def _check_dtype(self, name: str, node: Node) -> str:
@@ -204,6 +208,13 @@ class Legalizer:
     def _input_span(dtype: str, zp: int) -> int:
         lo, hi = dtype_range(dtype)
         return max(abs(lo - zp), abs(hi - zp))
+
+    def _one_image(self, name: str) -> None:
+        """Image instructions take one (H, W, C) feature map per inference."""
+        shape = tuple(self.tensor(name).shape)
+        if len(shape) != 4 or shape[0] != 1:
+            raise _Refuse(f"input '{name}' of shape {shape} is not one NHWC image (a leading axis of "
+                          f"{shape[0] if shape else 0} is part of the data, not a batch)")
 
     def _check_limits(self, node: Node, kernel=(1, 1), stride=(1, 1), dilation=(1, 1),
                       padding=(0, 0, 0, 0), channels: int = 0) -> None:
@@ -253,6 +264,8 @@ class Legalizer:
                 if unquantised:
                     raise _Refuse(unquantised)
                 operation = _OPERATION_FOR.get(node.op)
+                if operation is None and node.op == "float_op":
+                    raise _Refuse(f"{node.attrs['onnx_op']} has no NPU form (run by onnxruntime on the host)")
                 if operation is None:
                     raise _Refuse(f"{node.op} is not in {self.target.name}'s instruction set "
                                   "(no NPU instruction computes it)")
@@ -269,6 +282,7 @@ class Legalizer:
                         f"layer '{node.name}' ({node.op}): {refusal} and {self.target.name} has "
                         "fallback = \"error\"; pass fallback=\"host\" or change the model") from None
                 lowered = self._host_step(node, str(refusal))
+                lowered.hint = move_hint(node, str(refusal), self.target)
             steps.extend(lowered if isinstance(lowered, list) else [lowered])
         steps = self._write_concat_slices_in_place(steps, alias_steps)
         return Legalized(steps, aliases, alias_steps)
@@ -404,22 +418,30 @@ class Legalizer:
             members.append(consumer.name)
             outs.append(consumer.outputs[0])
             out_views.append(list(perm) if perm else None)
-        attrs = {"onnx_op": node.attrs["onnx_op"], "onnx_attrs": _jsonable(node.attrs.get("onnx_attrs", {})),
-                 "in_quant": [quant_dict(self.tensor(n).quant) for n in ins],
-                 "out_quant": [quant_dict(self.tensor(n).quant) for n in outs]}
+        attrs: dict[str, Any] = {k: node.attrs[k] for k in ("onnx_consts", "onnx_empty", "onnx_integers")
+                                 if k in node.attrs}
+        attrs.update({"onnx_op": node.attrs["onnx_op"], "onnx_attrs": _jsonable(node.attrs.get("onnx_attrs", {})),
+                      "in_quant": [quant_dict(self.tensor(n).quant) for n in ins],
+                      "out_quant": [quant_dict(self.tensor(n).quant) for n in outs]})
         if "opset" in self.graph.metadata:
             attrs["opset"] = int(self.graph.metadata["opset"])
         attrs["onnx_shapes"] = self._onnx_shapes(node.inputs, node.outputs)
         reason = f"{node.attrs['onnx_op']} has no NPU form (run by onnxruntime on the host)"
         step = Step(node.name, "float_op", "host", ins, outs, where="host", reason=reason,
-                    params={"attrs": attrs, "views": {"in": in_views, "out": out_views}}, host_inputs=ins)
+                    params={"attrs": attrs, "views": {"in": in_views, "out": out_views}}, host_inputs=ins,
+                    hint=move_hint(node, reason, self.target))
         return step, members
 
     def _unquantised(self, node: Node) -> str:
         """Why the node must run on the host because of its tensors ("" if they are all quantised):
         a float32 tensor the quantiser left in float, or an integer tensor without fixed quant
         parameters (dynamic quantisation's uint8 activations and int32 accumulators)."""
-        for name in list(node.inputs) + list(node.outputs):
+        names = [n for n in list(node.inputs) + list(node.outputs) if n]
+        if node.op in _RAW_MOVES and node.op != "pad" and all(
+                self.tensor(n).quant is None and self.tensor(n).dtype == self.tensor(names[0]).dtype
+                and self.tensor(n).dtype in self.target.dtypes for n in names if not self.tensor(n).is_constant):
+            return ""               # integers moved as they are: no scale needed
+        for name in names:
             t = self.graph.tensors.get(name) if name else None
             if t is None or t.is_constant or t.quant is not None:
                 continue
@@ -456,21 +478,15 @@ class Legalizer:
             if "opset" in self.graph.metadata:
                 attrs["opset"] = int(self.graph.metadata["opset"])
             attrs["onnx_shapes"] = self._onnx_shapes(node.inputs, node.outputs)
-        rank_drop = 1 if len(self.tensor(node.inputs[0]).shape) >= 2 else 0
-        for key in ("axis",):
-            if key in attrs and isinstance(attrs[key], int) and attrs[key] >= 0:
-                attrs[key] -= rank_drop
-        if node.op == "transpose" and "perm" in attrs and rank_drop:
-            attrs["perm"] = [int(p) - 1 for p in attrs["perm"][1:]]
-        if node.op == "reshape" and "shape" in attrs:
-            attrs["shape"] = list(sample_shape(tuple(self.tensor(node.outputs[0]).shape)))
-        if node.op == "pad" and "pads" in attrs and rank_drop:
-            attrs["pads"] = attrs["pads"][1:]
-        in_q = self.tensor(node.inputs[0]).quant
-        if node.op == "pad" and in_q is not None:
-            # the IR stores a quantised tensor's pad value as an integer; the host pads real values
-            stored = int(attrs.get("value", _scalar(in_q.zero_point)))
-            attrs["value"] = float((stored - int(_scalar(in_q.zero_point))) * np.float32(_scalar(in_q.scale)))
+        if node.op != "float_op":
+            # axis-like attrs keep the IR's meaning: the host sees each operand in its full IR shape
+            attrs["ir_shapes"] = {"in": [[int(d) for d in self.tensor(n).shape] for n in operands],
+                                  "out": [[int(d) for d in self.tensor(n).shape] for n in node.outputs]}
+            self._refuse_guessed_scale(node, operands)
+        q = self.tensor(node.inputs[0]).quant if node.op == "pad" else None
+        if q is not None:
+            # the IR stores the pad value in the input's quantised domain; the host pads real values
+            attrs["value"] = float(q.dequantize(np.asarray(node.attrs.get("value", 0))).reshape(-1)[0])
         clamp = node.attrs.get("clamp")
         if clamp is not None:     # quantised output: integer bounds; float output: real bounds
             attrs["clamp"] = [None if not np.isfinite(v) else (float(v) if self.tensor(node.outputs[0]).quant
@@ -483,6 +499,22 @@ class Legalizer:
         return Step(node.name, node.op, "host", operands, list(node.outputs), where="host", reason=reason,
                     params=params, host_inputs=operands)
 
+    def _refuse_guessed_scale(self, node: Node, operands: list[str]) -> None:
+        """A host layer computes on real values: an integer operand with no scale could only be
+        read by guessing one. Pure data movement is exact on raw integers; anything else is refused."""
+        raw = [n for n in operands if not self.tensor(n).is_constant and self.tensor(n).quant is None
+               and self.tensor(n).dtype != "float32"]
+        if not raw:
+            return
+        moves = node.op in _RAW_MOVES and all(
+            self.tensor(n).quant is None and self.tensor(n).dtype == self.tensor(raw[0]).dtype
+            for n in [*operands, *node.outputs] if not self.tensor(n).is_constant)
+        if not moves:
+            raise CompileError(
+                f"layer '{node.name}' ({node.op}): '{raw[0]}' holds {self.tensor(raw[0]).dtype} integers with no "
+                "quantisation parameters, so computing on their real values would mean guessing a scale; "
+                "give the tensor a DequantizeLinear (static quantisation) or keep this part in float")
+
     # ---- MAC ops ------------------------------------------------------------------------------
     def _conv_like(self, node: Node, depthwise: bool) -> Step:
         x, w = node.inputs[0], node.inputs[1]
@@ -490,6 +522,7 @@ class Legalizer:
         padding = tuple(node.attrs.get("padding", (0, 0, 0, 0)))
         if node.name in self.pad_overrides:
             x, padding = self.pad_overrides[node.name]
+        self._one_image(x)
         dtype = self._check_dtype(x, node)
         out = node.outputs[0]
         out_q = self.quant(out, node)
@@ -617,6 +650,7 @@ class Legalizer:
     # ---- pooling ------------------------------------------------------------------------------
     def _lower_max_pool(self, node: Node) -> Step:
         x, out = node.inputs[0], node.outputs[0]
+        self._one_image(x)
         dtype = self._check_dtype(x, node)
         s_in, z_in = _per_tensor(self.quant(x, node), "the input")
         out_q = self.quant(out, node)
@@ -639,6 +673,7 @@ class Legalizer:
 
     def _avg_pool(self, node: Node, kernel, stride, padding, mean: bool = False) -> Step:
         x, out = node.inputs[0], node.outputs[0]
+        self._one_image(x)
         dtype = self._check_dtype(x, node)
         s_in, z_in = _per_tensor(self.quant(x, node), "the input")
         out_q = self.quant(out, node)
@@ -799,10 +834,10 @@ class Legalizer:
         s_in, z_in = _per_tensor(in_q, "the input")
         s_out, z_out = _per_tensor(out_q, "the output")
         lo, hi = _clamp(node, out_q)
-        if lo_real is not None:
-            lo = max(lo, self._quantized_bound(lo_real, s_out) + z_out)
-        if hi_real is not None:
-            hi = min(hi, self._quantized_bound(hi_real, s_out) + z_out)
+        if lo_real is not None and lo_real > -math.inf:      # a bound of -inf/inf clamps nothing
+            lo = max(lo, int(np.clip(self._quantized_bound(lo_real, s_out) + z_out, *dtype_range(out_q.dtype))))
+        if hi_real is not None and hi_real < math.inf:
+            hi = min(hi, int(np.clip(self._quantized_bound(hi_real, s_out) + z_out, *dtype_range(out_q.dtype))))
         req = self._requant_bounded(node, np.array([s_in]), out_q, lo, hi, in_q.dtype,
                                     self._input_span(in_q.dtype, z_in), tflite_bits=32)
         return Step(node.name, node.op, "rescale", [x], [out],
@@ -904,18 +939,73 @@ class Legalizer:
         return parts
 
     def _lower_transpose(self, node: Node) -> Step:
-        x, out, in_q, out_q = self._unary_io(node)
+        x, out = node.inputs[0], node.outputs[0]
+        tin, tout = self.tensor(x), self.tensor(out)
+        if tin.quant is None and tout.quant is None and tin.dtype == tout.dtype != "float32":
+            dtype = tin.dtype            # raw integers: the DMA moves them as they are
+            if dtype not in self.target.dtypes:
+                raise _Refuse(f"{dtype} tensor ('{x}') is not in {self.target.name}'s dtypes")
+        else:
+            _, _, in_q, out_q = self._unary_io(node)
+            if in_q.dtype != out_q.dtype or not self._same_quant(x, out):
+                raise _Refuse("transpose that also changes the quantisation")
+            dtype = in_q.dtype
         perm = [int(p) for p in node.attrs["perm"]]
-        full = tuple(self.tensor(x).shape)
+        full = tuple(tin.shape)
         if len(full) >= 2 and full[0] == 1:
             if perm[0] != 0:
                 raise _Refuse("transpose that moves the batch axis")
             perm = [p - 1 for p in perm[1:]]
         if len(perm) > 3:
             raise _Refuse(f"rank-{len(perm)} transpose (the DMA moves 3-D blocks)")
-        if in_q.dtype != out_q.dtype or not np.allclose(np.atleast_1d(in_q.scale), np.atleast_1d(out_q.scale)):
-            raise _Refuse("transpose that also changes the quantisation")
-        return Step(node.name, node.op, "transpose", [x], [out], params=dict(perm=perm, dtype=in_q.dtype))
+        return Step(node.name, node.op, "transpose", [x], [out], params=dict(perm=perm, dtype=dtype))
+
+
+# What would move a host layer to the NPU, by the rule that sent it there (first match wins).
+_HINTS: list[tuple[str, str]] = [
+    (r"float32 tensor: not quantised", "quantise the {source} (pytest_npu.compress.quantize does; with "
+     "onnxruntime's quantize_static pass op_types_to_quantize including '{source}', e.g. "
+     "pytest_npu.compress.quantize.op_types_to_quantize())"),
+    (r"no fixed scale|has no quantisation parameters", "quantise statically with calibration data "
+     "(pytest_npu.compress.quantize or onnxruntime's quantize_static), so every activation has a fixed scale"),
+    (r"has no NPU form|no table for|is not in \S+ instruction set \(no NPU instruction",
+     "nothing on this target: no NPU instruction computes {op}; replace it in the model (or accept the host cost)"),
+    (r"needs ([\w/]+), which (?:is|are) not in", "a target whose [isa] operations list '{g1}'"),
+    (r"normalises the last \(channel\) axis", "a softmax over the channel (last) axis of the activation"),
+    (r"is not in \S+ instruction set", "a target whose [isa] operations list '{op}'"),
+    (r"(\w+) (\d+) exceeds \S+ max_\w+ (\d+)", "a {g1} of at most {g3} in the model, or a target with a "
+     "larger max_{g1}"),
+    (r"activations \('[^']*'\) are not in \S+ dtypes (\[.*\])", "activations quantised as one of {g1} "
+     "(activation_type=QuantType.QInt8 or QInt16)"),
+    (r"output is not in \S+ dtypes|tensor \('[^']*'\) is not in", "int8 (or int16) tensors around this layer"),
+    (r"quantised per channel", "per-tensor quantisation of this tensor (per-channel scales are for weights)"),
+    (r"is not one NHWC image", "an export with a dynamic (or size-1) batch axis, so the batch is not part "
+     "of the image"),
+    (r"LUT unit has 256 int8 entries", "int8 activations around this layer (the LUT has 256 entries)"),
+    (r"count_include_pad=0", "count_include_pad=1, or no padding, in the average pool"),
+    (r"broadcast|neither operand has the output's shape|first operand broadcasts",
+     "operands of the output's shape, or broadcast per tensor or per channel (last axis)"),
+    (r"different (input and output )?scales|changes the quantisation|dtype differs|different dtypes",
+     "the same quantisation on both sides of this layer (re-run the quantiser)"),
+    (r"concat along axis", "a concatenation along the channel (last) axis"),
+    (r"concat with a constant", "activations only as concatenation operands"),
+    (r"batched matmul|rank-\d+ (input|transpose)|moves the batch axis|non-image tensor",
+     "2-D (or 3-D for transposes) operands with the batch axis first"),
+    (r"weights|weight zero points|bias", "int8 weights with one zero point and an int32 bias (a standard "
+     "static quantisation)"),
+]
+
+
+def move_hint(node: Node, reason: str, target: Target) -> str:
+    """What would move ``node`` from the host to the NPU, given the ``reason`` it is on the host."""
+    source = (node.source_ops[0] if node.source_ops else "") or str(node.attrs.get("onnx_op", node.op))
+    for pattern, text in _HINTS:
+        match = re.search(pattern, reason)
+        if match:
+            groups = {f"g{i}": g for i, g in enumerate(match.groups(), 1)}
+            return text.format(source=source, op=node.op if node.op != "float_op" else source,
+                               target=target.name, **{k: v or "" for k, v in groups.items()})
+    return "see docs/guide/limits.md for what the NPU runs"
 
 
 def _tflite_hard_swish(node: Node, s_in: float, z_in: int, s_out: float, z_out: int, lo: int, hi: int):

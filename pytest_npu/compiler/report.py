@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+from .. import tables
 from .legalize import sample_shape
 
 
@@ -72,18 +76,140 @@ def layer_rows(cm, execution) -> list[dict]:
     return rows
 
 
-def table(rows: list[dict]) -> str:
-    from tabulate import tabulate
-    body = []
-    for r in rows:
-        body.append([r["layer"], r["op"], r["where"],
-                     " ".join("x".join(map(str, s)) for s in r["in_shapes"]),
-                     " ".join("x".join(map(str, s)) for s in r["out_shapes"]),
-                     r["macs"], r["cycles"], f"{r['dram_bytes'] / 1024:.1f}", f"{r['sram_peak'] / 1024:.1f}",
-                     f"{r['energy_mj'] * 1e3:.3f}",
-                     "" if r["efficiency"] is None else f"{r['efficiency']:.2f}"])
-    return tabulate(body, headers=["layer", "op", "where", "in", "out", "MACs", "cycles", "DRAM KiB",
-                                   "SRAM KiB", "energy uJ", "efficiency"])
+# --------------------------------------------------------------------------------------------------
+# presentation: one column order, one set of units, for the terminal, the HTML reports and the CSV
+
+
+def _csv_value(value: Any) -> Any:
+    """Figures as they are; shapes and lists as the text the tables show."""
+    return tables.shape(value) if isinstance(value, (list, tuple)) else value
+
+
+def _pct(value: Any) -> Any:
+    return None if value is None else round(100 * float(value), 2)
+
+
+def _nj(value: Any) -> Any:
+    return None if value is None else round(float(value) * 1e6, 6)        # rows carry mJ
+
+
+@dataclass(frozen=True)
+class LayerColumn:
+    """How one figure of a layer row is shown: header with its unit, CSV name, cell text, CSV value.
+
+    A key the compiler adds to the rows without a column here still shows (after these, under its
+    own name), so a new figure is never hidden; give it a column to place and format it.
+    """
+
+    key: str
+    header: str                              # tables: what a person reads, unit included
+    csv: str                                 # CSV header: snake_case, unit suffix
+    text: Callable[[Any], str] = tables.cell
+    value: Callable[[Any], Any] = _csv_value    # CSV: the exact figure, converted to the CSV unit
+    right: bool = True                       # figures right-aligned, words left-aligned
+    terminal: int = 0                        # terminal tables: 0 = not shown, else keep priority (1 = last dropped)
+
+
+LAYER_COLUMNS: tuple[LayerColumn, ...] = (
+    LayerColumn("layer", "layer", "layer", right=False, terminal=1),
+    LayerColumn("op", "op", "op", right=False, terminal=1),
+    LayerColumn("where", "where", "where", right=False, terminal=1),
+    LayerColumn("cycles", "cycles", "cycles", tables.integer, terminal=1),
+    LayerColumn("cycles_share", "cycles %", "cycles_pct", tables.percent, _pct, terminal=2),
+    LayerColumn("macs", "MACs", "macs", tables.integer, terminal=3),
+    LayerColumn("macs_share", "MACs %", "macs_pct", tables.percent, _pct),
+    LayerColumn("mac_util", "MAC util %", "mac_util_pct", tables.percent, _pct, terminal=9),
+    LayerColumn("dram_bytes", "DRAM B", "dram_bytes", tables.integer, terminal=5),
+    LayerColumn("sram_bytes", "SRAM traffic B", "sram_bytes", tables.integer),
+    LayerColumn("sram_peak", "SRAM peak B", "sram_peak_bytes", tables.integer, terminal=7),
+    LayerColumn("sram_peak_share", "SRAM peak %", "sram_peak_pct", tables.percent, _pct),
+    LayerColumn("energy_mj", "energy nJ", "energy_nj", lambda v: tables.decimal(_nj(v), 3), _nj, terminal=6),
+    LayerColumn("efficiency", "roofline %", "roofline_pct", tables.percent, _pct, terminal=8),
+    LayerColumn("roofline_cycles", "roofline cycles", "roofline_cycles", tables.integer),
+    LayerColumn("busy_cycles", "busy cycles", "busy_cycles", tables.integer),
+    LayerColumn("compute_cycles", "compute cycles", "compute_cycles", tables.integer),
+    LayerColumn("dma_cycles", "DMA cycles", "dma_cycles", tables.integer),
+    LayerColumn("span_cycles", "span cycles", "span_cycles", tables.integer),
+    LayerColumn("instructions", "instructions", "instructions", tables.integer),
+    LayerColumn("in_shapes", "in", "in_shapes", tables.shapes, tables.shapes, right=False, terminal=4),
+    LayerColumn("out_shapes", "out", "out_shapes", tables.shapes, tables.shapes, right=False, terminal=4),
+    LayerColumn("reason", "why on the host", "host_reason", right=False),
+)
+_BY_KEY = {column.key: column for column in LAYER_COLUMNS}
+_SHARES = {"cycles_share": "cycles", "macs_share": "macs"}
+
+
+def layer_view(rows: list[dict], *, peak_macs_per_cycle: float | None = None,
+               sram_bytes: int | None = None) -> list[dict]:
+    """The rows with the figures derived for reading: each layer's share of the network's cycles and
+    MACs, MAC utilisation (``MACs / (cycles x peak MACs per cycle)``, Vela's ``Util% (MAC)``) when the
+    peak is known, and SRAM peak as a share of the target's SRAM when its size is known."""
+    totals = {key: sum(float(r.get(key) or 0) for r in rows) for key in _SHARES.values()}
+    view = []
+    for row in rows:
+        extra: dict[str, Any] = {}
+        for share, key in _SHARES.items():
+            if key in row and totals[key]:
+                extra[share] = float(row[key] or 0) / totals[key]
+        cycles = row.get("cycles")
+        if peak_macs_per_cycle and cycles and row.get("where", "npu") == "npu" and "macs" in row:
+            extra["mac_util"] = float(row["macs"] or 0) / (cycles * peak_macs_per_cycle)
+        if sram_bytes and "sram_peak" in row:
+            extra["sram_peak_share"] = float(row["sram_peak"] or 0) / sram_bytes
+        view.append({**row, **extra})
+    return view
+
+
+_DERIVED = ("cycles_share", "macs_share", "mac_util", "sram_peak_share")
+
+
+def layer_columns(rows: list[dict], every: bool = False) -> list[LayerColumn]:
+    """The columns these rows fill, in the fixed order, then any key no column describes yet.
+
+    ``every``: also the columns left empty (a CSV keeps the same columns whatever the model)."""
+    present = {key for row in rows for key, value in row.items() if value not in (None, "", [])}
+    if every:
+        present |= {key for row in rows for key in row} | set(_DERIVED)
+    known = [column for column in LAYER_COLUMNS if column.key in present]
+    unknown = [LayerColumn(key, key, key) for key in dict.fromkeys(k for row in rows for k in row)
+               if key not in _BY_KEY and key in present]
+    return known + unknown
+
+
+def table(rows: list[dict], width: int | None = None, **derived: Any) -> str:
+    """The per-layer table for a terminal, fitted to ``width`` characters (None: every terminal column)."""
+    view = layer_view(rows, **derived)
+    columns = [c for c in layer_columns(view) if c.terminal]
+    headers = [c.header for c in columns]
+    body = [[c.text(row.get(c.key)) for c in columns] for row in view]
+    drop = [c.header for c in sorted(columns, key=lambda c: -c.terminal)]
+    text, dropped = tables.fit(headers, body, width, drop_order=drop, right=[c.right for c in columns])
+    note = tables.left_out_note(dropped, "--csv FILE writes every column", width)
+    return text + ("\n" + note if note else "")
+
+
+def csv_text(rows: list[dict], lead: dict[str, Any] | None = None, **derived: Any) -> str:
+    """Every column of every layer as CSV (exact figures, units in the headers); ``lead`` columns first
+    (e.g. test and target when several runs share one file)."""
+    return csv_of([(lead or {}, rows, derived)])
+
+
+def csv_of(groups: list[tuple[dict[str, Any], list[dict], dict[str, Any]]]) -> str:
+    """Several runs' layers in one CSV: each group is (lead columns, layer rows, ``layer_view`` options)."""
+    import csv
+    import io
+
+    views = [(lead, layer_view(rows, **derived)) for lead, rows, derived in groups]
+    lead_keys = list(dict.fromkeys(key for lead, _ in views for key in lead))
+    columns = layer_columns([row for _, view in views for row in view], every=True)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(lead_keys + [c.csv for c in columns])
+    for lead, view in views:
+        for row in view:
+            values = [c.value(row.get(c.key)) for c in columns]
+            writer.writerow([lead.get(k, "") for k in lead_keys] + ["" if v is None else v for v in values])
+    return out.getvalue()
 
 
 def text_report(cm) -> str:

@@ -54,7 +54,8 @@ def example_input(model: nn.Module, input_shape: Sequence[int] | None) -> torch.
     if shape is None:
         raise CompressionError(
             f"cannot export {type(model).__name__} to ONNX: its input shape is unknown; pass "
-            "input_shape=(C, H, W) (without the batch axis) or set model.input_shape")
+            "input_shape=(C, H, W) (without the batch axis), set model.input_shape, or give "
+            "compress.pipeline data to take it from (eval_data, or a step's calibration or training data)")
     return torch.randn(2, *tuple(shape), generator=torch.Generator().manual_seed(0))
 
 

@@ -42,6 +42,12 @@ class Step(abc.ABC):
     def apply(self, model: Any) -> Any:
         """Return the compressed model; never modify ``model`` in place."""
 
+    @property
+    def sample_shape(self) -> tuple[int, ...] | None:
+        """Shape of one sample of the data this step was given (None: it takes no data); a pipeline
+        exports a torch model of unknown input shape with it."""
+        return None
+
     def __call__(self, model: Any) -> Any:
         return self.apply(model)
 

@@ -131,6 +131,21 @@ def _as_input(model: Any, input_shape: tuple[int, ...] | None) -> Any:
     return as_model_proto(model, "pipeline(model)")
 
 
+def shape_from_data(model: Any, input_shape: tuple[int, ...] | None,
+                    sources: dict[str, tuple[int, ...] | None], where: str) -> tuple[int, ...] | None:
+    """The sample shape a torch model is exported with: ``input_shape`` or the model's own if set,
+    else the shape of one sample of the data it is measured, calibrated or trained on, which must
+    all agree (a disagreement is refused, naming each source: never a guess)."""
+    if input_shape is not None or not is_torch_module(model) or getattr(model, "input_shape", None) is not None:
+        return input_shape
+    found = {name: shape for name, shape in sources.items() if shape is not None}
+    if len(set(found.values())) > 1:
+        listing = ", ".join(f"{name} {shape}" for name, shape in found.items())
+        raise CompressionError(f"{where}: the data disagree on the model's input shape ({listing}); pass samples "
+                               "of one shape, or input_shape=(C, H, W) to say which one the model takes")
+    return next(iter(found.values()), None)
+
+
 def _check_steps(steps: tuple[Step, ...], starts_as_torch: bool) -> None:
     """Refuse a wrong argument or order before anything slow (export, training) runs."""
     torch_model = starts_as_torch
@@ -168,9 +183,13 @@ def pipeline(model: Any, *steps: Step, eval_data: Any = None, float_reference: A
 
     ``eval_data``: ``(x, y)`` (or ``x``) to measure top-1 and MSE; ``float_reference``: the model the
     MSE is measured against (default: ``model`` itself); ``input_shape``: sample shape for export when
-    the torch model has no ``input_shape`` attribute.
+    the torch model has no ``input_shape`` attribute (default: the shape of the samples in
+    ``eval_data`` or in a step's calibration or training data).
     """
     _check_steps(steps, is_torch_module(model))
+    sources = {"eval_data": None if eval_data is None else tuple(samples(eval_data, "pipeline(eval_data)")[0].shape[1:])}
+    sources.update({f"step {i} ({step.name})": step.sample_shape for i, step in enumerate(steps, 1)})
+    input_shape = shape_from_data(model, input_shape, sources, "pipeline")
     model = _as_input(model, input_shape)
     if float_reference is None:
         reference = to_onnx(model) if is_torch_module(model) else model

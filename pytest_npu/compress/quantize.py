@@ -23,6 +23,11 @@ from ._stats import as_model_proto
 from ._step import Step, choose, is_torch_module
 
 PRECISIONS = ("int8", "int16", "a16w8")
+# onnxruntime quantises the ops of its QDQ and QLinear registries by default; these it leaves in
+# float although the NPU runs them on integers (ReduceMean over H, W is a global average pool --
+# nn.AdaptiveAvgPool2d(1) exports as one). onnxruntime's generic QDQ handling (quantised inputs and
+# output) is exactly what the importer folds, so they are added to op_types_to_quantize.
+EXTRA_OPS_TO_QUANTIZE = ("ReduceMean",)
 METHODS = ("minmax", "entropy", "percentile")
 
 
@@ -81,6 +86,10 @@ class Quantize(Step):
             self.calibration = None if calibration is None else samples(calibration, "quantize(calibration)")[0]
         else:
             self.calibration = samples(calibration, "quantize(calibration)")[0]
+
+    @property
+    def sample_shape(self) -> tuple[int, ...] | None:
+        return None if self.calibration is None else tuple(self.calibration.shape[1:])
 
     @property
     def name(self) -> str:
@@ -154,12 +163,20 @@ class Quantize(Step):
                 quantize_static(src, dst, None if cache else reader, quant_format=QuantFormat.QDQ,
                                 per_channel=self.per_channel, activation_type=activation,
                                 weight_type=QuantType.QInt8, calibrate_method=method,
-                                calibration_cache_path=cache)
+                                calibration_cache_path=cache, op_types_to_quantize=op_types_to_quantize())
         except CompressionError:
             raise
         except Exception as exc:
             raise CompressionError(f"onnxruntime could not quantise the model ({self.name}): "
                                    f"{type(exc).__name__}: {exc}") from exc
+
+
+def op_types_to_quantize() -> list[str]:
+    """onnxruntime's default operator set plus :data:`EXTRA_OPS_TO_QUANTIZE` (pass the same list as
+    ``op_types_to_quantize=`` when calling ``quantize_static`` directly)."""
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted(set(QLinearOpsRegistry) | set(QDQRegistry) | set(EXTRA_OPS_TO_QUANTIZE))
 
 
 def quantize(*args: Any, **kwargs: Any) -> Any:

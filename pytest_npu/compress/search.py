@@ -20,7 +20,7 @@ from ._export import to_onnx
 from ._stats import as_model_proto
 from ._step import Step, choose, is_torch_module
 from .distill import Distill
-from .pipeline import PipelineResult, StepReport, _as_input, _Measurer, run_steps
+from .pipeline import PipelineResult, StepReport, _as_input, _Measurer, run_steps, shape_from_data
 from .prune import Prune
 from .quantize import PRECISIONS, Quantize
 
@@ -126,6 +126,11 @@ def search(model: Any, budget: dict[str, float] | None = None, candidates: Any =
     if any(amount > 0 for amount, _ in grid) and not is_torch_module(model):
         raise CompressionError("search: pruning candidates need a torch model; pass a torch.nn.Module or only "
                                "(0.0, precision) candidates for an ONNX model")
+    train = samples(train_data, "search(train_data)") if train_data is not None else None
+    sources = {"eval_data": tuple(samples(eval_data, "search(eval_data)")[0].shape[1:]),
+               "train_data": None if train is None else tuple(train[0].shape[1:]),
+               "calibration": None if calibration is None else tuple(samples(calibration, "search(calibration)")[0].shape[1:])}
+    input_shape = shape_from_data(model, input_shape, sources, "search")
     quantizers = {p: Quantize(p, calibration=calibration, input_shape=input_shape)
                   for p in sorted({p for _, p in grid if p is not None})}
     model = _as_input(model, input_shape)
@@ -137,7 +142,6 @@ def search(model: Any, budget: dict[str, float] | None = None, candidates: Any =
     float_top1 = None
     if measurer.y is not None and measurer.reference_out is not None:
         float_top1 = float((measurer.reference_out.argmax(1) == measurer.y).mean())
-    train = samples(train_data, "search(train_data)") if train_data is not None else None
 
     shared: dict[float, list[_Given]] = {}
     tried: list[dict[str, Any]] = []

@@ -12,64 +12,26 @@ import json
 import math
 import numbers
 import os
-import re
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import BaselineError, BudgetUsageError
+from ..errors import BaselineError
+from .tolerances import rounded
 
 FORMAT = "pytest-npu-baseline"
 VERSION = 1
-SIGNIFICANT_DIGITS = 12          # enough for every modelled figure, hides last-bit host noise
 BASELINE_DIRNAME = "__npu__"
+#: Largest magnitude a stored figure may have: beyond anything float32 tensors can produce (the mse
+#: of float32 outputs stays below 1e77), and small enough that deltas and ratios stay finite.
+MAX_MAGNITUDE = 1e100
+#: Figures that may be infinite: sqnr_db is +inf when the NPU matches the reference exactly.
+MAY_BE_INFINITE = frozenset({"sqnr_db", "snr_db"})
 
-#: Higher-is-better figures a record may carry beyond the budget vocabulary (``markers.METRICS``).
-EXTRA_HIGHER_IS_BETTER = frozenset({"snr_db", "top5", "accuracy", "efficiency", "speedup"})
-#: Accuracy figures depend on the host's float reference (onnxruntime kernels may differ in the last
-#: bits across CPUs), so they get a looser default than the emulator's exact integer figures.
-ACCURACY_METRICS = frozenset({"mse", "max_abs_err", "sqnr_db", "snr_db", "cosine", "top1", "top5",
-                              "top1_drop", "accuracy"})
-FLOAT_DEFAULT_RELATIVE = 1e-9
-ACCURACY_DEFAULT_RELATIVE = 1e-6
-
-
-def higher_is_better(metric: str) -> bool:
-    """Direction of "better": sqnr_db, cosine, top1 rise when things improve; costs and errors fall."""
-    from .markers import METRICS
-
-    known = METRICS.get(metric)
-    return known.higher_is_better if known is not None else metric in EXTRA_HIGHER_IS_BETTER
-
-
-# --------------------------------------------------------------------------------------------------
-# tolerances
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """How far a metric may move in the bad direction before it counts as a regression."""
-
-    relative: float = 0.0        # fraction of |baseline| (0.02 == "2%")
-    absolute: float = 0.0
-
-    def allowed(self, baseline: float) -> float:
-        return max(self.relative * abs(baseline), self.absolute)
-
-    def __str__(self) -> str:
-        if self.relative and not self.absolute:
-            return f"{self.relative * 100:g}%"
-        if self.absolute and not self.relative:
-            return f"{self.absolute:g}"
-        if not self.relative and not self.absolute:
-            return "exact"
-        return f"max({self.relative * 100:g}%, {self.absolute:g})"
-
-
-#: Counts: exact by default whatever type they arrive in (a record may carry cycles as a float).
+#: Counts: stored as integers whatever type they arrive in (a record carries cycles as a float).
 INTEGRAL_METRICS = frozenset({"cycles", "macs", "host_cycles", "roofline_cycles"})
 
 
@@ -77,127 +39,21 @@ def is_count(metric: str) -> bool:
     return metric in INTEGRAL_METRICS or metric.endswith("_bytes")
 
 
-def default_tolerance(metric: str, value: float | None = None) -> Tolerance:
-    """Counts (cycles, bytes, MACs) must match exactly; other figures within rounding noise."""
-    integral = isinstance(value, int) and not isinstance(value, bool)
-    if integral or is_count(metric):
-        return Tolerance()
-    if metric in ACCURACY_METRICS:
-        return Tolerance(relative=ACCURACY_DEFAULT_RELATIVE)
-    return Tolerance(relative=FLOAT_DEFAULT_RELATIVE)
-
-
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-
-
-def parse_tolerance(value: Any, *, where: str) -> Tolerance:
-    """``"2%"`` is relative, a plain number (or numeric string) is absolute. ``where`` names the source."""
-    if isinstance(value, bool):
-        raise BudgetUsageError(f"{where}: tolerance {value!r} is a bool; use a number or 'N%' such as '2%'")
-    if isinstance(value, (int, float)):
-        number = float(value)
-        if not math.isfinite(number) or number < 0:
-            raise BudgetUsageError(f"{where}: tolerance {value!r} must be a finite number >= 0")
-        return Tolerance(absolute=number)
-    text = str(value).strip()
-    match = re.fullmatch(rf"({_NUMBER})\s*(%?)", text)
-    if not match or float(match.group(1)) < 0:
-        raise BudgetUsageError(
-            f"{where}: cannot read tolerance {value!r}; write a percentage such as '2%' "
-            f"or an absolute amount such as '0.5' or '1e-4'")
-    number = float(match.group(1))
-    return Tolerance(relative=number / 100.0) if match.group(2) else Tolerance(absolute=number)
-
-
-def parse_compare_fail(expression: str, *, where: str = "--npu-compare-fail") -> tuple[str, Tolerance]:
-    """Parse ``METRIC:N%`` or ``METRIC:ABS`` (the pytest-benchmark ``--benchmark-compare-fail`` grammar)."""
-    metric, sep, amount = str(expression).partition(":")
-    metric = metric.strip()
-    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", metric) or not amount.strip():
-        raise BudgetUsageError(
-            f"{where}: {expression!r} is not METRIC:N% or METRIC:ABS (e.g. 'latency_ms:2%' or 'mse:1e-4')")
-    return metric, parse_tolerance(amount, where=f"{where} {expression!r}")
-
-
-def tolerances_from(expressions: Iterable[str], *, where: str) -> dict[str, Tolerance]:
-    return dict(parse_compare_fail(text, where=where) for text in expressions)
-
-
 # --------------------------------------------------------------------------------------------------
-# comparison
+# comparison (the tolerance language lives in tolerances.py)
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """One metric of one test x target against its baseline."""
-
-    metric: str
-    measured: float | None
-    baseline: float | None
-    tolerance: Tolerance
-    status: str                  # "ok" | "regressed" | "improved" | "new-metric" | "missing-metric"
-
-    @property
-    def delta(self) -> float | None:
-        if self.measured is None or self.baseline is None:
-            return None
-        return self.measured - self.baseline
-
-    @property
-    def delta_text(self) -> str:
-        delta = self.delta
-        if delta is None:
-            return "n/a"
-        if self.baseline:
-            return f"{delta:+.6g} ({delta / abs(self.baseline) * 100:+.3g}%)"
-        return f"{delta:+.6g}"
-
-
-def compare_metric(metric: str, measured: float, baseline: float, tolerance: Tolerance) -> Comparison:
-    """Classify a change by the metric's direction: worse beyond tolerance is a regression.
-
-    NaN means "could not be measured": losing a figure is a regression, gaining one an improvement.
-    """
-    if math.isnan(measured) or math.isnan(baseline):
-        status = "ok" if math.isnan(measured) and math.isnan(baseline) else \
-            "regressed" if math.isnan(measured) else "improved"
-        return Comparison(metric, measured, baseline, tolerance, status)
-    worse_by = (baseline - measured) if higher_is_better(metric) else (measured - baseline)
-    allowed = tolerance.allowed(baseline)
-    if worse_by > allowed:
-        status = "regressed"
-    elif -worse_by > allowed:
-        status = "improved"
-    else:
-        status = "ok"
-    return Comparison(metric, measured, baseline, tolerance, status)
-
-
-def compare_metrics(measured: Mapping[str, float], baseline: Mapping[str, float],
-                    tolerances: Mapping[str, Tolerance] | None = None) -> list[Comparison]:
-    """Compare every metric present on either side (sorted by name, so messages are stable)."""
-    tolerances = tolerances or {}
-    rows = []
-    for metric in sorted(set(measured) | set(baseline)):
-        now, then = measured.get(metric), baseline.get(metric)
-        tolerance = tolerances.get(metric) or default_tolerance(metric, then if then is not None else now)
-        if then is None:
-            rows.append(Comparison(metric, now, None, tolerance, "new-metric"))
-        elif now is None:
-            rows.append(Comparison(metric, None, then, tolerance, "missing-metric"))
-        else:
-            rows.append(compare_metric(metric, now, then, tolerance))
-    return rows
+#: a hash of the other provenance keys: named only when nothing else explains its change
+DERIVED_PROVENANCE = frozenset({"cache_key"})
 
 
 def provenance_changes(current: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
-    """Human-readable lines for every provenance key that differs (``key: old -> new``)."""
-    lines = []
-    for key in sorted(set(current) | set(stored)):
-        old, new = stored.get(key), current.get(key)
-        if normalise(old) != normalise(new):
-            lines.append(f"{key}: {_short(old)} -> {_short(new)}")
-    return lines
+    """``key: old -> new`` for every provenance key that differs (derived keys only when alone)."""
+    changed = [key for key in sorted(set(current) | set(stored))
+               if normalise(stored.get(key)) != normalise(current.get(key))]
+    if any(key not in DERIVED_PROVENANCE for key in changed):
+        changed = [key for key in changed if key not in DERIVED_PROVENANCE]
+    return [f"{key}: {_short(stored.get(key))} -> {_short(current.get(key))}" for key in changed]
 
 
 def _short(value: Any) -> str:
@@ -219,7 +75,7 @@ def normalise(value: Any) -> Any:
         number = float(value)
         if not math.isfinite(number):
             return repr(number)          # JSON has no inf/nan; keep them readable and comparable
-        return float(f"{number:.{SIGNIFICANT_DIGITS}g}")
+        return rounded(number)
     if isinstance(value, Mapping):
         return {str(key): normalise(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -230,8 +86,18 @@ def normalise(value: Any) -> Any:
 
 
 def metric_value(value: Any) -> float:
-    """A stored metric back as a number (``'inf'``/``'nan'`` were written as text)."""
+    """A stored metric back as a number (``'inf'``/``'-inf'`` are written as text)."""
     return float(value) if isinstance(value, str) else value
+
+
+def figure_text(metric: str, value: Any) -> str:
+    """A figure as the baseline file holds it: counts and integral figures as integers."""
+    if value is None:
+        return "-"
+    stored = normalise(value)
+    if isinstance(stored, float) and stored.is_integer() and (is_count(metric) or abs(stored) >= 1):
+        return str(int(stored))
+    return str(stored)
 
 
 @dataclass
@@ -252,7 +118,10 @@ class BaselineFile:
                   provenance: Mapping[str, Any]) -> None:
         counts = {name: int(value) for name, value in metrics.items()
                   if is_count(name) and isinstance(value, float) and value.is_integer()}
-        entry = {"metrics": normalise({**metrics, **counts}), "provenance": normalise(dict(provenance))}
+        # NaN is "could not be measured": not a figure to hold a later run to
+        kept = {name: value for name, value in {**metrics, **counts}.items()
+                if not (isinstance(value, float) and math.isnan(value))}
+        entry = {"metrics": normalise(kept), "provenance": normalise(dict(provenance))}
         self._apply("set", test, target, entry)
         self.edits.append(("set", test, target, entry))
 
@@ -304,24 +173,53 @@ def load_baseline(path: str | os.PathLike[str], module: str = "") -> BaselineFil
                             f"test -> target -> {{metrics, provenance}}); it was left untouched")
     for test, targets in tests.items():
         for target, entry in targets.items():
-            bad = [name for name, value in entry["metrics"].items()
-                   if isinstance(value, bool) or not (isinstance(value, (int, float)) or value in _NON_FINITE)]
-            if bad:
-                raise BaselineError(f"baseline file {path}: {test} on {target} has non-numeric metric(s) "
-                                    f"{', '.join(sorted(bad))}; it was left untouched. Fix or re-record them")
+            where = f"baseline file {path}: {test} on {target}"
+            if not isinstance(entry.get("provenance", {}), dict):
+                raise BaselineError(f"{where} has a provenance of type {type(entry['provenance']).__name__} "
+                                    f"({entry['provenance']!r}); it must be an object of key -> value. The file "
+                                    f"was left untouched: fix the entry or delete it and re-record it")
+            for name, value in sorted(entry["metrics"].items()):
+                problem = _bad_figure(name, value)
+                if problem:
+                    raise BaselineError(f"{where}: metric {name} = {value!r} {problem}; the file was left "
+                                        f"untouched: fix the entry or delete it and re-record it")
     return BaselineFile(path, str(document.get("module", module)), tests)
 
 
-_NON_FINITE = ("inf", "-inf", "nan")
+def _bad_figure(name: str, value: Any) -> str:
+    """Why a stored figure cannot be compared with ('' when it can)."""
+    from .markers import METRICS
+
+    if isinstance(value, str) and value in ("inf", "-inf"):
+        return "" if name in MAY_BE_INFINITE else f"is infinite, which only {', '.join(sorted(MAY_BE_INFINITE))} can be"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "is not a number (NaN is never stored: a figure that could not be measured has no entry)"
+    if not math.isfinite(value) or abs(value) > MAX_MAGNITUDE:
+        return f"is outside the range any figure can have (|value| <= {MAX_MAGNITUDE:g})"
+    if is_count(name) and not float(value).is_integer():
+        return "is not a whole number, and it counts things"
+    metric = METRICS.get(name)
+    if metric is not None and ((metric.lo is not None and value < metric.lo)
+                               or (metric.hi is not None and value > metric.hi)):
+        low = "-inf" if metric.lo is None else f"{metric.lo:g}"
+        high = "inf" if metric.hi is None else f"{metric.hi:g}"
+        return f"is outside [{low}, {high}] ({metric.help})"
+    return ""
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write via a temp file in the same directory + fsync + os.replace: readers see old or new, never half."""
+    """Write via a temp file in the same directory + fsync + os.replace: readers see old or new, never half.
+
+    The file gets the mode a plain ``open(path, "w")`` would give it (an existing file's, else 0666
+    less the umask), not the 0600 of the temporary file it is written through.
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
         handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            os.fchmod(handle, mode)
             with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
                 stream.write(text)
                 stream.flush()
@@ -338,6 +236,32 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
             os.close(directory)
     except OSError as exc:
         raise BaselineError(f"cannot write {path}: {exc}; check the directory exists and is writable") from exc
+
+
+def append_text(path: str | os.PathLike[str], text: str) -> None:
+    """Append ``text`` in one ``O_APPEND`` write (what GitHub's step summary file expects: several steps
+    and tools append to it), separated from earlier content by a blank line; created per the umask."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            if os.fstat(handle).st_size:
+                text = "\n" + text
+            data = text.encode("utf-8")
+            while data:
+                data = data[os.write(handle, data):]
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+    except OSError as exc:
+        raise BaselineError(f"cannot append to {path}: {exc}; check the directory exists and is writable") from exc
+
+
+def _umask() -> int:
+    mask = os.umask(0)          # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def save_baseline(baseline: BaselineFile) -> bool:

@@ -1,8 +1,9 @@
 """``pytest-npu compare REF_A REF_B``: gate a release pipeline on two recorded runs, outside pytest.
 
 Exit status: 0 when nothing regressed, 1 on a regression, 2 on bad input (unknown ref, no database).
-With ``--fail`` only the named metrics gate (a new compiler release is expected to move figures);
-without it every metric gates with the baseline defaults (exact for integers, 1e-9 relative for floats).
+``--fail`` rules are the tolerance language of ``--npu-compare-fail`` (``tolerances.py``): each
+rule overrides its figure, every other figure keeps its default (exact for the emulator's figures),
+``METRIC:off`` shows a figure without gating it and ``'*:off'`` then gates only the figures named.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from . import history
-from .baseline import tolerances_from
+from .tolerances import Tolerances, option_help
 
 EXIT_REGRESSION = 1
 
@@ -20,8 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                                        "#ID, latest, previous, latest-release, previous-release")
     parser.add_argument("ref_b", metavar="REF_B", help="the run under test (same forms)")
     parser.add_argument("--db", default=str(history.DEFAULT_PATH), help="history database (default: %(default)s)")
-    parser.add_argument("--fail", action="append", default=[], metavar="METRIC:N%|ABS",
-                        help="gate METRIC with this tolerance, e.g. latency_ms:2%% (repeatable)")
+    parser.add_argument("--fail", action="append", default=[], metavar="METRIC:AMOUNT",
+                        help=option_help("tolerance of a figure, e.g. latency_ms:2%, sqnr_db:0.5, '*:off'"))
     parser.add_argument("--test", help="glob or substring of the test name / node id")
     parser.add_argument("--metric", help="glob of the metric names to show")
     parser.add_argument("--target", help="glob of the target name")
@@ -29,14 +30,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    tolerances = tolerances_from(args.fail, where="--fail")
+    tolerances = Tolerances.parse(args.fail, where="--fail")
     with history.connect(args.db, create=False) as connection:
         run_a = history.resolve_ref(connection, args.ref_a, path=args.db)
         run_b = history.resolve_ref(connection, args.ref_b, path=args.db)
         filters = {"test": args.test, "metric": args.metric, "target": args.target}
         before = history.points(connection, run_ids=[run_a.id or 0], **filters)
         after = history.points(connection, run_ids=[run_b.id or 0], **filters)
-    rows = history.changes(before, after, tolerances, gated=list(tolerances) or None)
+    rows = history.changes(before, after, tolerances)
     regressed = [row for row in rows if row.status == "regressed"]
     shown = rows if args.all else [row for row in rows if row.status != "ok"]
     from tabulate import tabulate

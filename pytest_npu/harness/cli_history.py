@@ -6,7 +6,8 @@ import argparse
 from itertools import groupby
 
 from . import history
-from .baseline import atomic_write_text, tolerances_from
+from .baseline import atomic_write_text
+from .tolerances import Tolerances, option_help
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -18,13 +19,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--last", type=int, default=0, metavar="N", help="only the last N releases/commits")
     parser.add_argument("--every-run", action="store_true",
                         help="one row per run instead of the latest run of each release/commit")
-    parser.add_argument("--fail", action="append", default=[], metavar="METRIC:N%|ABS",
-                        help="tolerance used to flag a step as a regression (default: exact/1e-9 relative)")
+    parser.add_argument("--fail", action="append", default=[], metavar="METRIC:AMOUNT",
+                        help=option_help("tolerance that flags a step as a regression"))
     parser.add_argument("--html", metavar="OUT", help="also write a self-contained HTML report with charts")
 
 
 def run(args: argparse.Namespace) -> int:
-    tolerances = tolerances_from(args.fail, where="--fail")
+    tolerances = Tolerances.parse(args.fail, where="--fail")
     with history.connect(args.db, create=False) as connection:
         points = history.points(connection, test=args.test, metric=args.metric, target=args.target,
                                 latest_per_label=not args.every_run)
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 Regression = tuple[history.Point, history.Change]
 
 
-def table_rows(points: list[history.Point], tolerances: dict) -> tuple[list[list[str]], list[Regression]]:
+def table_rows(points: list[history.Point], tolerances: Tolerances) -> tuple[list[list[str]], list[Regression]]:
     """One row per figure per release; each step compared with the release before it."""
     rows: list[list[str]] = []
     regressions: list[Regression] = []

@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import BaselineError
-from .baseline import atomic_write_text, higher_is_better, split_nodeid
+from .baseline import atomic_write_text, split_nodeid
+from .tolerances import higher_is_better
 
 EXTRA_UNITS = {"host_ms": "ms", "speedup": "x", "sram_peak_bytes": "B", "dram_read_bytes": "B",
                "dram_write_bytes": "B", "efficiency": ""}

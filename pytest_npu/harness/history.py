@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BaselineError
+from .tolerances import Tolerances, compare_metric
 
 SCHEMA_VERSION = 1
 DEFAULT_PATH = Path(".npu") / "history.sqlite"
@@ -368,7 +369,7 @@ class Change:
     metric: str
     before: float | None
     after: float | None
-    status: str          # "ok" | "regressed" | "improved" | "new" | "gone"
+    status: str          # "ok" | "regressed" | "improved" | "changed" (not gated) | "new" | "gone"
     tolerance: str
 
     @property
@@ -379,31 +380,24 @@ class Change:
         return f"{delta:+.4g} ({delta / abs(self.before):+.2%})" if self.before else f"{delta:+.4g}"
 
 
-def changes(before: Iterable[Point], after: Iterable[Point], tolerances: Mapping[str, Any] | None = None,
-            *, gated: Iterable[str] | None = None) -> list[Change]:
+def changes(before: Iterable[Point], after: Iterable[Point], tolerances: Tolerances | None = None) -> list[Change]:
     """Pair figures by (test, target, metric) and classify each pair.
 
-    ``gated`` limits which metrics can be "regressed"/"improved"; others report "changed" or "ok".
+    ``tolerances`` are the rules of ``tolerances.py``: a figure whose rule is ``off`` reports
+    "changed" (or "ok"), never "regressed"/"improved".
     """
-    from .baseline import compare_metric, default_tolerance
-
-    tolerances = tolerances or {}
-    gate = None if gated is None else set(gated)
+    tolerances = tolerances or Tolerances()
     old = {(p.test, p.target, p.metric): p.value for p in before}
     new = {(p.test, p.target, p.metric): p.value for p in after}
     rows = []
     for key in sorted(set(old) | set(new)):
         test_name, target_name, metric = key
         then, now = old.get(key), new.get(key)
-        tolerance = tolerances.get(metric) or default_tolerance(metric, then)
+        tolerance = tolerances.for_metric(metric)
         if then is None or now is None:
             rows.append(Change(test_name, target_name, metric, then, now, "new" if then is None else "gone",
                                str(tolerance)))
             continue
         status = compare_metric(metric, now, then, tolerance).status
-        if gate is not None and metric not in gate:
-            status = "changed" if status != "ok" else status
-            rows.append(Change(test_name, target_name, metric, then, now, status, "not gated"))
-            continue
         rows.append(Change(test_name, target_name, metric, then, now, status, str(tolerance)))
     return rows

@@ -44,7 +44,11 @@ def pytest_addoption(parser):
     group.addoption("--npu-json", metavar="PATH", default=None,
                     help="write every record (metrics, budgets, layers, provenance) as JSON. ini: npu_json")
     group.addoption("--npu-markdown", metavar="PATH", default=None,
-                    help="write a Markdown summary (e.g. $GITHUB_STEP_SUMMARY). ini: npu_markdown")
+                    help="append a Markdown summary to PATH (e.g. $GITHUB_STEP_SUMMARY, which collects every "
+                         "step's summary). ini: npu_markdown")
+    group.addoption("--npu-layers-csv", metavar="PATH", default=None,
+                    help="write every test x target's per-layer figures as one CSV (Vela-like columns, "
+                         "exact figures, units in the headers). ini: npu_layers_csv")
     group.addoption("--npu-batch", type=_positive_int, default=None, metavar="N",
                     help="emulate at most N inferences at a time (each owns an emulated DRAM image). "
                          "ini: npu_batch. Default: 64")
@@ -53,7 +57,8 @@ def pytest_addoption(parser):
                          "ini: npu_host_runs. Default: 5")
     parser.addini("npu_targets", "NPU targets to run on (names or .toml paths)", type="args", default=[])
     parser.addini("npu_json", "path of the JSON run record", default="")
-    parser.addini("npu_markdown", "path of the Markdown summary", default="")
+    parser.addini("npu_markdown", "path the Markdown summary is appended to", default="")
+    parser.addini("npu_layers_csv", "path of the per-layer CSV", default="")
     parser.addini("npu_batch", "emulate at most this many inferences at a time", default="64")
     parser.addini("npu_host_runs", "host timing repetitions (0 disables)", default="5")
 
@@ -316,6 +321,10 @@ def pytest_sessionfinish(session):
     if markdown_path:
         report.write_markdown(markdown_path, records, options.enforce)
         written.append(markdown_path)
+    layers_csv = config.getoption("npu_layers_csv") or config.getini("npu_layers_csv")
+    if layers_csv:
+        report.write_layers_csv(layers_csv, records, options.targets)
+        written.append(layers_csv)
     config.stash[WRITTEN] = written
     config.hook.pytest_npu_session_finish(session=session, records=records)
 
@@ -332,7 +341,7 @@ def pytest_terminal_summary(terminalreporter, config):
     from . import report
 
     terminalreporter.write_sep("-", "npu summary")
-    for line in report.summary_table(records).splitlines():
+    for line in report.summary_table(records, width=config.get_terminal_writer().fullwidth).splitlines():
         terminalreporter.write_line(line)
     for path in config.stash.get(WRITTEN, []):
         terminalreporter.write_line(f"npu: wrote {path}")

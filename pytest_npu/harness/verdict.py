@@ -14,7 +14,8 @@ class Breach:
     """One failed check: a budget row, or a row another plugin adds through ``pytest_npu_check``.
 
     ``limit`` is the budget (None when the check has no absolute limit, e.g. a baseline regression);
-    ``baseline``/``delta`` are filled by baseline checks; ``message`` is a short human note.
+    ``baseline``/``delta`` are filled by baseline checks; ``message`` is a short human note;
+    ``context`` a note several rows share (e.g. what changed in the provenance), printed once.
     """
 
     metric: str
@@ -23,6 +24,7 @@ class Breach:
     baseline: float | None = None
     delta: float | None = None
     message: str = ""
+    context: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -30,7 +32,7 @@ class Breach:
     @classmethod
     def from_dict(cls, data: dict) -> Breach:
         return cls(data["metric"], data.get("limit"), data["measured"], data.get("baseline"), data.get("delta"),
-                   data.get("message") or "")
+                   data.get("message") or "", data.get("context") or "")
 
 
 class NpuBudgetExceeded(AssertionError):
@@ -159,6 +161,7 @@ def failure_message(record, breaches: list[Breach], accuracy_rows: list[dict] | 
     lines = [f"{what}: {record.nodeid} on target {record.target} "
              f"({len(breaches)} check{'s' if len(breaches) != 1 else ''} failed, {record.runs} run(s))",
              "", breach_table(breaches)]
+    lines += [context for context in dict.fromkeys(b.context for b in breaches) if context]
     cost_metrics = [b.metric for b in breaches if b.metric in _COST_ORDER]
     if cost_metrics:
         column = _COST_ORDER[cost_metrics[0]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .graph import OPS, Graph, Node, QuantParams, Tensor
+from .graph import OPS, Boundary, Graph, Node, QuantParams, Tensor
 from .onnx_import import from_onnx
 
-__all__ = ["OPS", "Graph", "Node", "QuantParams", "Tensor", "from_onnx"]
+__all__ = ["OPS", "Boundary", "Graph", "Node", "QuantParams", "Tensor", "from_onnx"]

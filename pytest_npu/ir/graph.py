@@ -1,21 +1,36 @@
 """The compiler's intermediate representation: a typed, quantised, NHWC dataflow graph.
 
 ``ir.from_onnx`` produces it from float, QDQ or QOperator ONNX models; the compiler consumes it.
-Conventions (the contract between import and compile):
+Conventions (the contract between a front end and the compiler):
 
 * Activations are NHWC with batch 1 (shape ``(1, H, W, C)``), 2-D activations ``(1, K)`` or
-  ``(M, K)``; the emulator runs batches in lock-step, so the batch is never part of a program.
+  ``(M, K)``; the emulator runs batches in lock-step, so the batch is never part of a program. A
+  leading axis of 1 is the batch axis and programs drop it; any other leading size is data.
 * A quantised tensor stores integers (``dtype`` int8/uint8/int16/int32) and carries
-  :class:`QuantParams`; ``real = (q - zero_point) * scale``.
+  :class:`QuantParams`; ``real = (q - zero_point) * scale``. Runtime tensors have a dtype of
+  ``npu.isa.DTYPES`` (int8, uint8, int16, int32, float32); a front end refuses any other.
 * Constants carry ``data`` already in IR layout (conv weights ``(KH, KW, Cin, Cout)``, depthwise
   ``(KH, KW, C)``, fully-connected ``(K, N)``, bias ``(N,)`` int32 with scale ``s_in * s_w``).
 * Node ``op`` is one of :data:`OPS`; ``attrs`` per op are listed there. ``clamp`` (a fused
   Relu/Clip) is ``(lo, hi)`` in the *output's quantised* domain, or absent.
-* Graph inputs are quantised integer tensors; ``input_quant``/``output_quant`` say how user
-  floats map in and out (what the QDQ model's boundary Quantize/DequantizeLinear did).
-* ``metadata`` from ``from_onnx``: ``opset``; ``onnx_shapes`` (ONNX shape of each graph input and
-  output); ``onnx_to_ir_perm`` (name -> perm with ``ir = onnx_array.transpose(perm)`` for the 4-D
-  inputs/outputs). ``float_op`` nodes read and write ONNX (NCHW) layout; the importer adds the
+* ``io`` maps every graph input and output to a :class:`Boundary`: how the user's array in the
+  source model's own shape, dtype and layout becomes the IR tensor of that name (and back).
+  ``CompiledModel.run()`` speaks the model's language through it; ``run_quantized()`` takes and
+  returns the IR's integers, in the model's layout. A front end fills one entry per input and
+  output; a hand-built graph without entries gets :meth:`Graph.boundary`'s default (IR layout,
+  floats quantised with ``input_quant``/``output_quant``). Examples:
+
+  - ONNX QDQ from onnxruntime (float NCHW input, boundary QuantizeLinear folded):
+    ``Boundary((1, 3, 32, 32), "float32", perm=(0, 2, 3, 1), quant=<the Q's params>)``;
+  - a tf2onnx export (int8 NHWC input, Transpose to NCHW before its DequantizeLinear):
+    ``Boundary((1, 32, 32, 3), "int8")`` -- the integers go in as they are, already NHWC;
+  - TFLite (int8 NHWC, quant params on the input): ``Boundary((1, 32, 32, 3), "float32",
+    quant=<the input's params>)``: ``run()`` quantises floats, ``run_quantized()`` takes int8.
+
+* ``input_quant``/``output_quant`` hold the float boundaries' params (``io[name].quant``) for
+  code that reads them directly.
+* ``metadata`` from ``from_onnx``: ``opset``; ``batch_blocker`` (why axis 0 is not a batch axis,
+  when it is not). ``float_op`` nodes read and write ONNX (NCHW) layout; the importer adds the
   transposes around them.
 """
 
@@ -72,6 +87,33 @@ class QuantParams:
         return ((np.asarray(q, np.int64) - self.zero_point) * self.scale).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class Boundary:
+    """How the user's array for one graph input or output maps to the IR tensor of that name.
+
+    ``ir = model_array.transpose(perm)`` (``perm`` None: the same order), then, for a float
+    boundary (``quant`` set), ``quant.quantize`` -- outputs go back by ``quant.dequantize`` and
+    the inverse permutation. Without ``quant`` the values pass as they are, in ``dtype``.
+    """
+
+    shape: tuple[int, ...]                 # the source model's shape of one inference
+    dtype: str                             # what run() takes / returns ("float32" when quant maps floats)
+    perm: tuple[int, ...] | None = None    # model layout -> IR layout
+    quant: QuantParams | None = None       # float boundary: how run() (de)quantises
+    batch: bool = True                     # axis 0 (of size 1) stacks independent inferences
+
+    def to_ir(self, x):
+        """``(N, *shape)`` model-layout array -> ``(N, *ir_shape)`` (batch-first transpose)."""
+        return x if self.perm is None else x.transpose(0, *(p + 1 for p in self.perm))
+
+    def from_ir(self, y):
+        """``(N, *ir_shape)`` -> ``(N, *shape)`` in the model's layout."""
+        if self.perm is None:
+            return y
+        inverse = np.argsort(self.perm)
+        return np.ascontiguousarray(y.transpose(0, *(int(p) + 1 for p in inverse)))
+
+
 @dataclass
 class Tensor:
     name: str
@@ -106,6 +148,19 @@ class Graph:
     output_quant: dict[str, QuantParams] = field(default_factory=dict)
     source: str = ""                   # file path or "<bytes>" for messages
     metadata: dict[str, Any] = field(default_factory=dict)
+    io: dict[str, Boundary] = field(default_factory=dict)
+
+    def boundary(self, name: str) -> Boundary:
+        """The record of graph input/output ``name`` (a default in IR layout if none was filled)."""
+        if name in self.io:
+            return self.io[name]
+        t = self.tensors[name]
+        quant = self.input_quant.get(name) if name in self.inputs else self.output_quant.get(name)
+        if quant is None and t.dtype != "float32":
+            quant = t.quant                # a hand-built graph: run() speaks floats at both ends
+        shape = tuple(int(d) for d in t.shape)
+        return Boundary(shape, "float32" if quant is not None else t.dtype, None, quant,
+                        len(shape) >= 1 and shape[0] == 1)
 
     def producer(self, tensor: str) -> Node | None:
         for node in self.nodes:

@@ -15,18 +15,24 @@ import math
 import numpy as np
 
 from ..errors import ModelError
-from .graph import OPS, Graph, Node, QuantParams, Tensor
+from .boundary import batch_blocker
+from .graph import OPS, Boundary, Graph, Node, QuantParams, Tensor
 from .onnx_view import OnnxView
 from .qdq import Logical, dequantise, int_clamp, same_quant
 
 NHWC = (0, 2, 3, 1)   # IR axis i holds ONNX (NCHW) axis NHWC[i]
 NCHW = (0, 3, 1, 2)   # ONNX axis i holds IR axis NCHW[i]
+NWC = (0, 2, 1)       # a rank-3 NCW input of 1-D layers, in the IR
 _BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Min": "min", "Max": "max"}
 _UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hardswish",
           "Gelu": "gelu", "Rescale": "rescale"}
 # Host ops whose result does not depend on the memory order of their input (elementwise or
 # whole-tensor statistics): they run on the NHWC tensor directly, no transposes.
 _LAYOUT_FREE = frozenset({"Cast", "Erf", "DynamicQuantizeLinear"})
+_RUNTIME_DTYPES = frozenset({"float32", "int8", "uint8", "int16", "int32"})
+# ONNX ops whose output only copies input values: exact on integers of one quantisation
+_INTEGER_MOVES = frozenset({"Slice", "Gather", "Expand", "Pad", "Transpose", "Reshape", "Squeeze",
+                            "Unsqueeze", "Flatten", "Concat", "Identity"})
 _CLAMPABLE = frozenset({"conv2d", "depthwise_conv2d", "fully_connected", "matmul", "add", "sub",
                         "mul", "max_pool", "avg_pool", "global_avg_pool"})
 
@@ -56,11 +62,24 @@ class _Lowerer:
         self.tensors: dict[str, Tensor] = {}
         self.nodes: list[Node] = []
         self.flat: dict[str, tuple[int, int, int]] = {}    # 2-D tensors with rows in HWC order
+        self.rows: dict[str, tuple[str, Node]] = {}        # rank-3 NCW tensor -> its (N, 1, W, C) image
         self.nchw: dict[str, str] = {}
         self.users: dict[str, list[Node]] = {}
         for n in lg.nodes:
             for x in n.inputs:
                 self.users.setdefault(x, []).append(n)
+        # 4-D graph inputs/outputs the model keeps NHWC (a tf2onnx export transposes its NHWC input
+        # to NCHW first thing): their IR tensor is the model's array as it is, the transpose free
+        four = {n for n, t in lg.tensors.items() if len(t.shape) == 4}
+        self.native = {x for x in lg.inputs if x in four and x not in lg.outputs and self.users.get(x)
+                       and all(u.op == "Transpose" and tuple(u.attrs.get("perm", ())) == NCHW
+                               for u in self.users[x])}
+        self.native |= {n.outputs[0] for n in lg.nodes if n.op == "Transpose" and n.outputs[0] in lg.outputs
+                        and n.inputs[0] in four and tuple(n.attrs.get("perm", ())) == NHWC}
+        # rank-3 NCW graph inputs that only 1-D layers read: NWC in the IR (run() transposes them,
+        # as it does NCHW images), so the first layer reads a one-row image with no transpose
+        self.nwc = {x for x in lg.inputs if len(lg.tensors[x].shape) == 3 and x not in lg.outputs
+                    and self.users.get(x) and all(_reads_rows(u, x) for u in self.users[x])}
 
     # -- helpers ------------------------------------------------------------------------------
     def where(self, node: Node) -> str:
@@ -90,12 +109,22 @@ class _Lowerer:
         """The IR activation for a logical tensor (NHWC if 4-D)."""
         if name in self.tensors:
             return name
+        if name in self.rows:         # a 1-D convolution's result, asked for in NCW order
+            image, node = self.rows[name]
+            n, _, w, c = self.tensors[image].shape
+            ncw = self.move(node, image, NCHW, tag="ncw")           # (N, C, 1, W)
+            t = self.lt(name)
+            self.tensors[name] = Tensor(name, tuple(t.shape), t.dtype, t.quant)
+            self.emit(node, "reshape", [ncw], [name], {"shape": tuple(t.shape)}, suffix="/rank3")
+            return name
         t = self.lt(name)
         if t.is_constant:
             return self.add_tensor(Tensor(name, t.shape, t.dtype, t.quant, t.data))
-        if len(t.shape) == 4:
+        if len(t.shape) == 4 and name not in self.native:
             shape = tuple(t.shape[i] for i in NHWC)
             self.tensors[name] = Tensor(name, shape, t.dtype, _permute_quant(t.quant, NHWC))
+        elif name in self.nwc:
+            self.tensors[name] = Tensor(name, tuple(t.shape[i] for i in NWC), t.dtype, _permute_quant(t.quant, NWC))
         else:
             self.tensors[name] = Tensor(name, t.shape, t.dtype, t.quant)
         return name
@@ -103,8 +132,9 @@ class _Lowerer:
     def out(self, name: str) -> str:
         """Declare the IR tensor for a logical node output (NHWC if 4-D); returns its name."""
         t = self.lt(name)
-        shape = tuple(t.shape[i] for i in NHWC) if len(t.shape) == 4 else t.shape
-        quant = _permute_quant(t.quant, NHWC) if len(t.shape) == 4 else t.quant
+        nhwc = len(t.shape) == 4 and name not in self.native
+        shape = tuple(t.shape[i] for i in NHWC) if nhwc else t.shape
+        quant = _permute_quant(t.quant, NHWC) if nhwc else t.quant
         self.tensors[name] = Tensor(name, tuple(shape), t.dtype, quant)
         return name
 
@@ -203,19 +233,22 @@ class _Lowerer:
                 self.act(name)
             outputs.append(name)
         self.fold_clamps()
-        layout = {}
-        for name in list(self.lg.inputs) + outputs:
-            if len(self.lg.tensors[name].shape) == 4:
-                layout[name] = NHWC
         used = {x for n in self.nodes for x in n.inputs + n.outputs if x} | set(self.lg.inputs) | set(outputs)
         tensors = {k: v for k, v in self.tensors.items() if k in used}
-        return Graph(name=self.view.name, tensors=tensors, nodes=self.nodes,
-                     inputs=list(self.lg.inputs), outputs=outputs,
-                     input_quant=dict(self.lg.input_quant), output_quant=dict(self.lg.output_quant),
-                     metadata={"opset": self.view.opset,
-                               "onnx_shapes": {n: tuple(self.lg.tensors[n].shape)
-                                               for n in list(self.lg.inputs) + outputs},
-                               "onnx_to_ir_perm": layout})
+        graph = Graph(name=self.view.name, tensors=tensors, nodes=self.nodes,
+                      inputs=list(self.lg.inputs), outputs=outputs,
+                      input_quant=dict(self.lg.input_quant), output_quant=dict(self.lg.output_quant),
+                      metadata={"opset": self.view.opset})
+        blocker = batch_blocker(self.lg, self.view.opset)
+        if blocker is not None:
+            graph.metadata["batch_blocker"] = blocker
+        for name in list(self.lg.inputs) + outputs:
+            t = self.lg.tensors[name]
+            quant = self.lg.input_quant.get(name) if name in self.lg.inputs else self.lg.output_quant.get(name)
+            dtype = "float32" if quant is not None else tensors[name].dtype
+            perm = NHWC if len(t.shape) == 4 and name not in self.native else NWC if name in self.nwc else None
+            graph.io[name] = Boundary(tuple(int(d) for d in t.shape), dtype, perm, quant, blocker is None)
+        return graph
 
     def fold_clamps(self) -> None:
         """A relu/clip right after a clampable producer becomes that producer's ``clamp``."""
@@ -274,17 +307,71 @@ class _Lowerer:
         shape = self.lt(x).shape
         return stride, dilation, self._pads(node, (shape[2], shape[3]), tuple(kernel), stride, dilation)
 
+    # -- rank 3 (Conv1d, 1-D pools): a one-row image ------------------------------------------------
+    def _row_image(self, node: Node, x: str) -> str:
+        """Logical 4-D name for rank-3 NCW ``x`` seen as (N, C, 1, W); its IR tensor is (N, 1, W, C)
+        (already there when a 1-D layer produced ``x``; else a reshape and a transpose of it)."""
+        name = f"{x}__row"
+        if name in self.tensors:
+            return name
+        t = self.lt(x)
+        n, c, w = t.shape
+        self.lg.tensors[name] = Tensor(name, (n, c, 1, w), t.dtype, t.quant)
+        src = self.act(x)
+        if x in self.nwc:             # already (N, W, C): the image is the same bytes
+            self.emit(node, "reshape", [src], [self.out(name)], {"shape": (n, 1, w, c)}, suffix="/row")
+            return name
+        tmp = self.temp(f"{x}__nc1w", (n, c, 1, w), self.tensors[src])
+        self.emit(node, "reshape", [src], [tmp], {"shape": (n, c, 1, w)}, suffix="/row")
+        self.from_onnx_layout(node, tmp, name)
+        return name
+
+    def _as_rows(self, node: Node) -> Node | None:
+        """A rank-3 Conv/pool node rewritten on one-row images (None for other ranks)."""
+        x, y = node.inputs[0], node.outputs[0]
+        if len(self.lt(x).shape) != 3:
+            return None
+        a = dict(node.attrs)
+        for key in ("kernel_shape", "strides", "dilations"):
+            if key in a:
+                a[key] = [1, *a[key]]
+        if "pads" in a:
+            a["pads"] = [0, a["pads"][0], 0, a["pads"][1]]
+        inputs = [self._row_image(node, x), *node.inputs[1:]]
+        if node.op == "Conv":
+            w = self.lt(node.inputs[1])
+            if w.data is not None:
+                name = f"{w.name}__row"
+                data = np.asarray(w.data)
+                self.lg.tensors[name] = Tensor(name, (*data.shape[:2], 1, data.shape[2]), w.dtype, w.quant,
+                                               data.reshape(*data.shape[:2], 1, data.shape[2]))
+                inputs[1] = name
+        t = self.lt(y)
+        n, c, w_out = t.shape
+        image = f"{y}__row"
+        self.lg.tensors[image] = Tensor(image, (n, c, 1, w_out), t.dtype, t.quant)
+        self.rows[y] = (image, node)
+        return Node(node.name, node.op, inputs, [image], a, node.source_ops)
+
     def op_Conv(self, node: Node) -> None:
+        rows = self._as_rows(node)
+        if rows is not None:
+            self.op_Conv(rows)
+            return
         x, w_name = node.inputs[0], node.inputs[1]
         if len(self.lt(x).shape) != 4:
-            raise self.fail(node, f"input '{x}' has rank {len(self.lt(x).shape)}; only 2-D convolution "
-                            "(4-D NCHW input) is supported")
+            raise self.fail(node, f"input '{x}' has rank {len(self.lt(x).shape)}: a "
+                            f"{len(self.lt(x).shape) - 2}-D convolution; 1-D (NCW) and 2-D (NCHW) ones are supported")
         if not self.is_const(w_name):
             raise self.fail(node, f"weight '{w_name}' is not a constant; the NPU needs constant weights")
         w = self.lt(w_name)
         co, cig, kh, kw = np.asarray(w.data).shape
         ci = self.lt(x).shape[1]
         group = int(node.attrs.get("group", 1))
+        if group < 1 or ci != cig * group or co % group:
+            raise self.fail(node, f"input '{x}' has {ci} channels, but weight '{w_name}' of shape "
+                            f"{tuple(np.asarray(w.data).shape)} with group={group} takes {cig * group} "
+                            f"(and needs output channels divisible by the group)")
         stride, dilation, padding = self._window(node, x, (kh, kw))
         data, wq = np.asarray(w.data), w.quant
         attrs = {"stride": stride, "dilation": dilation, "padding": padding}
@@ -438,6 +525,22 @@ class _Lowerer:
             raise self.fail(node, f"alpha={alpha} with a non-constant B is not supported")
         a = self.to_onnx_layout(node, node.inputs[0])
         b = self.to_onnx_layout(node, node.inputs[1])
+        if len(self.tensors[a].shape) == 1 or len(self.tensors[b].shape) == 1:
+            # ONNX promotes a vector to a (1, K) row or a (K, 1) column and drops that axis after
+            for k, shape in ((0, (1, *self.tensors[a].shape)), (1, (*self.tensors[b].shape, 1))):
+                src = (a, b)[k]
+                if len(self.tensors[src].shape) == 1:
+                    dst = self.temp(f"{src}__2d", shape, self.tensors[src])
+                    self.emit(node, "reshape", [src], [dst], {"shape": shape}, suffix=f"/promote{k}")
+                    a, b = (dst, b) if k == 0 else (a, dst)
+            sa, sb = self.tensors[a].shape, self.tensors[b].shape
+            batch = np.broadcast_shapes(tuple(sa[:-2]), tuple(sb[:-2]))
+            out = self.lt(node.outputs[0])
+            full = self.temp(f"{node.outputs[0]}__2d", (*batch, sa[-2], sb[-1]), out)
+            self.tensors[full].quant = out.quant
+            self.emit(node, "matmul", [a, b], [full], {k: v for k, v in node.attrs.items() if k == "clamp"})
+            self._reshape_to(node, full, tuple(out.shape), node.outputs[0])
+            return
         if transpose_b:
             bs = self.tensors[b].shape
             perm = tuple(range(len(bs) - 2)) + (len(bs) - 1, len(bs) - 2)
@@ -490,7 +593,8 @@ class _Lowerer:
 
     def _variadic(self, node: Node, op: str) -> None:
         if len(node.inputs) != 2:
-            raise self.fail(node, f"{len(node.inputs)} inputs; only the two-input form is supported")
+            self.float_op(node)        # one or three+ operands: the host runs the ONNX operator
+            return
         self._binary(node, op, node.inputs)
 
     def op_Div(self, node: Node) -> None:
@@ -587,16 +691,19 @@ class _Lowerer:
 
     # -- pooling ------------------------------------------------------------------------------------
     def _pool(self, node: Node, op: str) -> None:
+        rows = self._as_rows(node)
+        if rows is not None:
+            self._pool(rows, op)
+            return
         x = node.inputs[0]
         a = node.attrs
         if len(self.lt(x).shape) != 4:
-            raise self.fail(node, "only 2-D pooling (4-D NCHW input) is supported")
+            raise self.fail(node, f"{len(self.lt(x).shape) - 2}-D pooling is not supported (1-D and 2-D are)")
         if len([o for o in node.outputs if o]) > 1:
             raise self.fail(node, "the Indices output of MaxPool is not supported")
-        if any(d != 1 for d in a.get("dilations", [1, 1])):
-            raise self.fail(node, f"dilations={a['dilations']} are not supported for pooling")
-        if a.get("storage_order", 0):
-            raise self.fail(node, "storage_order=1 is not supported")
+        if any(d != 1 for d in a.get("dilations", [1, 1])) or a.get("storage_order", 0):
+            self.float_op(node)          # dilated pooling: the host runs the ONNX operator
+            return
         kernel = tuple(a["kernel_shape"])
         stride, _, padding = self._window(node, x, kernel)
         if a.get("ceil_mode", 0):
@@ -606,8 +713,8 @@ class _Lowerer:
             extra_h = (out_shape[2] - 1) * stride[0] + kernel[0] - (in_shape[2] + top + bottom)
             extra_w = (out_shape[3] - 1) * stride[1] + kernel[1] - (in_shape[3] + left + right)
             if (extra_h > 0 or extra_w > 0) and op == "avg_pool":
-                raise self.fail(node, "ceil_mode=1 that adds a partial window is not supported for "
-                                "AveragePool; use ceil_mode=0 or pad explicitly")
+                self.float_op(node)      # a partial last window averages fewer values: the host
+                return
             padding = (top, bottom + max(extra_h, 0), left, right + max(extra_w, 0))
         attrs = {"kernel": kernel, "stride": stride, "padding": padding}
         if op == "avg_pool":
@@ -622,11 +729,19 @@ class _Lowerer:
         self._pool(node, "avg_pool")
 
     def op_GlobalAveragePool(self, node: Node) -> None:
-        x = node.inputs[0]
-        if len(self.lt(x).shape) != 4:
-            raise self.fail(node, "only 4-D (NCHW) GlobalAveragePool is supported")
+        x, y = node.inputs[0], node.outputs[0]
+        rank = len(self.lt(x).shape)
         attrs = {k: v for k, v in node.attrs.items() if k == "clamp"}
-        self.emit(node, "global_avg_pool", [self.act(x)], [self.out(node.outputs[0])], attrs)
+        if rank == 3:
+            t = self.lt(y)
+            image = f"{y}__row"
+            self.lg.tensors[image] = Tensor(image, (t.shape[0], t.shape[1], 1, 1), t.dtype, t.quant)
+            self.rows[y] = (image, node)
+            self.emit(node, "global_avg_pool", [self.act(self._row_image(node, x))], [self.out(image)], attrs)
+            return
+        if rank != 4:
+            raise self.fail(node, f"GlobalAveragePool on a rank-{rank} tensor (1-D and 2-D pooling are supported)")
+        self.emit(node, "global_avg_pool", [self.act(x)], [self.out(y)], attrs)
 
     # -- data movement ------------------------------------------------------------------------------
     def _reshape_to(self, node: Node, src: str, onnx_shape: tuple[int, ...], out: str) -> None:
@@ -686,8 +801,11 @@ class _Lowerer:
         xs = self.lt(x).shape
         perm = tuple(node.attrs.get("perm", tuple(reversed(range(len(xs))))))
         src = self.act(x)
-        if len(xs) == 4:
-            perm = _compose(_compose(NCHW, perm), NHWC)
+        if len(xs) == 4:    # IR x = x.T(P_in), IR out = out.T(P_out): P = NHWC, or none if native
+            if x not in self.native:
+                perm = _compose(NCHW, perm)
+            if out not in self.native:
+                perm = _compose(perm, NHWC)
         self.out(out)
         if _trivial(self.tensors[src].shape, perm):
             self.emit(node, "reshape", [src], [out], {"shape": self.tensors[out].shape})
@@ -714,7 +832,8 @@ class _Lowerer:
         a = node.attrs
         mode = a.get("mode", "constant")
         if mode != "constant":
-            raise self.fail(node, f"mode='{mode}' is not supported; only constant padding is")
+            self.float_op(node)          # edge / reflect / wrap padding: the host runs the ONNX operator
+            return
         rank = len(self.lt(x).shape)
         pads = self._const_input(node, 1, "pads") if len(node.inputs) > 1 else a.get("pads")
         if pads is None:
@@ -727,11 +846,15 @@ class _Lowerer:
         for i, ax in enumerate(axes):
             per_axis[ax] = (pads[i], pads[i + len(axes)])
         if any(lo < 0 or hi < 0 for lo, hi in per_axis):
-            raise self.fail(node, f"negative pads {pads} (cropping) are not supported")
-        value = float(np.asarray(self._const_input(node, 2, "constant_value")).reshape(())) \
-            if len(node.inputs) > 2 and node.inputs[2] else float(a.get("value", 0.0))
+            self.float_op(node)          # negative pads crop: the host runs the ONNX operator
+            return
+        given = self._const_input(node, 2, "constant_value") if len(node.inputs) > 2 and node.inputs[2] \
+            else np.asarray(a.get("value", 0.0), np.float32)
+        value = float(np.asarray(given).reshape(()))
         xq = self.lt(x).quant
-        stored: float | int = value if xq is None else int(xq.quantize(np.asarray(value, np.float32)))
+        stored: float | int = value
+        if xq is not None:     # an integer constant_value pads integers as they are (no DequantizeLinear)
+            stored = int(value) if np.asarray(given).dtype.kind in "iu" else int(xq.quantize(np.asarray(value, np.float32)))
         if rank == 4:
             per_axis = [per_axis[i] for i in NHWC]
         self.emit(node, "pad", [self.act(x)], [self.out(out)],
@@ -747,25 +870,19 @@ class _Lowerer:
         x, out = node.inputs[0], node.outputs[0]
         a = node.attrs
         mode = a.get("mode", "nearest")
-        if mode != "nearest":
-            raise self.fail(node, f"mode='{mode}' is not supported; only nearest-neighbour Resize "
-                            "with integer upscaling is")
         xs, os_ = self.lt(x).shape, self.lt(out).shape
-        if len(xs) != 4 or xs[:2] != os_[:2]:
-            raise self.fail(node, f"resizes {xs}->{os_}; only the H and W axes of a 4-D tensor may change")
         factors = []
-        for axis in (2, 3):
-            if os_[axis] % xs[axis]:
-                raise self.fail(node, f"axis {axis} goes {xs[axis]}->{os_[axis]}: not an integer upscale")
-            factor = os_[axis] // xs[axis]
-            want = np.arange(os_[axis]) // factor
-            got = _nearest_index(a, xs[axis], os_[axis])
-            if got is None or not np.array_equal(want, got):
-                raise self.fail(node, "coordinate_transformation_mode="
-                                f"'{a.get('coordinate_transformation_mode', 'half_pixel')}' with nearest_mode="
-                                f"'{a.get('nearest_mode', 'round_prefer_floor')}' is not a pixel repeat; use "
-                                "asymmetric/floor or half_pixel")
-            factors.append(factor)
+        if mode == "nearest" and len(xs) == 4 and xs[:2] == os_[:2]:
+            for axis in (2, 3):
+                factor = os_[axis] // xs[axis]
+                got = _nearest_index(a, xs[axis], os_[axis])
+                if os_[axis] % xs[axis] == 0 and got is not None and np.array_equal(np.arange(os_[axis]) // factor, got):
+                    factors.append(factor)
+        if len(factors) != 2:
+            # not a pixel repeat of H and W (linear/cubic, a fractional or downscale, another
+            # coordinate mode or axis): the host runs the ONNX operator
+            self.float_op(node)
+            return
         self.emit(node, "resize", [self.act(x)], [self.out(out)], {"scale": tuple(factors)})
 
     def op_Softmax(self, node: Node) -> None:
@@ -810,25 +927,37 @@ class _Lowerer:
         self._onnx_layout_result(node, "layernorm", [src, *names], {"axis": axis, "epsilon": eps})
 
     def op_ReduceMean(self, node: Node) -> None:
-        """Mean over H and W is a global average pool (how torch exports ``x.mean((2, 3))``)."""
+        """A mean over every spatial axis with the channels kept is a global average pool: H and W
+        of a 4-D NCHW tensor (``x.mean((2, 3))``, ``AdaptiveAvgPool2d(1)``), W of a 3-D NCW one
+        (``AdaptiveAvgPool1d(1)``), or the middle axes of a channels-last tensor (tf2onnx's
+        ``GlobalAveragePooling1D``: ReduceMean over axis 1 of (N, T, C))."""
         x, out = node.inputs[0], node.outputs[0]
-        xs = self.lt(x).shape
+        xs = tuple(self.lt(x).shape)
         if len(node.inputs) > 1 and node.inputs[1]:
             axes = [int(a) for a in self._const_input(node, 1, "axes").reshape(-1)]
         else:
             axes = list(node.attrs.get("axes", range(len(xs))))
-        axes = sorted(a % len(xs) for a in axes)
-        if len(xs) != 4 or axes != [2, 3]:
+        axes = sorted({a % len(xs) for a in axes}) if xs else []
+        t = self.lt(out)
+        if len(xs) == 4 and axes == [2, 3]:
+            src = self.act(x)
+        elif len(xs) == 3 and axes == [2]:
+            src = self.act(self._row_image(node, x))
+        elif len(xs) == 3 and axes == [1] and x not in self.flat:
+            src = self.act(x)             # (N, T, C) in IR order: a (N, T, 1, C) image
+            image = self.temp(f"{x}__image", (xs[0], xs[1], 1, xs[2]), self.tensors[src])
+            self.emit(node, "reshape", [src], [image], {"shape": (xs[0], xs[1], 1, xs[2])}, suffix="/image")
+            src = image
+        else:
             self.float_op(node)
             return
-        keep = int(node.attrs.get("keepdims", 1))
-        if keep:
-            self.emit(node, "global_avg_pool", [self.act(x)], [self.out(out)])
+        channels = self.tensors[src].shape[-1]
+        if len(xs) == 4 and int(node.attrs.get("keepdims", 1)):
+            self.emit(node, "global_avg_pool", [src], [self.out(out)])
             return
-        t = self.lt(out)
-        pooled = self.temp(f"{out}__pooled", (xs[0], 1, 1, xs[1]), t)
+        pooled = self.temp(f"{out}__pooled", (xs[0], 1, 1, channels), t)
         self.tensors[pooled].quant = t.quant
-        self.emit(node, "global_avg_pool", [self.act(x)], [pooled])
+        self.emit(node, "global_avg_pool", [src], [pooled])
         self.emit(node, "reshape", [pooled], [self.out(out)], {"shape": tuple(t.shape)}, suffix="/squeeze")
 
     # -- host fallback ------------------------------------------------------------------------------
@@ -836,8 +965,10 @@ class _Lowerer:
         """An ONNX node the NPU cannot express: run on the host with ONNX semantics (NCHW).
 
         Quantised operands are dequantised first and quantised results requantised after
-        (``rescale`` nodes), so the host always computes on real values."""
-        if any(x and self.lt(x).quant is not None for x in node.inputs + node.outputs):
+        (``rescale`` nodes), so the host always computes on real values -- except for an op that
+        only moves integers between tensors of one quantisation, which runs on the integers."""
+        integers = self._moves_integers(node)
+        if not integers and any(x and self.lt(x).quant is not None for x in node.inputs + node.outputs):
             self._float_op_on_reals(node)
             return
         op = node.op
@@ -846,8 +977,17 @@ class _Lowerer:
             outs = [self.out(o) if o else "" for o in node.outputs]
             self.emit(node, "float_op", [x], outs, {"onnx_op": op, "onnx_attrs": dict(node.attrs)})
             return
-        inputs = [self.to_onnx_layout(node, x) if x else "" for x in node.inputs]
         attrs = {k: v for k, v in node.attrs.items() if k != "clamp"}
+        consts = []      # constant inputs of types no runtime tensor has (int64 axes, shapes...)
+        inputs = []
+        for i, x in enumerate(node.inputs):
+            if x and self.is_const(x) and self.lt(x).dtype not in _RUNTIME_DTYPES:
+                data = np.asarray(self.lt(x).data)
+                consts.append([i, data.dtype.name, list(data.shape), data.reshape(-1).tolist()])
+                inputs.append("")
+            else:
+                inputs.append(self.to_onnx_layout(node, x) if x else "")
+
         outs = []
         fix = []
         for o in node.outputs:
@@ -861,9 +1001,27 @@ class _Lowerer:
                 fix.append((tmp, o))
             else:
                 outs.append(self.out(o))
-        self.emit(node, "float_op", inputs, outs, {"onnx_op": op, "onnx_attrs": attrs})
+        empty = [i for i, x in enumerate(node.inputs) if not x]
+        self.emit(node, "float_op", inputs, outs, {"onnx_op": op, "onnx_attrs": attrs,
+                                                   **({"onnx_consts": consts} if consts else {}),
+                                                   **({"onnx_empty": empty} if empty else {}),
+                                                   **({"onnx_integers": True} if integers else {})})
         for tmp, o in fix:
             self.from_onnx_layout(node, tmp, o)
+
+    def _moves_integers(self, node: Node) -> bool:
+        """``node`` copies integers between activations of one quantisation (Slice, Gather, Pad,
+        Expand...): the host runs the ONNX operator on the integers themselves, exactly."""
+        if node.op not in _INTEGER_MOVES:
+            return False
+        data = [x for i, x in enumerate(node.inputs[:1] + node.outputs[:1]) if x]
+        tensors = [self.lt(x) for x in data]
+        if any(t.quant is None or t.is_constant for t in tensors):
+            return False
+        if node.op == "Pad" and len(node.inputs) > 2 and node.inputs[2] \
+                and self.lt(node.inputs[2]).dtype.startswith("float"):
+            return False        # a real pad value: the host pads real values
+        return all(same_quant(tensors[0].quant, t.quant) and t.dtype == tensors[0].dtype for t in tensors)
 
     def _float_op_on_reals(self, node: Node) -> None:
         reals = []
@@ -895,6 +1053,15 @@ class _Lowerer:
         self.float_op(Node(node.name, node.op, reals, outs, dict(node.attrs), node.source_ops))
         for name, o in requant:
             self._unary(Node(node.name + "/quantize", "Rescale", [name], [o], {}, []), "rescale", {})
+
+
+def _reads_rows(node: Node, x: str) -> bool:
+    """``node`` reads rank-3 ``x`` as a one-row image (a 1-D convolution, pool or global mean)."""
+    if node.inputs[0] != x or x in node.inputs[1:]:
+        return False
+    if node.op in ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool"):
+        return True
+    return node.op == "ReduceMean" and node.attrs.get("axes") in ([2], [-1])
 
 
 def _real_name(base: str) -> str:

@@ -13,6 +13,7 @@ The import runs in three stages so each has one job:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,11 +34,11 @@ SUPPORTED_OPS = frozenset({
     "Pad", "Resize", "Softmax", "BatchNormalization", "Identity", "Dropout",
     "LayerNormalization", "Gelu", "Erf", "ReduceMean", "QuantizeLinear", "DequantizeLinear", "QLinearConv",
     "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear", "Cast", "Constant",
+    # run on the host with ONNX semantics when they do not fold to constants
+    "Gather", "Slice", "Expand", "Where", "Equal", "Not", "Floor", "Ceil", "Sqrt", "Neg", "Abs",
+    "Pow", "ReduceProd",
 })
-FOLD_ONLY_OPS = frozenset({
-    "Shape", "Size", "Gather", "Slice", "ConstantOfShape", "Range", "Equal", "Where", "Expand",
-    "ReduceProd", "Not", "Floor", "Ceil", "Sqrt", "Neg", "Abs", "Pow",
-})
+FOLD_ONLY_OPS = frozenset({"Shape", "Size", "ConstantOfShape", "Range"})
 MICROSOFT_OPS = frozenset({
     "QGemm", "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu",
     "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "QuantizeLinear",
@@ -57,16 +58,54 @@ def from_onnx(model: str | os.PathLike | onnx.ModelProto | bytes, *, batch: int 
     ``batch`` is the value the leading symbolic dim of every input takes (the emulator runs
     batches in lock-step, so 1 is the norm); ``bindings`` gives values for other symbolic dims.
     """
+    proto, source, folder = load_model(model)
+    leading = _fixed_batch(proto)
+    if leading is not None and batch == 1:
+        # A fixed batch of N: if the model is the same computation on each of its N samples, import
+        # it for one and let run() stack N (the NPU runs one image at a time); otherwise as it is.
+        if proto.graph.value_info:
+            _infer(proto, source)       # the declared shapes hold for the model as it is
+        trial = onnx.ModelProto()
+        trial.CopyFrom(proto)
+        del trial.graph.value_info[:]
+        for value in _graph_inputs(trial.graph):
+            value.type.tensor_type.shape.dim[0].dim_value = 1
+        try:
+            graph = _import(trial, source, folder, batch, bindings)
+        except ModelError:
+            graph = None
+        if graph is not None and "batch_blocker" not in graph.metadata:
+            graph.metadata["model_batch"] = leading
+            return graph
+    return _import(proto, source, folder, batch, bindings)
+
+
+def _import(proto: onnx.ModelProto, source: str, folder: Path | None, batch: int,
+            bindings: dict[str, int] | None) -> Graph:
     from .layout import lower
     from .qdq import fold_quantization
 
-    proto, source, folder = load_model(model)
     view = prepare(proto, source=source, folder=folder, batch=batch, bindings=bindings)
     logical = fold_quantization(view)
     graph = lower(logical, view)
     graph.source = source
+    _prune_unused(graph)
     check_graph(graph)
     return graph
+
+
+def _graph_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+    initializers = {t.name for t in graph.initializer}
+    return [v for v in graph.input if v.name not in initializers and v.type.HasField("tensor_type")]
+
+
+def _fixed_batch(proto: onnx.ModelProto) -> int | None:
+    """The fixed leading size N > 1 every graph input shares (None if they do not)."""
+    sizes = set()
+    for value in _graph_inputs(proto.graph):
+        dims = value.type.tensor_type.shape.dim
+        sizes.add(dims[0].dim_value if dims and dims[0].HasField("dim_value") else 0)
+    return sizes.pop() if len(sizes) == 1 and min(sizes) > 1 else None
 
 
 def check_graph(graph: Graph) -> None:
@@ -162,11 +201,21 @@ def _load_external_data(proto: onnx.ModelProto, source: str, folder: Path | None
         if not resolved.is_file():
             raise ModelError(f"{source}: initializer '{tensor.name}' needs external data file "
                              f"'{location}', which is missing next to the model")
-        offset = int(info.get("offset", 0) or 0)
-        length = info.get("length")
+        try:
+            offset = int(info.get("offset", 0) or 0)
+            length = int(info["length"]) if info.get("length") not in (None, "") else None
+        except ValueError:
+            raise ModelError(f"{source}: initializer '{tensor.name}' has a non-numeric external data "
+                             f"offset/length ({info.get('offset')!r}, {info.get('length')!r}); re-export "
+                             "the model") from None
+        size = resolved.stat().st_size
+        if offset < 0 or (length is not None and length < 0) or offset > size:
+            raise ModelError(f"{source}: initializer '{tensor.name}' reads '{location}' at offset {offset}"
+                             f"{'' if length is None else f', length {length}'}, outside the file's {size} "
+                             "bytes; the model or its data file is corrupt -- re-export it")
         with open(resolved, "rb") as fh:
             fh.seek(offset)
-            raw = fh.read(int(length)) if length is not None else fh.read()
+            raw = fh.read(length) if length is not None else fh.read()
         expected = _expected_bytes(tensor)
         if expected is not None and len(raw) != expected:
             raise ModelError(f"{source}: initializer '{tensor.name}' expects {expected} bytes in "
@@ -203,17 +252,23 @@ def prepare(proto: onnx.ModelProto, *, source: str, folder: Path | None = None, 
     """Validate, bind dims, infer shapes and fold constants until nothing changes."""
     graph = proto.graph
     _name_nodes(graph)
-    opset = _opset(proto)
+    opset = _opset(proto, source)
+    if not graph.output:
+        raise ModelError(f"{source}: the graph declares no outputs, so nothing would be computed; "
+                         "list the tensors to return in graph.output")
     _check_ops(graph, source)
     _check_inputs_defined(graph, source)
     _sort_or_refuse_cycles(graph, source)
     _light_check(proto, source)
+    if graph.value_info:
+        _infer(proto, source)           # shapes the model declares must agree with its inputs' (as onnxruntime checks)
     _bind_dims(graph, source, batch, bindings or {})
     view = None
     for _ in range(8):
         inferred = _infer(proto, source)
         view = _view(inferred, source, opset)
         changed = _fold_constants(view)
+        _check_outputs(view)
         _write_back(proto, view)
         if not changed:
             break
@@ -222,6 +277,8 @@ def prepare(proto: onnx.ModelProto, *, source: str, folder: Path | None = None, 
     fold_patterns(view)
     _check_static(view)
     _check_leftover_fold_only(view)
+    _check_dtypes(view)
+    _check_weights(view)
     return view
 
 
@@ -233,9 +290,14 @@ def _name_nodes(graph: onnx.GraphProto) -> None:
         seen.add(node.name)
 
 
-def _opset(proto: onnx.ModelProto) -> int:
+def _opset(proto: onnx.ModelProto, source: str) -> int:
+    newest = onnx.defs.onnx_opset_version()
     for imp in proto.opset_import:
         if imp.domain in ("", "ai.onnx"):
+            if not 1 <= imp.version <= newest:
+                raise ModelError(f"{source}: the model declares ONNX opset {imp.version}; the installed onnx "
+                                 f"knows opsets 1..{newest}, so its operators' semantics are unknown. "
+                                 "Re-export with a released opset (pytest_npu.compress exports 21)")
             return int(imp.version)
     return 1
 
@@ -310,6 +372,19 @@ def _sort_or_refuse_cycles(graph: onnx.GraphProto, source: str) -> None:
         graph.node.extend(copies)
 
 
+def _prune_unused(graph: Graph) -> None:
+    """Drop nodes that feed no graph output (onnxruntime runs but never uses them), after the
+    import checked them like any other node."""
+    needed = set(graph.outputs)
+    keep = []
+    for node in reversed(graph.nodes):
+        if any(o in needed for o in node.outputs if o):
+            keep.append(node)
+            needed.update(x for x in node.inputs if x)
+    graph.nodes = keep[::-1]
+    graph.tensors = {k: t for k, t in graph.tensors.items() if k in needed or k in graph.inputs}
+
+
 def _light_check(proto: onnx.ModelProto, source: str) -> None:
     try:
         onnx.checker.check_model(proto)
@@ -357,8 +432,11 @@ def _infer(proto: onnx.ModelProto, source: str) -> onnx.ModelProto:
                                                     data_prop=True)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{source}: ONNX shape inference failed: {first}. Check the input "
-                             "shapes and bindings you passed") from None
+            where = re.search(r"\(op_type:(\w+), node name: ([^)]*)\)", str(exc))
+            at = f" at node '{where.group(2)}' ({where.group(1)})" if where else ""
+            raise ModelError(f"{source}: ONNX shape inference failed{at}: {first}. Check the input "
+                             "shapes (and the shapes the model declares for its tensors) and the bindings "
+                             "you passed") from None
         extra = _contrib_value_infos(inferred)
         if not extra:
             return inferred
@@ -459,7 +537,8 @@ def _view(proto: onnx.ModelProto, source: str, opset: int) -> OnnxView:
         if not vi.type.HasField("tensor_type"):
             continue
         if tt.elem_type:
-            dtypes[vi.name] = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)).name
+            dtypes[vi.name] = ("string" if tt.elem_type == onnx.TensorProto.STRING
+                               else np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)).name)
         if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
             shapes[vi.name] = tuple(int(d.dim_value) for d in tt.shape.dim)
     for name, arr in consts.items():
@@ -562,6 +641,65 @@ def _check_static(view: OnnxView) -> None:
                 raise ModelError(f"{view.where(node)}: the shape of '{name}' is unknown after shape "
                                  "inference and constant folding; export with static shapes or pass "
                                  "bindings={...} for the symbolic dims")
+
+
+# dtypes a tensor computed at run time may have (npu.isa.DTYPES): the rest are refused by name
+RUNTIME_DTYPES = frozenset({"float32", "int8", "uint8", "int16", "int32"})
+_DTYPE_HINTS = {"float16": "export in float32 (model.float()) or quantise it",
+                "bfloat16": "export in float32 (model.float()) or quantise it",
+                "float64": "export in float32 (model.float())",
+                "uint16": "quantise activations as int16 (QuantType.QInt16)",
+                "bool": "compute masks in the exporter as constants, or outside the model",
+                "int64": "keep int64 for shapes and indices that fold to constants"}
+
+
+def _check_dtypes(view: OnnxView) -> None:
+    """Every tensor computed at run time has a dtype the NPU or the host can hold."""
+    def problem(name: str) -> str | None:
+        dtype = view.dtypes.get(name, "float32")
+        if dtype in RUNTIME_DTYPES or name in view.consts:
+            return None
+        hint = _DTYPE_HINTS.get(dtype, "pytest-npu runs float32, int8/uint8/int16 quantised and int32 tensors")
+        return f"is {dtype}, which pytest-npu cannot run ({hint})"
+
+    for name in view.inputs:
+        if (why := problem(name)) is not None:
+            raise ModelError(f"{view.source}: input '{name}' {why}")
+    for node in view.nodes:
+        for name in node.output:
+            if name and (why := problem(name)) is not None:
+                raise ModelError(f"{view.where(node)}: output '{name}' {why}")
+
+
+# positions of weight-like constants: a NaN or infinity there is a corrupt model, not a value
+# (an infinite constant elsewhere can be meant: an attention mask's -inf, a Clip bound)
+_WEIGHT_INPUTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (0, 1),
+                  "BatchNormalization": (1, 2, 3, 4), "LayerNormalization": (1, 2), "PRelu": (1,)}
+
+
+def _check_weights(view: OnnxView) -> None:
+    for node in view.nodes:
+        for i, name in enumerate(node.input):
+            arr = view.consts.get(name) if name else None
+            if arr is None or arr.dtype.kind != "f" or arr.size == 0:
+                continue
+            bad = ~np.isfinite(arr) if i in _WEIGHT_INPUTS.get(node.op_type, ()) else np.isnan(arr)
+            if bad.any():
+                what = "NaN" if np.isnan(arr).any() else "infinite values"
+                raise ModelError(f"{view.where(node)}: constant '{name}' holds {what} ({int(bad.sum())} of "
+                                 f"{arr.size}); the weights are corrupt -- re-export or retrain the model")
+
+
+def _check_outputs(view: OnnxView) -> None:
+    view.outputs = list(dict.fromkeys(view.outputs))   # an output listed twice is one output
+    for name in view.outputs:
+        if name in view.consts:
+            raise ModelError(f"{view.source}: output '{name}' is a constant (it folds to a value that "
+                             "does not depend on any input), so there is nothing to run for it; drop it "
+                             "from the graph outputs")
+        if name in view.inputs:
+            raise ModelError(f"{view.source}: output '{name}' is the graph input itself; there is "
+                             "nothing to run for it -- drop it from the graph outputs")
 
 
 def _check_leftover_fold_only(view: OnnxView) -> None:

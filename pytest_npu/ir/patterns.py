@@ -44,9 +44,15 @@ def _drop_identities(view: OnnxView) -> None:
         if node.op_type not in ("Identity", "Dropout") or (node.domain or "") not in ("", "ai.onnx"):
             continue
         if node.op_type == "Dropout":
-            if len(node.output) > 1 and node.output[1] and _consumers(view, node.output[1]):
+            mask = node.output[1] if len(node.output) > 1 else ""
+            if mask and (_consumers(view, mask) or mask in view.outputs):
                 raise ModelError(f"{view.where(node)}: the Dropout mask output is used; at inference "
                                  "Dropout is the identity -- export the model in eval() mode")
+            training = node.input[2] if len(node.input) > 2 else ""
+            if training and (training not in view.consts or bool(np.asarray(view.consts[training]).reshape(-1)[0])):
+                raise ModelError(f"{view.where(node)}: Dropout with training_mode "
+                                 f"{'not a constant' if training not in view.consts else 'True'} drops random "
+                                 "values; at inference it must be off -- export the model in eval() mode")
         src, dst = node.input[0], node.output[0]
         if dst in view.outputs:
             if src in view.inputs or src in view.consts or src in view.outputs:

@@ -33,15 +33,19 @@ QUANTISABLE = frozenset({
     "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Min", "Max", "MaxPool", "AveragePool",
     "GlobalAveragePool", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Pad",
     "Resize", "Softmax", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "LeakyRelu", "Gelu",
-    "Relu", "Clip", "LayerNormalization", "Identity", "ReduceMean",
+    "Relu", "Clip", "LayerNormalization", "Identity", "ReduceMean", "Slice", "Gather", "Expand",
 })
 # Ops that act on integer tensors directly in QOperator models; the output keeps the input's params.
 PASS_THROUGH = frozenset({"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
-                          "Pad", "Resize", "Identity", "Concat"})
+                          "Pad", "Resize", "Identity", "Concat", "Slice", "Gather", "Expand"})
 # Inputs that carry data (the rest are shapes, axes, pads, scales, or float parameters).
 _MULTI_DATA = {"Conv": (0, 1), "Gemm": (0, 1), "MatMul": (0, 1), "Add": (0, 1), "Sub": (0, 1),
                "Mul": (0, 1), "Min": (0, 1), "Max": (0, 1)}
 _BIAS_INPUT = {"Conv": 2, "Gemm": 2}
+# Ops that only move integers: on integer tensors their output holds the input's values, so the
+# input's quantisation (known from a DequantizeLinear anywhere along the chain) is the output's.
+MOVES = frozenset({"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Slice",
+                   "Pad", "Concat", "Gather", "Expand"})
 _QUANT_DTYPES = frozenset({"int8", "uint8", "int16", "uint16", "int32"})
 
 # QOperator op -> (float op, [(x, scale, zp) per data input], (y scale, y zp), bias input or None)
@@ -71,7 +75,7 @@ class Logical:
 
 
 def quant_params(view: OnnxView, node: onnx.NodeProto, scale: str, zero_point: str | None,
-                 dtype: str, axis: int | None, rank: int) -> QuantParams:
+                 dtype: str, axis: int | None, shape: tuple[int, ...]) -> QuantParams:
     """QuantParams from a node's scale/zero-point constants (refusing non-constant ones)."""
     if dtype not in _QUANT_DTYPES:
         raise ModelError(f"{view.where(node)}: {dtype} quantisation is not supported; use int8/uint8 or "
@@ -87,10 +91,26 @@ def quant_params(view: OnnxView, node: onnx.NodeProto, scale: str, zero_point: s
     if s.ndim > 1 or s.size < 1:
         raise ModelError(f"{view.where(node)}: scale '{scale}' has shape {s.shape}; only per-tensor or "
                          "per-channel (1-D) quantisation is supported (blocked quantisation is not)")
+    explicit = attrs_of(node).get("axis") if node.op_type in ("QuantizeLinear", "DequantizeLinear") else None
+    if explicit is not None and not -len(shape) <= int(explicit) < max(len(shape), 1):
+        raise ModelError(f"{view.where(node)}: axis={explicit} does not exist in a tensor of shape "
+                         f"{tuple(shape)}")
+    if zp.shape != s.shape and zp.size != s.size:
+        raise ModelError(f"{view.where(node)}: zero point '{zero_point}' has {zp.size} values for {s.size} "
+                         "scales; they must match one to one")
+    zp = zp.reshape(s.shape)
     if s.size == 1:
         s, zp, axis = s.reshape(()), zp.reshape(()), None
     else:
-        axis = (axis if axis is not None else 1) % max(rank, 1)
+        rank = len(shape)
+        if rank == 0 or not -rank <= (axis if axis is not None else 1) < rank:
+            raise ModelError(f"{view.where(node)}: per-channel axis {axis} does not exist in a tensor of "
+                             f"shape {tuple(shape)}")
+        axis = (axis if axis is not None else 1) % rank
+        if shape[axis] != s.size:
+            raise ModelError(f"{view.where(node)}: scale '{scale}' has {s.size} values but axis {axis} of "
+                             f"the tensor has {shape[axis]} channels; a per-channel scale needs one value "
+                             "per channel -- re-run the quantiser")
     if np.any(s <= 0) or not np.all(np.isfinite(s)):
         raise ModelError(f"{view.where(node)}: scale '{scale}' has non-positive or non-finite values")
     return QuantParams(scale=s, zero_point=zp, dtype=dtype, axis=axis)
@@ -129,6 +149,19 @@ class _Folder:
             self.tensors[name].quant = quant
         return self.tensors[name]
 
+    def claim(self, name: str, quant: QuantParams | None, node: onnx.NodeProto) -> Tensor:
+        """``self.tensor(name, quant)`` for a tensor ``node`` produces: its integers must not be read
+        with other parameters (a DequantizeLinear with another scale would need a guessed rescale)."""
+        t = self.tensor(name, quant)
+        if quant is not None and t.quant is not None and not t.is_constant and not same_quant(t.quant, quant):
+            readers = [u.name for u in self.users.get(name, []) if u.op_type == "DequantizeLinear"]
+            raise ModelError(f"{self.view.where(node)}: produces '{name}' with scale "
+                             f"{np.asarray(quant.scale).tolist()} / zero point {np.asarray(quant.zero_point).tolist()}, "
+                             f"but {', '.join(repr(r) for r in readers) or 'another node'} reads it with scale "
+                             f"{np.asarray(t.quant.scale).tolist()} / zero point {np.asarray(t.quant.zero_point).tolist()}; "
+                             "the integers mean one thing -- re-run the quantiser")
+        return t
+
     def int_source(self, name: str) -> str | None:
         """The integer tensor behind a float name (via DQ), or the name itself if it is quantised."""
         if name in self.dq:
@@ -146,7 +179,7 @@ class _Folder:
             raise ModelError(f"{v.where(node)}: blocked DequantizeLinear is not supported")
         x = node.input[0]
         qp = quant_params(v, node, node.input[1], node.input[2] if len(node.input) > 2 else None,
-                          v.dtypes.get(x, "int8"), a.get("axis", 1), len(v.shapes.get(x, ())))
+                          v.dtypes.get(x, "int8"), a.get("axis", 1), v.shapes.get(x, ()))
         t = self.tensor(x)
         if t.quant is None:
             t.quant = qp
@@ -168,7 +201,7 @@ class _Folder:
         zp = node.input[2] if len(node.input) > 2 and node.input[2] else None
         dtype = v.dtypes.get(node.output[0]) or (v.consts[zp].dtype.name if zp else "uint8")
         return quant_params(v, node, node.input[1], zp, dtype, a.get("axis", 1),
-                            len(v.shapes.get(node.input[0], ())))
+                            v.shapes.get(node.input[0], ()))
 
     def dequantised(self, name: str) -> str:
         """A float reading of a DQ output: a float constant, or a Rescale node (dequantise)."""
@@ -196,6 +229,7 @@ class _Folder:
         for node in v.nodes:
             if node.op_type == "DequantizeLinear":
                 self.record_dq(node)
+        self.carry_through_moves()
         for node in v.nodes:
             if id(node) in self.absorbed or node.op_type == "DequantizeLinear":
                 continue
@@ -228,7 +262,7 @@ class _Folder:
     def lone_quantize(self, node: onnx.NodeProto) -> None:
         x, y = node.input[0], node.output[0]
         qp = self.q_params(node)
-        self.tensor(y, qp)
+        self.claim(y, qp, node)
         src = self.dq.get(x)
         if src is not None and not self.tensors[src].is_constant:
             if same_quant(self.tensors[src].quant, qp) and y not in self.view.outputs:
@@ -238,12 +272,49 @@ class _Folder:
                                                                                      "QuantizeLinear"]))
             return
         if x in self.view.inputs and all(u.op_type == "QuantizeLinear" for u in self.users[x]) \
-                and x not in self.input_quant and x not in self.view.outputs:
+                and x not in self.input_quant and x not in self.view.outputs and y not in self.view.outputs:
             self.input_quant[x] = qp
             self.rename[y] = x
             return
         self.nodes.append(Node(node.name, "Rescale", [self.dequantised(x)], [y],
                                source_ops=["QuantizeLinear"]))
+
+    def carry_through_moves(self) -> None:
+        """Give the integer tensors on either side of an op that only moves integers (Transpose,
+        Reshape, Concat... on int8 data, as tf2onnx writes before its first DequantizeLinear) the
+        quantisation known on the other side, so they stay integer tensors the NPU moves as they
+        are; an op that would have to relabel integers (two different scales meeting) is refused."""
+        v = self.view
+        known: dict[str, QuantParams] = {}
+        for name, t in self.tensors.items():
+            if t.quant is not None and not t.is_constant:
+                known[name] = t.quant
+        for node in v.nodes:
+            if node.op_type == "QuantizeLinear" and node.input[0] not in v.consts:
+                known.setdefault(node.output[0], self.q_params(node))
+        moves = [n for n in v.nodes if n.op_type in MOVES and (n.domain or "") in ("", "ai.onnx")]
+        changed = True
+        while changed:
+            changed = False
+            for node in moves:
+                ins = [x for i, x in enumerate(node.input)
+                       if x and (i == 0 or node.op_type == "Concat") and x not in v.consts]
+                out = node.output[0]
+                names = ins + [out]
+                if not ins or any(v.dtypes.get(n, "float32") not in _QUANT_DTYPES for n in names) \
+                        or len({v.dtypes[n] for n in names}) != 1:
+                    continue
+                if all(n in known for n in names) or not any(n in known for n in names):
+                    continue
+                if out not in known:
+                    src = next(x for x in ins if x in known)
+                    known[out] = _through(v, node, src, out, known[src])
+                for x in ins:
+                    if x not in known:
+                        known[x] = _through(v, node, out, x, known[out])
+                changed = True
+        for name, qp in known.items():
+            self.tensor(name, qp)
 
     def q_chain(self, out: str) -> tuple[list[onnx.NodeProto], list[onnx.NodeProto]] | None:
         """Relu/Clip nodes then the QuantizeLinear consumers of ``out``, or None if not quantised."""
@@ -269,6 +340,8 @@ class _Folder:
         data = _MULTI_DATA.get(op, tuple(range(len(node.input))) if op == "Concat" else (0,))
         sources = [self.int_source(node.input[i]) if i < len(node.input) else None for i in data]
         outs = [o for o in node.output if o]
+        if op == "MatMul" and all(s is not None for s in sources) and self.matmul_add(node, sources):
+            return
         if op in QUANTISABLE and len(outs) == 1 and all(s is not None for s in sources):
             if not v.dtypes.get(outs[0], "float32").startswith("float"):
                 if op in PASS_THROUGH and all(x not in self.dq for x in node.input[:1]):
@@ -288,7 +361,7 @@ class _Folder:
                     for q in qs:
                         self.absorbed.add(id(q))
                     for q in qs[1:]:
-                        self.tensor(q.output[0], self.q_params(q))
+                        self.claim(q.output[0], self.q_params(q), q)
                         self.nodes.append(Node(q.name, "Rescale", [main], [q.output[0]],
                                                source_ops=["QuantizeLinear"]))
                     return
@@ -297,6 +370,36 @@ class _Folder:
             self.tensor(o)
         self.nodes.append(Node(node.name, op, inputs, list(node.output), attrs_of(node),
                                source_ops=[op] + v.folded.get(node.name, [])))
+
+    def matmul_add(self, node: onnx.NodeProto, sources: list) -> bool:
+        """``DQ(x) -> MatMul(DQ(w)) -> Add(DQ(int32 bias)) [-> Relu] -> Q`` (how tf2onnx writes a
+        dense layer) is one quantised Gemm: the Add's constant is the fully-connected bias."""
+        v = self.view
+        y = node.output[0]
+        users = self.users.get(y, [])
+        if (len(users) != 1 or users[0].op_type != "Add" or y in v.outputs or len(v.shapes.get(node.input[0], ())) != 2
+                or not self.tensors[sources[1]].is_constant or len(self.tensors[sources[1]].shape) != 2):
+            return False
+        add = users[0]
+        bias = add.input[1] if add.input[0] == y else add.input[0]
+        n = self.tensors[sources[1]].shape[1]
+        constant = bias in v.consts or (bias in self.dq and self.tensors[self.dq[bias]].is_constant)
+        if not constant or int(np.prod(v.shapes.get(bias, (0,)))) != n or v.shapes[bias][-1] != n:
+            return False
+        chain = self.q_chain(add.output[0])
+        if chain is None:
+            return False
+        clamps, qs = chain
+        qp = self.q_params(qs[0])
+        gemm = onnx.helper.make_node("Gemm", [node.input[0], node.input[1], bias], [qs[0].output[0]], name=node.name)
+        self.emit(gemm, "Gemm", {0: sources[0], 1: sources[1]}, qs[0].output[0], qp,
+                  clamp=_clamp(v, clamps, qp), extra=["Add", *(c.op_type for c in clamps)])
+        for absorbed in [add, *clamps, *qs]:
+            self.absorbed.add(id(absorbed))
+        for q in qs[1:]:
+            self.claim(q.output[0], self.q_params(q), q)
+            self.nodes.append(Node(q.name, "Rescale", [qs[0].output[0]], [q.output[0]], source_ops=["QuantizeLinear"]))
+        return True
 
     def emit(self, node: onnx.NodeProto, op: str, data: dict[int, str], out: str,
              out_quant: QuantParams | None, *, clamp=None, extra=()) -> None:
@@ -310,7 +413,7 @@ class _Folder:
                 inputs.append(self.dq[x])     # the layout stage requantises it to s_x * s_w if needed
             else:
                 inputs.append(self.dequantised(x) if x else "")
-        self.tensor(out, out_quant)
+        self.claim(out, out_quant, node)
         attrs = attrs_of(node)
         if clamp is not None:
             attrs["clamp"] = clamp
@@ -330,10 +433,15 @@ class _Folder:
         if a.get("channels_last"):
             raise ModelError(f"{v.where(node)}: channels_last=1 is not supported; quantise the NCHW model")
         inputs = []
-        for x_i, s_i, z_i in specs:
+        for k, (x_i, s_i, z_i) in enumerate(specs):
             x = node.input[x_i]
+            axis = 0          # per-channel weights: QLinearConv's output channels ...
+            if k == 1 and base == "MatMul":
+                axis = -1     # ... QLinearMatMul's columns, QGemm's N axis
+            elif k == 1 and base == "Gemm":
+                axis = 0 if a.get("transB", 0) else 1
             qp = quant_params(v, node, node.input[s_i], node.input[z_i] if z_i < len(node.input) else None,
-                              v.dtypes.get(x, "uint8"), 0, len(v.shapes.get(x, ())))
+                              v.dtypes.get(x, "uint8"), axis, v.shapes.get(x, ()))
             t = self.tensor(x)
             if t.quant is None:
                 t.quant = qp
@@ -350,7 +458,7 @@ class _Folder:
         y = node.output[0]
         out_q = quant_params(v, node, node.input[out_spec[0]],
                              node.input[out_spec[1]] if out_spec[1] < len(node.input) else None,
-                             v.dtypes.get(y, "uint8"), None, len(v.shapes.get(y, ())))
+                             v.dtypes.get(y, "uint8"), None, v.shapes.get(y, ()))
         if bias_at is not None and bias_at < len(node.input) and node.input[bias_at]:
             b = node.input[bias_at]
             xq, wq = self.tensors[inputs[0]].quant, self.tensors[inputs[1]].quant
@@ -359,7 +467,7 @@ class _Folder:
             bq = QuantParams(scale, np.zeros(scale.shape, np.int64), "int32", 0 if scale.ndim else None)
             self.tensors[b] = Tensor(b, v.shapes[b], "int32", bq, v.consts[b].astype(np.int32))
             inputs.append(b)
-        self.tensor(y, out_q)
+        self.claim(y, out_q, node)
         attrs = {k: val for k, val in a.items() if k != "channels_last"}
         if base == "Gemm" and attrs.get("alpha", 1.0) != 1.0:
             raise ModelError(f"{v.where(node)}: QGemm alpha={attrs['alpha']} is not supported")
@@ -371,22 +479,27 @@ class _Folder:
         claimed: set[str] = set()
         for o in v.outputs:
             src = self.dq.get(o)
-            if src is None or o in self.materialised or src in claimed or src in v.inputs \
+            root = self.resolve(src) if src is not None else None
+            # an output reading the integers of an input or of another output gets its own copy
+            if src is None or o in self.materialised or root in claimed or root in v.inputs \
                     or self.tensors[src].is_constant:
                 if o in self.dq and o not in self.materialised:
                     self.dequantised(o)
                 continue
-            claimed.add(src)
+            claimed.add(root)   # type: ignore[arg-type]
             self.output_quant[o] = self.tensors[src].quant   # type: ignore[assignment]
-            self.rename[src] = o
+            self.rename[root] = o   # type: ignore[index]
+
+    def resolve(self, x: str) -> str:
+        """The tensor ``x`` stands for after the renames so far (a Q that aliased its source)."""
+        seen = set()
+        while x in self.rename and x not in seen:
+            seen.add(x)
+            x = self.rename[x]
+        return x
 
     def finish(self) -> Logical:
-        def name(x: str) -> str:
-            seen = set()
-            while x in self.rename and x not in seen:
-                seen.add(x)
-                x = self.rename[x]
-            return x
+        name = self.resolve
 
         tensors: dict[str, Tensor] = {}
         for node in self.nodes:
@@ -411,6 +524,30 @@ class _Folder:
         tensors = {k: t for k, t in tensors.items() if k in used}
         return Logical(tensors, self.nodes, list(self.view.inputs), list(self.view.outputs),
                        self.input_quant, self.output_quant)
+
+
+def _through(view: OnnxView, node: onnx.NodeProto, src: str, dst: str, qp: QuantParams) -> QuantParams:
+    """``qp`` of tensor ``src`` as the quantisation of ``dst`` on the other side of move ``node``."""
+    if qp.axis is None:
+        return qp
+    a_shape, b_shape = view.shapes.get(src, ()), view.shapes.get(dst, ())
+    axis = None
+    if node.op_type == "Transpose":
+        perm = list(attrs_of(node).get("perm", reversed(range(len(a_shape)))))
+        axis = perm.index(qp.axis) if src == node.input[0] else perm[qp.axis]
+    elif node.op_type in ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"):
+        before = int(np.prod(a_shape[:qp.axis], dtype=np.int64))
+        for j in range(len(b_shape)):
+            if int(np.prod(b_shape[:j], dtype=np.int64)) == before and b_shape[j] == a_shape[qp.axis]:
+                axis = j
+                break
+    elif a_shape[qp.axis:qp.axis + 1] == b_shape[qp.axis:qp.axis + 1]:     # Pad/Slice/Concat elsewhere
+        axis = qp.axis
+    if axis is None:
+        raise ModelError(f"{view.where(node)}: moves integers quantised per channel along axis {qp.axis} "
+                         f"of '{src}' so that the channels do not map onto '{dst}'; quantise that tensor "
+                         "per tensor")
+    return QuantParams(qp.scale, qp.zero_point, qp.dtype, axis)
 
 
 def dequantise(data: np.ndarray, qp: QuantParams) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Cycles, counted actions and energy of an NPU program: an event-driven model of the target.
 
 Timing is data-independent, so it is computed once per (program, target) and every run of the
-program reuses it. The model (see ``/work/shared/research/npu-anchors.md`` 1.4, 4, 7(c)):
+program reuses it. The model (docs/guide/isa-and-cost-model.md derives each term):
 
 * Engines: ``dma0..dma{k-1}``, the shared ``dram_bus``, per core ``core{c}.mac``,
   ``core{c}.elementwise``, ``core{c}.lut``, and ``host``. Each engine runs its instructions in

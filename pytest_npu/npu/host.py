@@ -17,6 +17,10 @@ dequantise as 2 and quantise as 4 (divide, round, add, clamp), and a transcenden
 ``float_op`` runs an arbitrary ONNX operator with onnxruntime on a one-node model built from
 ``attrs["onnx_op"]``/``attrs["onnx_attrs"]`` (optional ``onnx_domain``, ``opset``); every input
 is passed as float32 with the batch axis, and sessions are cached per op, attributes and shapes.
+``attrs["onnx_consts"]`` lists constant inputs no runtime tensor can hold (int64 axes, shapes) as
+``[position, dtype, shape, values]``: they are initializers of the one-node model;
+``attrs["onnx_empty"]`` lists the positions of omitted optional inputs; the operands fill the
+other positions in order.
 """
 
 from __future__ import annotations
@@ -214,22 +218,35 @@ def _layernorm(x: np.ndarray, attrs: dict, extra: list[np.ndarray]) -> np.ndarra
 
 
 @lru_cache(maxsize=64)
-def _session(op: str, attrs_json: str, domain: str, opset: int, shapes: tuple, dtypes: tuple, n_out: int):
+def _session(op: str, attrs_json: str, domain: str, opset: int, shapes: tuple, dtypes: tuple, n_out: int,
+             consts_json: str = "[]", empty: tuple = ()):
     import onnxruntime as ort
-    from onnx import helper
+    from onnx import helper, numpy_helper
 
-    names = [f"in{i}" for i in range(len(shapes))]
+    consts = {int(c[0]): c for c in json.loads(consts_json)}
+    names, inits, k = [], [], 0
+    for position in range(len(shapes) + len(consts) + len(empty)):
+        if position in empty:
+            names.append("")
+        elif position in consts:
+            _, dtype, shape, values = consts[position]
+            names.append(f"const{position}")
+            inits.append(numpy_helper.from_array(np.asarray(values, dtype).reshape(shape), names[-1]))
+        else:
+            names.append(f"in{k}")
+            k += 1
     outs = [f"out{k}" for k in range(n_out)]
     node = helper.make_node(op, names, outs, domain=domain, **json.loads(attrs_json))
-    inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(np.dtype(t)), list(s))
-              for n, s, t in zip(names, shapes, dtypes)]
+    inputs = [helper.make_tensor_value_info(f"in{i}", helper.np_dtype_to_tensor_dtype(np.dtype(t)), list(s))
+              for i, (s, t) in enumerate(zip(shapes, dtypes))]
     imports = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(domain, 1)] if domain else [])
     try:
-        model = helper.make_model(helper.make_graph([node], f"host_{op}", inputs, []), opset_imports=imports)
+        model = helper.make_model(helper.make_graph([node], f"host_{op}", inputs, [], inits),
+                                  opset_imports=imports)
         out_types = _output_types(model, outs)
         model = helper.make_model(helper.make_graph(
             [node], f"host_{op}", inputs, [helper.make_tensor_value_info(n, out_types.get(n, 1), None)
-                                           for n in outs]), opset_imports=imports)
+                                           for n in outs], inits), opset_imports=imports)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -269,7 +286,7 @@ def _float_op(attrs: dict, xs: list[np.ndarray], n_out: int) -> list[np.ndarray]
         batch = xs[0].shape[0]
         results = _onnx_run(op, attrs, [x.reshape(batch, *s[1:]) for x, s in zip(xs, ins)], n_out)
         return [np.asarray(r).reshape(batch, *_sample_shape(s)) for r, s in zip(results, outs)]
-    per_sample = [_onnx_run(op, attrs, [x[n].reshape(shape) for x, shape in zip(xs, ins)], n_out)
+    per_sample = [_onnx_run(op, attrs, [np.asarray(x[n]).reshape(shape) for x, shape in zip(xs, ins)], n_out)
                   for n in range(xs[0].shape[0] if xs else 0)]
     return [np.stack([np.asarray(sample[k]).reshape(-1) for sample in per_sample])
             .reshape(len(per_sample), *_sample_shape(outs[k])) for k in range(n_out)]
@@ -295,7 +312,8 @@ def _onnx_run(op: str, attrs: dict, xs: list[np.ndarray], n_out: int) -> list[np
         return [exact(attrs.get("onnx_attrs", {}), xs)]
     session = _session(op, json.dumps(attrs.get("onnx_attrs", {}), sort_keys=True),
                        attrs.get("onnx_domain", ""), int(attrs.get("opset", 17)),
-                       tuple(tuple(x.shape) for x in xs), tuple(str(x.dtype) for x in xs), n_out)
+                       tuple(tuple(x.shape) for x in xs), tuple(str(x.dtype) for x in xs), n_out,
+                       json.dumps(attrs.get("onnx_consts", [])), tuple(attrs.get("onnx_empty", ())))
     results = session.run(None, {f"in{i}": x for i, x in enumerate(xs)})
     return [np.asarray(o, np.float32) if np.asarray(o).dtype.kind == "f" else np.asarray(o) for o in results]
 
@@ -367,22 +385,33 @@ def execute(op: str, attrs: dict[str, Any], inputs: list[np.ndarray]) -> list[np
                             f"{', '.join(sorted(OPS))}); use float_op to run an ONNX operator",
                             operand=op, kind="unsupported")
     quants = [_quant(attrs, "in_quant", i, op) for i in range(len(inputs))]
-    # an ONNX operator takes its unquantised integer operands as they are (ConvInteger's uint8)
-    xs = [np.asarray(x) if q is None and op == "float_op" and np.asarray(x).dtype.kind in "iu"
-          else dequantize(np.asarray(x), q) for x, q in zip(inputs, quants)]
+    ir_shapes = attrs.get("ir_shapes")
+    raw = [np.asarray(x) for x in inputs]
+    if ir_shapes is not None:
+        raw = _full_shapes(op, raw, ir_shapes)
+    # an ONNX operator takes its unquantised integer operands as they are (ConvInteger's uint8), and
+    # one that only moves integers of one quantisation (attrs["onnx_integers"]) takes them all so
+    integers = op == "float_op" and bool(attrs.get("onnx_integers"))
+    xs = [x if (q is None or integers) and op == "float_op" and x.dtype.kind in "iu" else dequantize(x, q)
+          for x, q in zip(raw, quants)]
+    if ir_shapes is not None and op in _IMAGE_OPS and xs and xs[0].ndim > 4:
+        xs[0] = xs[0].reshape(-1, *xs[0].shape[-3:])      # every leading axis holds whole images
     out_quant = attrs.get("out_quant")
     if not isinstance(out_quant, (list, tuple)) or not out_quant:
         raise EmulatorFault(f"host op {op!r} needs attrs['out_quant'] (one quant entry per output)",
                             operand="out_quant", kind="host")
     if not xs:
         raise EmulatorFault(f"host op {op!r} got no inputs", operand="inputs", kind="host")
+    if ir_shapes is not None and len(ir_shapes.get("out", [])) != len(out_quant):
+        raise EmulatorFault(f"host op {op!r}: attrs['ir_shapes'] lists {len(ir_shapes.get('out', []))} outputs "
+                            f"for {len(out_quant)} out_quant entries", operand="ir_shapes", kind="host")
     try:
         if op in _UNARY:
             results = [_unary(op, xs[0], attrs)]
         elif op in _BINARY:
             results = [_binary(op, xs[0], xs[1])]
-        elif op == "matmul":
-            results = [np.matmul(xs[0], xs[1])]
+        elif op == "matmul":          # batch-first operands of different ranks align after the batch
+            results = [np.matmul(_align(xs[1], xs[0]), _align(xs[0], xs[1]))]
         elif op == "concat":
             results = [np.concatenate(xs, axis=_axis(attrs.get("axis", -1)))]
         elif op == "layernorm":
@@ -397,16 +426,41 @@ def execute(op: str, attrs: dict[str, Any], inputs: list[np.ndarray]) -> list[np
         raise EmulatorFault(f"host op {op!r} failed on input shapes {[x.shape for x in xs]} with attrs "
                             f"{sorted(k for k in attrs if k not in ('in_quant', 'out_quant'))}: {exc!r}",
                             operand=op, kind="host") from exc
+    if ir_shapes is not None:
+        batch = raw[0].shape[0]
+        results = [np.asarray(r).reshape(batch, *shape) for r, shape in zip(results, ir_shapes["out"])]
     if len(results) != len(out_quant):
         raise EmulatorFault(f"host op {op!r} produced {len(results)} outputs but attrs['out_quant'] has "
                             f"{len(out_quant)} entries", operand="out_quant", kind="host")
-    stored = [_store(r, q) for r, q in zip(results, out_quant)]
+    stored = [_store(r, None if integers else q) for r, q in zip(results, out_quant)]
     clamp = attrs.get("clamp")
     if clamp is not None and stored:     # a fused Relu/Clip: output domain bounds, None = open
         lo, hi = clamp
         stored[0] = np.clip(stored[0], -np.inf if lo is None else lo, np.inf if hi is None else hi
                             ).astype(stored[0].dtype)
+    if ir_shapes is not None:
+        stored = [r.reshape(r.shape[0], *_sample_shape(r.shape[1:])) for r in stored]
     return stored
+
+
+_IMAGE_OPS = frozenset({"conv2d", "depthwise_conv2d", "max_pool", "avg_pool", "global_avg_pool", "resize"})
+
+
+def _full_shapes(op: str, xs: list[np.ndarray], ir_shapes: dict) -> list[np.ndarray]:
+    """Batch-first operands in their full IR shapes (``attrs["ir_shapes"]``), so axis-like attrs
+    and per-channel quantisation axes mean what they mean in the IR, even where a leading axis of 1
+    is not a batch axis."""
+    shapes = ir_shapes.get("in", [])
+    if len(shapes) != len(xs):
+        raise EmulatorFault(f"host op {op!r}: attrs['ir_shapes'] lists {len(shapes)} inputs, the instruction "
+                            f"has {len(xs)}", operand="ir_shapes", kind="host")
+    out = []
+    for x, shape in zip(xs, shapes):
+        if int(np.prod(shape, dtype=np.int64)) != int(np.prod(x.shape[1:], dtype=np.int64)):
+            raise EmulatorFault(f"host op {op!r}: operand of shape {list(x.shape[1:])} is not the IR "
+                                f"shape {shape}", operand="ir_shapes", kind="host")
+        out.append(x.reshape(x.shape[0], *shape))
+    return out
 
 
 def _store(result: np.ndarray, quant: dict | None) -> np.ndarray:

@@ -275,7 +275,7 @@ def check_operand(index: int, ins: Instruction, name: str, op: Operand, memory_s
 
 
 # ---------------------------------------------------------------------------------------------
-# building programs by hand (tests, demo, micro-benchmarks)
+# building programs by hand (tests, micro-benchmarks)
 class ProgramBuilder:
     """Places tensors (16-byte aligned bump allocation) and collects instructions.
 

@@ -1,4 +1,5 @@
-"""``pytest-npu targets [NAME|PATH]``: compare the built-in targets, or show one in full.
+"""``pytest-npu targets [NAME|PATH]``: compare the built-in targets, or show one in full;
+``pytest-npu targets --show PATH`` prints a target file resolved (its ``base`` filled in) as TOML.
 
 Derived columns (peak GOPS, total MACs) are computed from the loaded Target, so the table can
 never disagree with the TOML it came from.
@@ -11,7 +12,7 @@ import argparse
 from tabulate import tabulate
 
 from ..npu.isa import OPERATIONS
-from . import available, load
+from . import available, load, to_toml
 from .model import Target
 
 
@@ -27,14 +28,27 @@ def _dtypes(target: Target) -> list[str]:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", nargs="?", metavar="NAME|PATH",
                         help="a built-in target name or a .toml file; omit to list the built-ins")
+    parser.add_argument("--show", metavar="NAME|PATH", default=None,
+                        help="print the target as the complete TOML file pytest-npu reads (a file with "
+                             "base = ... shown with every inherited key filled in)")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.target is None:
+    if args.show is not None:
+        print(resolved_toml(args.show), end="")
+    elif args.target is None:
         print(summary_table([load(name) for name in available()]))
     else:
         print(details(load(args.target)))
     return 0
+
+
+def resolved_toml(name_or_path: str) -> str:
+    """The complete file behind ``name_or_path``: a file that loads to the same target, hash included."""
+    target = load(name_or_path)
+    where = f" from {target.path.name}" if target.path is not None else ""
+    return (f"# {target.name}{where}, resolved: every key as pytest-npu reads it "
+            f"(content hash {target.content_hash()})\n" + to_toml(target))
 
 
 def summary_table(targets: list[Target]) -> str:

@@ -20,6 +20,7 @@ TOML layout (the built-ins in ``builtin/`` document every key with a comment)::
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import math
@@ -160,6 +161,42 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "dram_pj_per_byte", "elementwise_pj", "lut_pj", "host_pj_per_op", "static_mw")},
 }
 
+# Physically meaningful ranges: a figure outside them is a typo (1e9 cores would allocate a schedule
+# per core; an energy of 1e308 pJ overflows to inf mJ), so it is refused with the range and why.
+# Each upper bound is orders of magnitude above any NPU built today.
+BOUNDS: dict[str, tuple[float, float, str]] = {
+    "clock_mhz": (0.001, 100_000, "MHz"),
+    "cores": (1, 1024, "cores"),
+    "core.ofm_lanes": (1, 65536, "lanes"), "core.ifm_lanes": (1, 65536, "lanes"),
+    "core.pixel_lanes": (1, 65536, "lanes"), "core.macs_per_cycle": (1, 2**30, "MACs per cycle and core"),
+    "core.elementwise_width": (1, 65536, "elements per cycle"), "core.lut_width": (1, 65536, "lookups per cycle"),
+    "core.overhead_cycles": (0, 10**7, "cycles per instruction"),
+    "memory.sram_kib": (1 / KIB, 2**30, "KiB (1 byte..1 TiB)"), "memory.sram_bytes_per_cycle": (1e-6, 2**20, "bytes per cycle"),
+    "memory.dram_mib": (1 / MIB, 2**20, "MiB (1 byte..1 TiB)"), "memory.dram_bytes_per_cycle": (1e-6, 2**20, "bytes per cycle"),
+    "memory.dram_latency_cycles": (0, 10**8, "cycles"), "memory.dram_burst_bytes": (1, 2**20, "bytes"),
+    "memory.dma_channels": (1, 1024, "channels"),
+    "isa.max_kernel": (1, 65536, "taps"), "isa.max_stride": (1, 65536, "pixels"),
+    "isa.max_dilation": (1, 65536, "pixels"), "isa.max_channels": (1, 2**24, "channels"),
+    "isa.max_padding": (0, 65536, "pixels"),
+    "host.ops_per_second": (1, 1e18, "operations per second"), "host.overhead_us": (0, 1e9, "microseconds"),
+    **{f"energy.{k}": (0, 1e9, "pJ") for k in (
+        "mac_int8_pj", "mac_int16_pj", "sram_read_pj_per_byte", "sram_write_pj_per_byte", "dram_pj_per_byte",
+        "elementwise_pj", "lut_pj", "host_pj_per_op")},
+    "energy.static_mw": (0, 1e9, "mW"),
+}
+
+
+def _out_of_bounds(dotted: str, value: Any) -> str | None:
+    bound = BOUNDS.get(dotted)
+    if bound is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    lo, hi, unit = bound
+    if lo <= value <= hi:
+        return None
+    return (f"{value!r} is outside the physically meaningful range {lo:g}..{hi:g} {unit}; "
+            "check the figure (a typo or a missing unit conversion?)")
+
+
 _KIND_TEXT = {"str": "a string", "int": "an integer", "number": "a number",
               "str_list": "a list of strings"}
 
@@ -250,6 +287,8 @@ def _check_layout(data: dict[str, Any], problems: _Problems) -> dict[str, dict[s
             elif message := _value_problem(keys[key], value):
                 shown = "" if keys[key].kind == "str_list" and isinstance(value, list) else f", got {value!r}"
                 problems.add(dotted, message + shown)
+            elif message := _out_of_bounds(dotted, value):
+                problems.add(dotted, message)
         for key in keys:
             if key not in table:
                 problems.add(_dotted(section, key), f"missing; add `{key} = ...` under "
@@ -265,9 +304,18 @@ def _whole_bytes(problems: _Problems, dotted: str, amount: float, unit: int) -> 
 
 
 def from_dict(data: dict[str, Any], source: str = "<dict>", path: Path | None = None) -> Target:
-    """Validate parsed TOML (``source`` names it in errors) and build the Target."""
+    """Validate parsed TOML (``source`` names it in errors) and build the Target.
+
+    ``base = "u55-256"`` (or a .toml path) starts from that target: see :func:`inherit`.
+    """
     if not isinstance(data, dict):
         raise TargetError(f"target {source} must be a mapping of TOML keys, got {type(data).__name__}")
+    if BASE_KEY in data:
+        data, base = inherit(data, source, path), data[BASE_KEY]
+        try:
+            return from_dict(data, source, path)
+        except TargetError as exc:
+            raise TargetError(f"{exc}\n(keys {source} does not set come from its base {base!r})") from None
     problems = _Problems(source)
     tables = _check_layout(data, problems)
     problems.raise_if_any()
@@ -301,20 +349,28 @@ def from_dict(data: dict[str, Any], source: str = "<dict>", path: Path | None = 
     )
 
 
-def parse(text: str, source: str = "<string>", path: Path | None = None) -> Target:
-    """Parse TOML text; a syntax error becomes a TargetError naming ``source`` and the line."""
+def _toml(text: str, source: str) -> dict[str, Any]:
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TargetError(f"target file {source} is not valid TOML: {exc}. Fix the syntax there "
                           "(strings need quotes, tables are written [name]).") from None
-    return from_dict(data, source, path)
 
 
-def load_file(path: Path) -> Target:
-    """Load and validate one TOML file."""
+def parse(text: str, source: str = "<string>", path: Path | None = None) -> Target:
+    """Parse TOML text; a syntax error becomes a TargetError naming ``source`` and the line."""
+    return from_dict(_toml(text, source), source, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# inheritance: a target file that says only how it differs from another
+
+BASE_KEY = "base"
+
+
+def _read(path: Path) -> str:
     try:
-        text = path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise TargetError(f"target file {path} does not exist; pass a built-in name or the path "
                           "of an existing .toml file") from None
@@ -324,13 +380,67 @@ def load_file(path: Path) -> Target:
         raise TargetError(f"target file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
         raise TargetError(f"target file {path} cannot be read: {exc.strerror}") from None
-    return parse(text, str(path), path)
+
+
+def _base_file(base: Any, source: str, path: Path | None) -> Path:
+    """The file ``base`` names: a built-in target, or a .toml path relative to the inheriting file."""
+    from importlib import resources
+
+    builtin = resources.files("pytest_npu.targets") / "builtin"
+    names = sorted(entry.name[: -len(".toml")] for entry in builtin.iterdir() if entry.name.endswith(".toml"))
+    if not isinstance(base, str) or not base.strip():
+        raise TargetError(f"target file {source}: base: must be a built-in target name ({', '.join(names)}) or "
+                          f"the path of a .toml file, got {base!r}")
+    if base in names:
+        return Path(str(builtin / f"{base}.toml"))
+    if base.endswith(".toml") or "/" in base or "\\" in base:
+        relative = Path(base).expanduser()
+        return relative if relative.is_absolute() or path is None else path.parent / relative
+    raise TargetError(f"target file {source}: base: unknown target {base!r}{did_you_mean(base, names)}; "
+                      f"built-in targets: {', '.join(names)}, or the path of a .toml file")
+
+
+def inherit(data: dict[str, Any], source: str, path: Path | None, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``data`` laid over its ``base``: tables merge key by key, any other value (lists included)
+    replaces the base's. The base must be a valid target on its own (its problems name its file),
+    and the inheriting file must set its own ``name``, so its figures never pass for the base's."""
+    base = data[BASE_KEY]
+    base_path = _base_file(base, source, path)
+    chain = (*_chain, str(path.resolve() if path is not None else source))
+    if str(base_path.resolve()) in chain:
+        raise TargetError(f"target file {source}: base: {base!r} inherits back from {source} "
+                          f"({' -> '.join([*chain, str(base_path.resolve())])}); break the cycle")
+    base_data = _toml(_read(base_path), str(base_path))
+    if BASE_KEY in base_data:
+        base_data = inherit(base_data, str(base_path), base_path, chain)
+    base_target = from_dict(copy.deepcopy(base_data), str(base_path), base_path)
+    if "name" not in data:
+        raise TargetError(f"target file {source}: name: missing; a target that inherits (base = {base!r}) "
+                          "must set its own name, or its figures would be reported as the base's")
+    if data["name"] == base_target.name:
+        raise TargetError(f"target file {source}: name: {data['name']!r} is the name of its base; give the "
+                          "new target its own name, or its figures would be reported as the base's")
+    merged = copy.deepcopy(base_data)
+    for key, value in data.items():
+        if key == BASE_KEY:
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_file(path: Path) -> Target:
+    """Load and validate one TOML file."""
+    return parse(_read(path), str(path), path)
 
 
 def _toml_value(value: Any) -> str:
     if isinstance(value, (list, tuple, frozenset, set)):
-        items = sorted(value) if isinstance(value, (set, frozenset)) else value
-        return "[" + ", ".join(_toml_value(v) for v in items) + "]"
+        items = [_toml_value(v) for v in (sorted(value) if isinstance(value, (set, frozenset)) else value)]
+        inline = "[" + ", ".join(items) + "]"
+        return inline if len(inline) <= 90 else "[\n" + "".join(f"    {item},\n" for item in items) + "]"
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     return repr(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -67,11 +68,12 @@ def test_unsupported_table_lists_fallback_or_says_there_is_none():
     assert "no host fallback" in table.unsupported_table(PORTS[:2])
 
 
-def test_steps_table_shows_missing_figures_as_dashes():
+def test_steps_table_shows_missing_figures_as_empty_cells():
     text = table.steps_table([table.StepFigures("pruned+KD", "prune 50% structured l1", 1300, 4.9, 23000,
                                                 0.95, None, 1.25)])
     assert "prune 50% structured l1" in text and "95.0" in text and "1.2" in text
-    assert text.splitlines()[-1].split()[-2] == "-"
+    assert "1,300" in text and "23,000" in text                       # thousands separators
+    assert "None" not in text and text.splitlines()[-1].split()[-2:] == ["95.0", "1.2"]
 
 
 def test_budgets_are_measured_figures_with_the_stated_margins():
@@ -134,16 +136,18 @@ def test_target_paths_make_valid_class_names():
     assert testgen._class_name("3core") == "TestOnT3core"
 
 
-def test_html_charts_are_inline_svg_with_the_figures():
+def test_html_charts_are_plotly_inlined_with_the_figures():
+    pytest.importorskip("plotly")
     text = report_html.render(
         reference=FLOAT, host_ms=0.05, steps=[], figures=PORTS, port_headers=table.PORT_HEADERS,
         port_rows={t: [table.port_row(p) for p in PORTS if p.target == t] for t in ("u55-256", "edge-3core")},
         timings={"emulation": 1.5}, command="pytest-npu demo", test_file="t.py", test_outcome="4 passed",
         test_passed=True)
-    assert text.count("<svg") == 4                 # accuracy/latency, energy, per-layer x 2 variants
-    assert "conv1 on edge-3core: 1,674 cycles" in text
-    assert "node_Softmax" in text and "passed" in text
-    assert "<script" not in text
+    assert text.count("Plotly.newPlot(") == 4     # accuracy/latency, energy, per-layer x 2 variants
+    assert not re.search(r"<(script|link|img|iframe)\b[^>]*\b(src|href)=", text)   # nothing fetched
+    assert '"x":[0.017774,0.0101]' not in text and '"x":[0.017774]' in text  # one trace per target x variant
+    assert '"name":"static"' in text and '"barmode":"stack"' in text         # energy split, with its legend
+    assert "1,674" in text and "node_Softmax" in text and "passed" in text
 
 
 def test_the_cli_dispatcher_can_run_the_case_study(monkeypatch, capsys):
@@ -153,6 +157,15 @@ def test_the_cli_dispatcher_can_run_the_case_study(monkeypatch, capsys):
     monkeypatch.setitem(cli.SUBCOMMANDS, "demo", ("pytest_npu.casestudy", "the case study"))
     assert cli.main(["demo", "--targets", ","]) == 2
     assert "--targets ','" in capsys.readouterr().err
+
+
+def test_without_plotly_the_demo_stops_before_any_work_and_says_what_to_do(tmp_path, without_plotly, capsys):
+    from pytest_npu.casestudy import main
+
+    assert main(["--quick", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'pytest-npu[html]'" in err and "--no-html" in err
+    assert not (tmp_path / "out").exists()
 
 
 def _settings(tmp_path):

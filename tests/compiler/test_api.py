@@ -47,7 +47,7 @@ def test_compile_accepts_path_and_graph(tmp_path):
     from_path = compiler.compile(path, "u65-512")
     from_graph = compiler.compile(from_onnx(q), "u65-512")
     x = inputs_for(shape, 2)
-    ints = {"input": from_path.graph.input_quant["input"].quantize(x.transpose(0, 2, 3, 1))}
+    ints = {"input": from_path.graph.input_quant["input"].quantize(x)}
     np.testing.assert_array_equal(from_path.run_quantized(ints).outputs["fc_7_out"],
                                   from_graph.run_quantized(ints).outputs["fc_7_out"])
 
@@ -108,20 +108,22 @@ def test_saved_program_runs_the_same(tmp_path):
     cm = compiler.compile(q, "edge-3core")
     path = cm.program.save(tmp_path / "cnn.npuprog")
     x = inputs_for(shape, 2)
-    ints = {"input": cm.graph.input_quant["input"].quantize(x.transpose(0, 2, 3, 1))}
-    again = Emulator(cm.target).run(Program.load(path), ints)
+    ints = {"input": cm.graph.input_quant["input"].quantize(x)}          # the model's NCHW layout
+    again = Emulator(cm.target).run(Program.load(path), {"input": ints["input"].transpose(0, 2, 3, 1)})
     np.testing.assert_array_equal(again.outputs[cm.program.outputs[0]],
                                   cm.run_quantized(ints).outputs[cm.program.outputs[0]])
 
 
-def test_cli_inspect_and_asm(tmp_path, capsys):
+def test_cli_inspect_and_asm(tmp_path, capsys, monkeypatch):
     q, _ = qdq_model("host_softmax")
     path = tmp_path / "softmax.onnx"
     onnx.save(q, path)
+    monkeypatch.setenv("COLUMNS", "250")
     assert main(["inspect", str(path), "--target", "u55-128", "--batch", "2"]) == 0
     out = capsys.readouterr().out
-    assert "run on the host:" in out and "softmax" in out and "u55-128's SOFTMAX normalises the last" in out
-    for column in ("layer", "MACs", "cycles", "DRAM KiB", "SRAM KiB", "energy uJ", "efficiency"):
+    assert "run on the host (and what would move each to the NPU):" in out and "softmax" in out
+    assert "u55-128's SOFTMAX normalises the last" in out and "to move it: a softmax over the channel" in out
+    for column in ("layer", "MACs", "cycles", "DRAM B", "SRAM peak B", "energy nJ", "roofline %"):
         assert column in out
     assert "roofline" in out and "efficiency" in out
     prog = tmp_path / "softmax.npuprog"

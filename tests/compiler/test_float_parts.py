@@ -11,7 +11,7 @@ from onnx.reference import ReferenceEvaluator
 
 import pytest_npu.compiler as compiler
 from pytest_npu import targets
-from pytest_npu.errors import CompileError
+from pytest_npu.errors import CompileError, InputError
 from pytest_npu.npu.cost import instruction_cost
 from pytest_npu.npu.program import Program
 
@@ -81,7 +81,9 @@ def test_dynamically_quantised_model_compiles_and_matches_the_reference(dynamic_
     assert any(r.startswith("uint8 tensor: not quantised") for r in reasons)
     _assert_float_stays_on_the_host(cm)
     x = inputs_for(shape, 3, 1)
-    got = cm.run(x).outputs[cm.program.outputs[0]]
+    with pytest.raises(InputError, match="DynamicQuantizeLinear"):     # one scale over a batch of 3
+        cm.run(x)
+    got = cm.run(x[:, None]).outputs[cm.program.outputs[0]][:, 0]      # 3 inferences of batch 1
     # ONNX's definition, one inference at a time (DynamicQuantizeLinear's scale is per inference;
     # onnxruntime's x86 ConvInteger saturates int16 pair sums, the reference evaluator does not)
     ref = ReferenceEvaluator(q)

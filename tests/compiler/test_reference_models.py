@@ -52,24 +52,25 @@ _TFLITE = ("TFLite's reference semantics (the Ethos-U targets' rounding = \"tfli
            "MultiplyByQuantizedMultiplier, TFLite's MEAN for global pools) differ from ORT's float32 "
            "requantisation on near-ties, within 1 LSB per layer (test_each_layer_...); the seeded "
            "(untrained, gain > 1) later layers amplify them, as for edge-3core's double rounding")
-# Measured on test_data()[:8] (deterministic: seeded weights, seeded inputs); the figure in the
-# comment is what ran when this table was written. Under single rounding (before the Ethos-U
-# targets followed TFLite) resnet8 was 77/80 within 1 LSB (max 2), mobilenet_v1 14/16 (max 19),
-# ds_cnn within the strict criterion; the dense autoencoder went from the strict criterion to
-# bit-exact (LiteRT's double-precision fully-connected rescale is ORT's float one).
+# Measured on test_data()[:8] (deterministic: seeded weights, built in float64 so every CPU gets the
+# same bytes, and seeded inputs); the figure in the comment is what ran when this table was written.
+# Before the Ethos-U targets followed TFLite (TOSA single rounding) resnet8 was 78/80 within 1 LSB
+# (max 3) on them and ds_cnn and mobilenet_v1 met the strict criterion; they now drift as
+# edge-3core does, and the dense autoencoder went from the criterion to bit-exact with ORT
+# (LiteRT's double-precision fully-connected rescale is ORT's float one).
 DRIFT = {
-    ("resnet8", "u55-128"): Tolerance(0.5, 5, f"41/80 within 1 LSB, max 5; {_TFLITE}"),
-    ("resnet8", "u55-256"): Tolerance(0.5, 5, f"41/80 within 1 LSB, max 5; {_TFLITE}"),
-    ("resnet8", "u65-512"): Tolerance(0.5, 5, f"41/80 within 1 LSB, max 5; {_TFLITE}"),
-    ("ds_cnn", "u55-128"): Tolerance(0.75, 3, f"74/96 within 1 LSB, max 3; {_TFLITE}"),
-    ("ds_cnn", "u55-256"): Tolerance(0.75, 3, f"74/96 within 1 LSB, max 3; {_TFLITE}"),
-    ("ds_cnn", "u65-512"): Tolerance(0.75, 3, f"74/96 within 1 LSB, max 3; {_TFLITE}"),
-    ("resnet8", "edge-3core"): Tolerance(0.55, 6, f"10 layers (global pool on the NPU): 46/80 within 1 LSB, max 6; {_DOUBLE}"),
-    ("ds_cnn", "edge-3core"): Tolerance(0.75, 3, f"9 layers: 74/96 within 1 LSB, max 3; {_DOUBLE}"),
-    ("mobilenet_v1", "u55-128"): Tolerance(0.0, 80, f"28 layers: 0/16 within 1 LSB, max 77; {_TFLITE}"),
-    ("mobilenet_v1", "u55-256"): Tolerance(0.0, 80, f"28 layers: 0/16 within 1 LSB, max 77; {_TFLITE}"),
-    ("mobilenet_v1", "u65-512"): Tolerance(0.0, 80, f"28 layers: 0/16 within 1 LSB, max 77; {_TFLITE}"),
-    ("mobilenet_v1", "edge-3core"): Tolerance(0.0625, 80, f"28 layers: 1/16 within 1 LSB, max 80; {_DOUBLE}"),
+    ("resnet8", "u55-128"): Tolerance(0.65, 5, f"9 layers: 56/80 within 1 LSB, max 4; {_TFLITE}"),
+    ("resnet8", "u55-256"): Tolerance(0.65, 5, f"9 layers: 56/80 within 1 LSB, max 4; {_TFLITE}"),
+    ("resnet8", "u65-512"): Tolerance(0.65, 5, f"9 layers: 56/80 within 1 LSB, max 4; {_TFLITE}"),
+    ("resnet8", "edge-3core"): Tolerance(0.65, 5, f"10 layers (global pool on the NPU): 56/80 within 1 LSB, max 4; {_DOUBLE}"),
+    ("ds_cnn", "u55-128"): Tolerance(0.6, 6, f"9 layers: 64/96 within 1 LSB, max 5; {_TFLITE}"),
+    ("ds_cnn", "u55-256"): Tolerance(0.6, 6, f"9 layers: 64/96 within 1 LSB, max 5; {_TFLITE}"),
+    ("ds_cnn", "u65-512"): Tolerance(0.6, 6, f"9 layers: 64/96 within 1 LSB, max 5; {_TFLITE}"),
+    ("ds_cnn", "edge-3core"): Tolerance(0.6, 6, f"9 layers: 64/96 within 1 LSB, max 5; {_DOUBLE}"),
+    ("mobilenet_v1", "u55-128"): Tolerance(0.0625, 60, f"28 layers: 2/16 within 1 LSB, max 54; {_TFLITE}"),
+    ("mobilenet_v1", "u55-256"): Tolerance(0.0625, 60, f"28 layers: 2/16 within 1 LSB, max 54; {_TFLITE}"),
+    ("mobilenet_v1", "u65-512"): Tolerance(0.0625, 60, f"28 layers: 2/16 within 1 LSB, max 54; {_TFLITE}"),
+    ("mobilenet_v1", "edge-3core"): Tolerance(0.0625, 60, f"28 layers: 2/16 within 1 LSB, max 55; {_DOUBLE}"),
 }
 BROKEN: dict[tuple[str, str], str] = {}
 

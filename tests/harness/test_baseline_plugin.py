@@ -87,7 +87,8 @@ def _warm_imports():
 
 
 @pytest.fixture
-def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    monkeypatch.setenv("COLUMNS", "250")        # one summary line per message (wrapping has its own test)
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_port=TESTS)
     set_figures(pytester)
@@ -113,9 +114,14 @@ def test_missing_baseline_fails_with_the_command_to_record_it(suite):
     result.assert_outcomes(failed=4)
     result.stdout.fnmatch_lines([
         "*no baseline for target u55-256 in __npu__/test_port.json; record it with: "
-        "pytest test_port.py::test_port --npu-update-baseline=new*",
-        "*4 missing against baselines*"])
+        "pytest test_port.py::test_port --npu-update-baseline-new*",
+        "*4 missing against baselines*",
+        "4 test x target(s) have no baseline; record every missing one (and nothing else) with: "
+        "pytest -p no:randomly --npu-no-history --basetemp=* --npu-update-baseline-new"])
     assert not baseline_file(suite).exists()
+    # the one command does what it says
+    run(suite, "--npu-update-baseline-new").assert_outcomes(passed=4)
+    run(suite).assert_outcomes(passed=4)
 
 
 def test_update_records_every_test_then_the_suite_passes(suite):
@@ -149,7 +155,10 @@ def test_regression_fails_with_baseline_and_delta_in_the_table(suite):
         "*metric*budget*measured*margin*baseline*delta*note*",
         "cycles*1,001*1,000*1*regressed by +1 (+0.1%), tolerance exact*",
         "sqnr_db*29*30*-1*regressed by -1 (-3.33%)*",
-        "*3 passed, 1 regressed against baselines*"])
+        "*3 passed, 1 regressed against baselines*",
+        "regressed: test_port.py::test_port [[]u55-256[]]",
+        "    cycles*1000 -> 1001*+1 (+0.1%)*tolerance exact*regressed",
+        "    sqnr_db*30 -> 29*-1 (-3.33%)*tolerance 0.01%*regressed"])
 
 
 def test_tolerance_from_option_ini_and_marker(suite):
@@ -168,7 +177,8 @@ def test_improvement_is_reported_and_fails_only_when_asked(suite):
     set_figures(suite, test_port={"cycles": 900, "sqnr_db": 31.0})
     result = run(suite)
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines([lit("*improved: test_port.py::test_port [u55-256] cycles 1000 -> 900 (-100 (-10%)*")])
+    result.stdout.fnmatch_lines([lit("improved: test_port.py::test_port [u55-256]"),
+                                 "    cycles*1000 -> 900*-100 (-10%)*tolerance exact*improved"])
     failed = run(suite, "--npu-fail-on-improvement")
     failed.assert_outcomes(failed=1, passed=3)
     failed.stdout.fnmatch_lines(["*improved (refresh with --npu-update-baseline) by -100*"])
@@ -198,7 +208,7 @@ def test_update_new_only_adds_missing_entries_and_still_gates_the_rest(suite):
     del document["tests"]["test_port"]
     baseline_file(suite).write_text(json.dumps(document))
     set_figures(suite, test_budgeted={"latency_ms": 0.01})
-    result = run(suite, "--npu-update-baseline=new")
+    result = run(suite, "--npu-update-baseline-new")
     result.assert_outcomes(failed=1, passed=3)             # test_budgeted regressed: new-only does not hide it
     result.stdout.fnmatch_lines([lit("*recorded: test_port.py::test_port [u55-256]*")])
     stored = json.loads(baseline_file(suite).read_text())["tests"]
@@ -206,54 +216,180 @@ def test_update_new_only_adds_missing_entries_and_still_gates_the_rest(suite):
     assert stored["test_budgeted"]["u55-256"]["metrics"]["latency_ms"] == 0.008
 
 
-def test_bad_update_mode_and_bad_tolerance_are_usage_errors(suite):
-    result = run(suite, "--npu-update-baseline=some")
+def test_bad_update_flags_and_bad_tolerances_are_usage_errors(suite):
+    result = run(suite, "--npu-update-baseline", "--npu-update-baseline-new")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*expected 'all' or 'new', got 'some'*"])
+    result.stderr.fnmatch_lines(["*--npu-update-baseline records every test that ran, --npu-update-baseline-new "
+                                 "only missing entries: give one of them*"])
     result = run(suite, "--npu-compare-fail", "cycles=5%")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--npu-compare-fail: 'cycles=5%' is not METRIC:N% or METRIC:ABS*"])
+    result.stderr.fnmatch_lines(["*--npu-compare-fail: 'cycles=5%' is not METRIC:AMOUNT*"])
+    result = run(suite, "--npu-compare-fail", "cylces:5%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*no figure is called 'cylces'. Did you mean 'cycles'?*"])
+    suite.makeini("[pytest]\nnpu_compare_fail = latency_ms:fast\n")
+    result = run(suite)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini npu_compare_fail 'latency_ms:fast': cannot read tolerance*"])
 
 
-def test_unused_entries_reported_kept_on_subsets_removed_on_full_update(suite):
-    recorded(suite)
-    suite.makepyfile(test_port=TESTS.replace("def test_port(", "def test_renamed(")
-                     .replace('[1, 2]', '[1]'))
+def test_the_update_flag_takes_no_value_so_a_path_after_it_is_a_path(suite):
+    suite.makepyfile(test_other="def test_other(measure):\n    pass\n")
+    result = run(suite, "--npu-update-baseline", "test_port.py")
+    result.assert_outcomes(passed=4)
+    assert sorted(json.loads(baseline_file(suite).read_text())["tests"]) == [
+        "TestGroup.test_sized[1]", "TestGroup.test_sized[2]", "test_budgeted", "test_port"]
+
+
+def _rename_and_shrink(suite: pytest.Pytester) -> None:
+    """test_port becomes test_renamed and test_sized loses its [2]: two entries no test uses."""
+    suite.makepyfile(test_port=TESTS.replace("def test_port(", "def test_renamed(").replace('[1, 2]', '[1]'))
     set_figures(suite)
     document = json.loads((suite.path / "figures.json").read_text())
     document["metrics"]["test_renamed"] = document["metrics"]["test_port"]
     (suite.path / "figures.json").write_text(json.dumps(document))
+
+
+def test_stale_entries_are_reported_kept_by_updates_and_removed_only_by_a_whole_suite_prune(suite):
+    recorded(suite)
+    _rename_and_shrink(suite)
+    hint = "remove with a whole-suite run: pytest --npu-prune-baseline"
     result = run(suite)
-    result.stdout.fnmatch_lines([lit("*unused: TestGroup.test_sized[2] in __npu__/test_port.json*")])
-    assert "unused:" not in run(suite, "-k", "budgeted").stdout.str()    # a subset judges nothing unused
-    for subset, reason in ((["-k", "renamed or budgeted"], "1 deselected; -k renamed or budgeted"),
-                           (["test_port.py::test_renamed"], "node ids given"), (["--lf"], "--lf/--sw")):
-        result = run(suite, *subset, "--npu-update-baseline")       # paths before the optional value
-        result.stdout.fnmatch_lines([f"*unused entries not checked: not a full run ({reason})*"])
-        assert "test_port" in json.loads(baseline_file(suite).read_text())["tests"]
-    result = run(suite, "--npu-update-baseline")
+    result.stdout.fnmatch_lines([lit(f"stale: TestGroup.test_sized[2] in __npu__/test_port.json (no such test; {hint})"),
+                                 lit(f"stale: test_port in __npu__/test_port.json (no such test; {hint})")])
+    assert "stale:" not in run(suite, "-k", "budgeted").stdout.str()      # a subset judges nothing stale
+    result = run(suite, "--npu-update-baseline")                         # a whole-suite update never removes
     result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines([lit("*removed: TestGroup.test_sized[2] from __npu__/test_port.json (no such test)*"),
-                                 "*removed: test_port from __npu__/test_port.json (no such test)*"])
+    result.stdout.fnmatch_lines([lit("recorded: test_port.py::test_renamed [u55-256] in __npu__/test_port.json"),
+                                 "stale: TestGroup.test_sized[[]2[]] in*", "stale: test_port in*"])
+    assert {"test_port", "TestGroup.test_sized[2]"} <= set(json.loads(baseline_file(suite).read_text())["tests"])
+    for subset, reason in ((["-k", "renamed or budgeted"], "-k renamed or budgeted"),
+                           (["-m", "not slow"], "-m not slow"),
+                           (["test_port.py::test_renamed"], "node ids given"),
+                           (["test_port.py"], "paths given (test_port.py)"),
+                           (["--deselect", "test_port.py::test_budgeted"], "--deselect given"),
+                           (["--lf"], "--lf/--sw"),
+                           (["--npu-target", "edge-3core"], "--npu-target leaves out u55-256")):
+        before = baseline_file(suite).read_bytes()
+        result = run(suite, *subset, "--npu-prune-baseline")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, subset
+        result.stderr.fnmatch_lines([f"*--npu-prune-baseline removes the baseline entries no test uses, which only "
+                                     f"a run of the whole suite can tell; this run selects ({reason})*"])
+        assert baseline_file(suite).read_bytes() == before
+    result = run(suite, "--npu-prune-baseline")
+    result.assert_outcomes(passed=3)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines([lit("removed: TestGroup.test_sized[2] from __npu__/test_port.json (no such test)"),
+                                 "removed: test_port from __npu__/test_port.json (no such test)"])
     assert sorted(json.loads(baseline_file(suite).read_text())["tests"]) == [
         "TestGroup.test_sized[1]", "test_budgeted", "test_renamed"]
 
 
-def test_collection_error_keeps_unused_entries(suite):
+def test_a_prune_that_turns_out_partial_removes_nothing_and_fails(suite):
+    """Selection known only after collection (a collection error, an early stop) still blocks a prune."""
     recorded(suite)
+    _rename_and_shrink(suite)
     suite.makepyfile(test_broken="import no_such_module_anywhere\n")
-    suite.makepyfile(test_port=TESTS.replace("def test_port(", "def test_other("))
-    result = run(suite, "--npu-update-baseline", "--continue-on-collection-errors")
-    result.stdout.fnmatch_lines(["*unused entries not checked: not a full run (collection error in test_broken.py)*"])
+    result = run(suite, "--npu-prune-baseline", "--continue-on-collection-errors")
+    assert result.ret != pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*error: nothing pruned: --npu-prune-baseline needs a run of the whole suite, and "
+                                 "this run was not (collection error in test_broken.py)*"])
+    (suite.path / "test_broken.py").unlink()
+    set_figures(suite, test_budgeted={"cycles": 4001})               # the first failure stops the run
+    result = run(suite, "--npu-prune-baseline", "-x")
+    assert result.ret != pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*nothing pruned*the run stopped early*"])
     assert "test_port" in json.loads(baseline_file(suite).read_text())["tests"]
 
 
-def test_baseline_of_a_deleted_module_is_reported_and_removed_on_full_update(suite):
+def test_baseline_of_a_deleted_module_is_reported_and_removed_by_a_prune(suite):
     recorded(suite)
     (suite.path / "__npu__" / "test_gone.json").write_text(baseline_file(suite).read_text())
-    run(suite).stdout.fnmatch_lines(["*unused file: __npu__/test_gone.json (its test module is gone;*"])
-    run(suite, "--npu-update-baseline").stdout.fnmatch_lines(["*removed file: __npu__/test_gone.json*"])
+    run(suite).stdout.fnmatch_lines(["*stale file: __npu__/test_gone.json (its test module is gone;*"])
+    run(suite, "--npu-update-baseline").stdout.fnmatch_lines(["*stale file: __npu__/test_gone.json*"])
+    assert (suite.path / "__npu__" / "test_gone.json").exists()
+    run(suite, "--npu-prune-baseline").stdout.fnmatch_lines(["*removed file: __npu__/test_gone.json*"])
     assert not (suite.path / "__npu__" / "test_gone.json").exists()
+
+
+TARGETED = """
+def test_port(measure, npu_target):
+    measure()
+
+def test_other(measure, npu_target):
+    measure()
+"""
+
+
+@pytest.fixture
+def targeted(suite: pytest.Pytester) -> pytest.Pytester:
+    """Two tests parametrised over the configured targets (ini npu_targets), recorded on both."""
+    suite.makepyfile(test_port=TARGETED)
+    document = json.loads((suite.path / "figures.json").read_text())
+    document["metrics"]["test_other"] = {"cycles": 7, "latency_ms": 1.4e-05}
+    (suite.path / "figures.json").write_text(json.dumps(document))
+    suite.makeini("[pytest]\nnpu_targets = u55-256 edge-3core\n")
+    run(suite, "--npu-update-baseline").assert_outcomes(passed=4)
+    return suite
+
+
+def _entries(suite: pytest.Pytester, name: str = "test_port.json") -> dict:
+    return json.loads((suite.path / "__npu__" / name).read_text())["tests"]
+
+
+def test_adding_a_target_keeps_every_other_targets_entries(targeted):
+    """The reported loss: `--npu-target=acme-nano.toml --npu-update-baseline` removed every entry of the
+    configured targets. Now it records the new target's entries and touches nothing else."""
+    import pytest_npu.targets
+
+    builtin = Path(pytest_npu.targets.__file__).with_name("builtin") / "u65-512.toml"
+    (targeted.path / "acme-nano.toml").write_text(builtin.read_text().replace('name = "u65-512"',
+                                                                              'name = "acme-nano"'))
+    before = _entries(targeted)
+    result = run(targeted, "--npu-target=acme-nano.toml", "--npu-update-baseline")
+    result.assert_outcomes(passed=2)
+    assert "stale" not in result.stdout.str() and "removed" not in result.stdout.str()
+    after = _entries(targeted)
+    assert {key: value for key, value in after.items() if "acme-nano" not in key} == before
+    assert sorted(after) == ["test_other[acme-nano]", "test_other[edge-3core]", "test_other[u55-256]",
+                             "test_port[acme-nano]", "test_port[edge-3core]", "test_port[u55-256]"]
+    run(targeted).assert_outcomes(passed=4)                  # the configured targets still compare clean
+
+
+def test_updating_with_k_or_one_file_touches_only_what_ran(targeted):
+    targeted.makepyfile(test_b="def test_b(measure):\n    measure()\n")
+    document = json.loads((targeted.path / "figures.json").read_text())
+    document["metrics"]["test_b"] = {"cycles": 3}
+    document["metrics"]["test_port"]["cycles"] = 1111                # moved: only test_port may be rewritten
+    document["metrics"]["test_other"]["cycles"] = 8
+    (targeted.path / "figures.json").write_text(json.dumps(document))
+    before = _entries(targeted)
+    run(targeted, "-k", "not test_other and not test_b", "--npu-update-baseline").assert_outcomes(passed=2)
+    after = _entries(targeted)
+    assert after["test_port[u55-256]"]["u55-256"]["metrics"]["cycles"] == 1111
+    assert {k: v for k, v in after.items() if k.startswith("test_other")} == \
+        {k: v for k, v in before.items() if k.startswith("test_other")}
+    port_bytes = (targeted.path / "__npu__" / "test_port.json").read_bytes()
+    run(targeted, "test_b.py", "--npu-update-baseline").assert_outcomes(passed=1)
+    assert (targeted.path / "__npu__" / "test_port.json").read_bytes() == port_bytes
+    assert sorted(_entries(targeted, "test_b.json")) == ["test_b"]
+
+
+def test_under_xdist_a_target_subset_and_k_keep_every_other_entry(targeted):
+    before = _entries(targeted)
+    result = targeted.runpytest_subprocess(*QUIET, "-n", "2", "--npu-target=u65-512", "--npu-update-baseline")
+    result.assert_outcomes(passed=2)
+    after = _entries(targeted)
+    assert {key: value for key, value in after.items() if "u65-512" not in key} == before
+    document = json.loads((targeted.path / "figures.json").read_text())
+    document["metrics"]["test_other"]["cycles"] = 9
+    (targeted.path / "figures.json").write_text(json.dumps(document))
+    result = targeted.runpytest_subprocess(*QUIET, "-n", "2", "-k", "test_other and u55", "--npu-update-baseline")
+    result.assert_outcomes(passed=1)
+    final = _entries(targeted)
+    assert final["test_other[u55-256]"]["u55-256"]["metrics"]["cycles"] == 9
+    assert {k: v for k, v in final.items() if k != "test_other[u55-256]"} == \
+        {k: v for k, v in after.items() if k != "test_other[u55-256]"}
 
 
 def test_provenance_change_is_named_in_summary_and_failure(suite):
@@ -261,15 +397,18 @@ def test_provenance_change_is_named_in_summary_and_failure(suite):
     set_figures(suite, provenance={"compiler_version": "0.2.0", "model_sha256": "ab" * 32})
     result = run(suite)
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines([lit("*provenance changed: test_port.py::test_port [u55-256]: "
-                                 "compiler_version: 0.1.0 -> 0.2.0*")])
+    result.stdout.fnmatch_lines(["4 passed against baselines",
+                                 "provenance changed for all 4 test x targets: compiler_version: 0.1.0 -> 0.2.0"])
+    assert result.stdout.str().count("provenance changed") == 1            # stated once, not per test
     set_figures(suite, provenance={"compiler_version": "0.2.0", "model_sha256": "cd" * 32},
-                test_port={"cycles": 1200})
+                test_port={"cycles": 1200, "latency_ms": 0.0024})
     result = run(suite)
     result.assert_outcomes(failed=1, passed=3)
-    result.stdout.fnmatch_lines(["*regressed by +200 (+20%), tolerance exact; provenance changed: "
-                                 "compiler_version: 0.1.0 -> 0.2.0, model_sha256: abababababab…ababab -> "
-                                 "cdcdcdcdcdcd…cdcdcd*"])
+    result.stdout.fnmatch_lines(["cycles * regressed by +200 (+20%), tolerance exact",
+                                 "latency_ms * regressed by +0.0004 (+20%), tolerance exact",
+                                 "provenance changed since the baseline: compiler_version: 0.1.0 -> 0.2.0, "
+                                 "model_sha256: abababababab…ababab -> cdcdcdcdcdcd…cdcdcd"])
+    assert result.stdout.str().count("provenance changed since the baseline") == 1     # once, under the table
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -316,7 +455,7 @@ def test_port(measure, npu_target):
     assert list(stored["test_port[u55-256]"]) == ["u55-256"]
 
 
-def test_a_target_no_longer_run_is_reported_but_kept(suite):
+def test_a_target_a_test_no_longer_runs_on_is_reported_kept_and_pruned_on_request(suite):
     suite.makepyfile(test_port="""
 def test_port(measure):
     measure("u55-256")
@@ -325,17 +464,68 @@ def test_port(measure):
     run(suite, "--npu-update-baseline").assert_outcomes(passed=1)
     suite.makepyfile(test_port="def test_port(measure):\n    measure('u55-256')\n")
     result = run(suite, "--npu-update-baseline")
-    result.stdout.fnmatch_lines(["*not run: test_port on target edge-3core (entry kept in __npu__/test_port.json;*"])
+    result.stdout.fnmatch_lines(["*stale: test_port on target edge-3core in __npu__/test_port.json (the test passed "
+                                 "without running there; remove with a whole-suite run: pytest --npu-prune-baseline)*"])
     assert sorted(json.loads(baseline_file(suite).read_text())["tests"]["test_port"]) == ["edge-3core", "u55-256"]
+    result = run(suite, "--npu-prune-baseline")
+    result.stdout.fnmatch_lines(["*removed: test_port on target edge-3core from __npu__/test_port.json*"])
+    assert sorted(json.loads(baseline_file(suite).read_text())["tests"]["test_port"]) == ["u55-256"]
 
 
-def test_unreadable_marker_tolerance_fails_the_test_with_its_name(suite):
+def test_unreadable_marker_tolerance_is_a_collection_error_naming_the_test(suite):
     recorded(suite)
     suite.makepyfile(test_port=TESTS.replace('compare={"latency_ms": "10%"}', 'compare={"latency_ms": "ten %"}'))
     result = run(suite)
-    result.assert_outcomes(failed=1, passed=3)
-    result.stdout.fnmatch_lines(["*test_port.py::test_budgeted: npu_budget(compare={'latency_ms': 'ten %'})*"
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*test_port.py::test_budgeted: npu_budget(compare=...): {'latency_ms': 'ten %'}: "
                                  "cannot read tolerance*"])
+    suite.makepyfile(test_port=TESTS.replace('compare={"latency_ms": "10%"}', 'compare={"latncy_ms": "off"}'))
+    run(suite).stdout.fnmatch_lines(["*no figure is called 'latncy_ms'. Did you mean 'latency_ms'?*"])
+
+
+def test_marker_off_and_wildcard_share_the_language(suite):
+    recorded(suite)
+    suite.makepyfile(test_port=TESTS.replace('compare={"latency_ms": "10%"}', 'compare={"*": "off"}'))
+    set_figures(suite, test_budgeted={"cycles": 4400, "latency_ms": 0.01})
+    result = run(suite)
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["changed: test_port.py::test_budgeted [[]u55-256[]]",
+                                 "    cycles*4000 -> 4400*+400 (+10%)*tolerance off*changed (not gated)"])
+
+
+def test_help_states_the_tolerance_language_and_its_defaults(suite):
+    text = " ".join(run(suite, "--help").stdout.str().split())
+    assert "--npu-compare-fail=METRIC:AMOUNT" in text and "--npu-update-baseline-new" in text
+    assert "METRIC:AMOUNT with AMOUNT N% (relative), a number (absolute), exact or off" in text
+    assert "defaults: every figure exact, except mse, max_abs_err, sqnr_db 0.01%; cosine 0.001%" in text
+    assert "--npu-prune-baseline" in text
+
+
+def test_markdown_summaries_are_appended_so_two_runs_leave_both(suite):
+    recorded(suite)
+    summary = suite.path / "step_summary.md"
+    summary.write_text("# build\n")
+    run(suite, "--npu-markdown", str(summary)).assert_outcomes(passed=4)
+    set_figures(suite, test_port={"cycles": 1001})
+    run(suite, "--npu-markdown", str(summary)).assert_outcomes(passed=3, failed=1)
+    text = summary.read_text()
+    assert text.startswith("# build\n\n## pytest-npu\n") and text.count("## pytest-npu") == 2
+    assert "0 with breaches" in text and "1 with breaches" in text
+
+
+def test_the_summary_fits_a_narrow_terminal_and_states_provenance_once(suite, monkeypatch):
+    recorded(suite)
+    monkeypatch.setenv("COLUMNS", "80")
+    set_figures(suite, provenance={"compiler_version": "0.2.0+" + "f" * 40, "model_sha256": "cd" * 32},
+                test_port={"cycles": 1200}, test_sized={"cycles": 11})
+    result = run(suite)
+    result.assert_outcomes(failed=3, passed=1)
+    lines = result.stdout.str().splitlines()
+    section = lines[next(i for i, line in enumerate(lines) if "npu baselines and history" in line) + 1:]
+    section = section[:next(i for i, line in enumerate(section) if line.startswith("=="))]
+    assert section and all(len(line) <= 80 or " " not in line.strip() for line in section), section
+    assert sum("provenance changed for all 4 test x targets" in line for line in section) == 1
+    assert sum(line.strip().startswith("compiler_version") for line in section) <= 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -401,18 +591,19 @@ def test_exports_from_a_run(suite):
 
 
 def test_xdist_writes_the_same_bytes_as_a_serial_run(suite):
-    """One -n 2 update run must equal a serial one byte for byte, including removing an unused entry
+    """One -n 2 update + prune run must equal a serial one byte for byte, including removing a stale entry
     (which needs the collected ids that only the workers see)."""
     recorded(suite)
     before_bytes = baseline_file(suite).read_bytes()
     suite.makepyfile(test_port=TESTS.replace("[1, 2]", "[1]"))
-    serial = run(suite, "--npu-update-baseline")
+    set_figures(suite, test_port={"cycles": 999})
+    serial = run(suite, "--npu-update-baseline", "--npu-prune-baseline")
     serial.assert_outcomes(passed=3)
     serial.stdout.fnmatch_lines([lit("*removed: TestGroup.test_sized[2]*")])
     serial_bytes = baseline_file(suite).read_bytes()
     baseline_file(suite).write_bytes(before_bytes)
     parallel = suite.runpytest_subprocess("-p", "no:randomly", "-n", "2", "--npu-update-baseline",
-                                          "--npu-history", "h.sqlite")
+                                          "--npu-prune-baseline", "--npu-history", "h.sqlite")
     parallel.assert_outcomes(passed=3)
     parallel.stdout.fnmatch_lines([lit("*removed: TestGroup.test_sized[2]*")])
     assert baseline_file(suite).read_bytes() == serial_bytes != before_bytes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -17,6 +18,7 @@ from pytest_npu import cli
 from pytest_npu.errors import BaselineError
 from pytest_npu.harness import history
 from pytest_npu.harness.session import NpuRecord
+from pytest_npu.harness.tolerances import Tolerances
 
 LAYERS = [{"layer": "conv1", "op": "CONV2D", "cycles": 600, "macs": 9000},
           {"layer": "fc", "op": "FULLY_CONNECTED", "cycles": 200, "macs": 640}]
@@ -88,7 +90,8 @@ def test_changes_follow_metric_direction_and_gating():
     rows = {r.metric: r.status for r in history.changes(before, after)}
     assert rows == {"cycles": "regressed", "sqnr_db": "improved", "macs": "gone", "energy_mj": "new",
                     "mse": "regressed"}
-    gated = {r.metric: r.status for r in history.changes(before, after, gated=["cycles"])}
+    only_cycles = Tolerances.parse(["*:off", "cycles:exact"], where="--fail")
+    gated = {r.metric: r.status for r in history.changes(before, after, only_cycles)}
     assert gated["mse"] == "changed" and gated["cycles"] == "regressed"
 
 
@@ -202,13 +205,14 @@ def test_history_table_flags_regressions(releases, capsys):
 
 
 def test_history_html_is_self_contained_with_charts_and_layers(releases, tmp_path, capsys):
+    pytest.importorskip("plotly")
     out_file = tmp_path / "report.html"
     assert cli.main(["history", "--db", str(releases), "--metric", "cycles", "--html", str(out_file)]) == 0
     page = out_file.read_text()
-    assert page.count("<svg") == 1 and "<polyline" in page and "<script" not in page
-    assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # no external assets
-    assert "regressed" in page and "Per-layer breakdown of the latest run (v1.2)" in page
-    assert "conv1" in page and "75.0%" in page                                   # 600 of 800 cycles
+    assert page.count("Plotly.newPlot(") == 2                                    # cycles x 2 targets
+    assert not re.search(r"<(script|link|img)\b[^>]*\b(src|href)=", page)         # no external assets
+    assert "regressed" in page and "Per-layer figures of the latest run (v1.2)" in page
+    assert "conv1" in page and "75.0" in page                                    # 600 of 800 cycles
 
 
 def test_history_filters_that_match_nothing(releases, capsys):
@@ -221,10 +225,13 @@ def test_compare_exits_non_zero_on_regression_only(releases, capsys):
     assert cli.main(["compare", "v1.1", "v1.2", "--db", str(releases)]) == 1
     out = capsys.readouterr().out
     assert "REGRESSED" in out and "FAILED" in out
-    # 8% more cycles passes a 10% gate on cycles; sqnr_db is then shown but not gated
-    assert cli.main(["compare", "v1.1", "v1.2", "--db", str(releases), "--fail", "cycles:10%"]) == 0
+    # --fail overrides its figure only, as --npu-compare-fail does: latency and sqnr_db still gate exactly
+    assert cli.main(["compare", "v1.1", "v1.2", "--db", str(releases), "--fail", "cycles:10%"]) == 1
+    capsys.readouterr()
+    # '*:off' first: 8% more cycles passes a 10% gate on cycles; the rest is shown but not gated
+    assert cli.main(["compare", "v1.1", "v1.2", "--db", str(releases), "--fail", "*:off", "--fail", "cycles:10%"]) == 0
     assert "changed" in capsys.readouterr().out
-    assert cli.main(["compare", "v1.1", "v1.2", "--db", str(releases), "--fail", "cycles:5%"]) == 1
+    assert cli.main(["compare", "v1.1", "v1.2", "--db", str(releases), "--fail", "*:off", "--fail", "cycles:5%"]) == 1
 
 
 def test_compare_bad_input_is_exit_2_with_the_reason(releases, tmp_path, capsys):
@@ -233,7 +240,7 @@ def test_compare_bad_input_is_exit_2_with_the_reason(releases, tmp_path, capsys)
     assert cli.main(["compare", "a", "b", "--db", str(tmp_path / "none.sqlite")]) == 2
     assert "no history database" in capsys.readouterr().err
     assert cli.main(["compare", "v1.0", "v1.1", "--db", str(releases), "--fail", "cycles"]) == 2
-    assert "METRIC:N%" in capsys.readouterr().err
+    assert "is not METRIC:AMOUNT" in capsys.readouterr().err
 
 
 def test_run_info_label_falls_back_to_commit_then_id():

@@ -61,7 +61,7 @@ MALFORMED = {  # marker -> what the collection error must say (one module each, 
                      "@pytest.mark.npu_budget(latency_ms=5).",
     "npu_budget(compare=['latency_ms'])": "npu_budget(compare=...) must be a dict metric -> tolerance, *",
     "npu_budget(compare={'latensy_ms': '2%'})":
-        "npu_budget(compare=...) has no metric 'latensy_ms'. Did you mean 'latency_ms'? *",
+        "npu_budget(compare=...): no figure is called 'latensy_ms'. Did you mean 'latency_ms'? *",
     "npu_target()": "npu_target needs one or more target names or .toml paths (got ()); *",
     "npu_target(name='u55-128')": "npu_target takes target names or paths only (got keywords [[]'name'[]]); *",
 }

@@ -78,7 +78,7 @@ def test_stacked_markers_tightest_wins_and_no_budgets_reports_without_failing(np
     assert record["budgets"] == {"latency_ms": 50.0, "mse": 0.5, "cycles": 1.0}
     assert record["status"] == "over budget"
     assert [b["metric"] for b in record["breaches"]] == ["cycles"]
-    result.stdout.fnmatch_lines(["*test_stack.py::TestPort::test_a*u55-256*over budget: cycles"])
+    result.stdout.fnmatch_lines(["*TestPort::test_a*u55-256*over budget: cycles"])
 
 
 def test_several_runs_aggregate_to_the_worst_value(npu_dir):

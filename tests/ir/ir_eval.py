@@ -134,17 +134,22 @@ def _op(node, ins: list[np.ndarray], graph: Graph, raw: list[np.ndarray]) -> lis
 
 
 def _float_op(node, raw: list[np.ndarray], graph: Graph) -> list[np.ndarray]:
-    from onnx import helper
+    from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
 
-    names = [f"i{k}" if x else "" for k, x in enumerate(node.inputs)]
+    names = [f"i{k}" if x else "" for k, x in enumerate(node.inputs)]   # "" = an omitted input
+    consts = {int(c[0]): c for c in node.attrs.get("onnx_consts", [])}   # int64 axes and the like
+    inits = []
+    for k, (position, dtype, shape, values) in consts.items():
+        names[position] = f"c{k}"
+        inits.append(numpy_helper.from_array(np.asarray(values, dtype).reshape(shape), f"c{k}"))
     outs = [f"o{k}" for k in range(len(node.outputs))]
     onnx_node = helper.make_node(node.attrs["onnx_op"], names, outs, **node.attrs["onnx_attrs"])
-    feeds = {n: v for n, v in zip(names, raw) if n}
+    feeds = {n: v for n, v in zip(names, raw) if n and n.startswith("i")}
     inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), None)
               for n, v in feeds.items()]
     outputs = [helper.make_tensor_value_info(o, 0, None) for o in outs]
-    model = helper.make_model(helper.make_graph([onnx_node], "f", inputs, outputs),
+    model = helper.make_model(helper.make_graph([onnx_node], "f", inputs, outputs, inits),
                               opset_imports=[helper.make_opsetid("", graph.metadata["opset"])])
     return [np.asarray(v) for v in ReferenceEvaluator(model).run(None, feeds)]
 
@@ -154,10 +159,10 @@ def run_ir(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     values: dict[str, np.ndarray] = {}
     for name in graph.inputs:
         x = np.asarray(feeds[name])
-        perm = graph.metadata["onnx_to_ir_perm"].get(name)
+        perm = graph.boundary(name).perm
         if perm is not None:
             x = x.transpose(perm)
-        qp = graph.input_quant.get(name)
+        qp = graph.boundary(name).quant
         values[name] = qp.quantize(x) if qp is not None else x.astype(graph.tensors[name].dtype)
     for name, t in graph.tensors.items():
         if t.is_constant:
@@ -178,7 +183,7 @@ def run_ir(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     result = {}
     for name in graph.outputs:
         real = _real(values[name], graph.tensors[name].quant).astype(np.float32)
-        perm = graph.metadata["onnx_to_ir_perm"].get(name)
+        perm = graph.boundary(name).perm
         if perm is not None:
             real = real.transpose(np.argsort(perm))
         result[name] = real

@@ -114,14 +114,12 @@ def test_external_data_truncated(tmp_path):
     assert "truncated" in _error(tmp_path / "external_ok.onnx")
 
 
-def test_resize_linear_names_node():
-    msg = _error(CORPUS / "resize_linear.onnx")
-    assert "'upsample_linear'" in msg and "mode='linear' is not supported" in msg
-
-
-def test_pad_reflect_names_node():
-    msg = _error(CORPUS / "pad_reflect.onnx")
-    assert "'reflect_pad'" in msg and "mode='reflect'" in msg
+@pytest.mark.parametrize(("name", "node", "op"), [("resize_linear.onnx", "upsample_linear", "Resize"),
+                                                   ("pad_reflect.onnx", "reflect_pad", "Pad")])
+def test_modes_without_an_npu_form_run_on_the_host(name, node, op):
+    """Linear Resize and reflect padding have no NPU form: the host runs the ONNX operator."""
+    graph = from_onnx(CORPUS / name)
+    assert [(n.name, n.attrs["onnx_op"]) for n in graph.nodes if n.op == "float_op"] == [(node, op)]
 
 
 def _one(node, inputs, inits=(), out_shape=None):
@@ -133,28 +131,26 @@ def _one(node, inputs, inits=(), out_shape=None):
 
 
 def test_unsupported_attribute_values_name_node():
-    w = np.ones((2, 2, 3), np.float32)
-    msg = _error(_one(helper.make_node("Conv", ["x", "w"], ["y"], name="conv1d"), [("x", [1, 2, 5])],
-                      [("w", w)], [1, 2, 3]))
-    assert "'conv1d'" in msg and "only 2-D convolution" in msg
+    w = np.ones((2, 2, 3, 3, 3), np.float32)
+    msg = _error(_one(helper.make_node("Conv", ["x", "w"], ["y"], name="conv3d"), [("x", [1, 2, 5, 5, 5])],
+                      [("w", w)], [1, 2, 3, 3, 3]))
+    assert "'conv3d'" in msg and "3-D convolution" in msg
     msg = _error(_one(helper.make_node("Conv", ["x", "w"], ["y"], name="dyn_w"),
                       [("x", [1, 2, 5, 5]), ("w", [3, 2, 3, 3])], out_shape=[1, 3, 3, 3]))
     assert "'dyn_w'" in msg and "not a constant" in msg
-    msg = _error(_one(helper.make_node("AveragePool", ["x"], ["y"], name="ceil_avg", kernel_shape=[2, 2],
-                                       strides=[2, 2], ceil_mode=1), [("x", [1, 2, 5, 5])],
-                      out_shape=[1, 2, 3, 3]))
-    assert "'ceil_avg'" in msg and "ceil_mode=1" in msg
-    msg = _error(_one(helper.make_node("Resize", ["x", "", "s"], ["y"], name="half_up",
-                                       coordinate_transformation_mode="asymmetric", nearest_mode="ceil"),
-                      [("x", [1, 2, 4, 4])], [("s", np.array([1, 1, 2, 2], np.float32))],
-                      out_shape=[1, 2, 8, 8]))
-    assert "'half_up'" in msg and "nearest_mode='ceil'" in msg and "not a pixel repeat" in msg
+    # a nearest Resize that is no pixel repeat is the ONNX operator on the host
+    graph = from_onnx(_one(helper.make_node("Resize", ["x", "", "s"], ["y"], name="half_up",
+                                            coordinate_transformation_mode="asymmetric", nearest_mode="ceil"),
+                           [("x", [1, 2, 4, 4])], [("s", np.array([1, 1, 2, 2], np.float32))],
+                           out_shape=[1, 2, 8, 8]))
+    assert [n.name for n in graph.nodes if n.op == "float_op"] == ["half_up"]
 
 
-def test_fold_only_op_on_activations_is_refused():
+def test_gather_on_activations_runs_on_the_host_with_its_indices():
     node = helper.make_node("Gather", ["x", "i"], ["y"], name="pick", axis=1)
-    msg = _error(_one(node, [("x", [1, 4])], [("i", np.array([0, 2], np.int64))], [1, 2]))
-    assert "'pick'" in msg and "folds to a constant" in msg and "'x'" in msg
+    graph = from_onnx(_one(node, [("x", [1, 4])], [("i", np.array([0, 2], np.int64))], [1, 2]))
+    (pick,) = graph.nodes
+    assert pick.op == "float_op" and pick.attrs["onnx_consts"] == [[1, "int64", [2], [0, 2]]]
 
 
 def test_dynamic_quantisation_scale_is_refused():

@@ -120,8 +120,8 @@ def test_float_consumer_gets_a_dequantise_and_float_input_a_quantise():
     rescales = [n for n in graph.nodes if n.op == "rescale"]
     assert any(graph.tensors[n.inputs[0]].quant is None for n in rescales)        # quantise x
     assert any(graph.tensors[n.outputs[0]].quant is None for n in rescales)       # dequantise y
-    assert graph.metadata["onnx_to_ir_perm"]["y"] == (0, 2, 3, 1)
-    assert graph.metadata["onnx_shapes"]["z"] == (1, 4, 6, 6)
+    assert graph.io["y"].perm == (0, 2, 3, 1)
+    assert graph.io["z"].shape == (1, 4, 6, 6)
 
 
 def test_contrib_int16_qdq(tmp_path):

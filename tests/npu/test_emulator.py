@@ -4,15 +4,13 @@ matches onnxruntime running the equivalent QDQ model."""
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
+from conv_program import build_conv_program, conv_qdq_model, make_conv_net
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_npu import targets
-from pytest_npu.demo import build_demo_program, demo_qdq_model, make_demo_net
 from pytest_npu.errors import EmulatorFault
 from pytest_npu.npu import Emulator, kernels
 from pytest_npu.npu import host as npu_host
@@ -35,7 +33,7 @@ from pytest_npu.npu.requant import requant_for
 
 @pytest.fixture(scope="module")
 def small_net():
-    return make_demo_net(size=8, cin=8, cmid=12, classes=5, seed=3)
+    return make_conv_net(size=8, cin=8, cmid=12, classes=5, seed=3)
 
 
 def _demo_by_kernels(net, x, rounding):
@@ -57,14 +55,14 @@ def _demo_by_kernels(net, x, rounding):
 @pytest.mark.parametrize("name", targets.available())
 def test_demo_program_equals_kernels_composed_directly(name, small_net):
     target = targets.load(name)
-    program = build_demo_program(target, small_net)
+    program = build_conv_program(target, small_net)
     x = small_net.random_input(5, seed=7)
     got = Emulator(target).run(program, {"x": x}).outputs["logits"]
     np.testing.assert_array_equal(got, _demo_by_kernels(small_net, x, target.rounding))
 
 
 def test_batch_equals_samples_run_one_by_one(edge, small_net):
-    program = build_demo_program(edge, small_net)
+    program = build_conv_program(edge, small_net)
     emulator = Emulator(edge)
     x = small_net.random_input(4, seed=11)
     batch = emulator.run(program, {"x": x}).outputs["logits"]
@@ -77,8 +75,8 @@ def test_demo_matches_onnxruntime_qdq_model(name, small_net):
     ort = pytest.importorskip("onnxruntime")
     target = targets.load(name)
     x = small_net.random_input(16, seed=5)
-    got = Emulator(target).run(build_demo_program(target, small_net), {"x": x}).outputs["logits"][:, 0]
-    session = ort.InferenceSession(demo_qdq_model(small_net).SerializeToString(), providers=["CPUExecutionProvider"])
+    got = Emulator(target).run(build_conv_program(target, small_net), {"x": x}).outputs["logits"][:, 0]
+    session = ort.InferenceSession(conv_qdq_model(small_net).SerializeToString(), providers=["CPUExecutionProvider"])
     want = session.run(None, {"x": np.ascontiguousarray(x.transpose(0, 3, 1, 2))})[0]
     diff = np.abs(got.astype(int) - want.astype(int))
     # onnxruntime requantises in float32 with round-half-even; an exact integer NPU may differ by 1 LSB.
@@ -186,7 +184,7 @@ def test_host_op_runs_in_dram_and_is_costed(u55):
 
 
 def test_run_twice_gives_identical_outputs_and_trace(edge, small_net):
-    program = build_demo_program(edge, small_net)
+    program = build_conv_program(edge, small_net)
     x = small_net.random_input(3)
     first = Emulator(edge).run(program, {"x": x})
     second = Emulator(edge).run(program, {"x": x})
@@ -196,7 +194,7 @@ def test_run_twice_gives_identical_outputs_and_trace(edge, small_net):
 
 def test_memory_is_cleared_between_runs(u55, small_net):
     """A second run must not see the first run's SRAM contents (same cached buffers)."""
-    program = build_demo_program(u55, small_net)
+    program = build_conv_program(u55, small_net)
     emulator = Emulator(u55)
     x = small_net.random_input(2, seed=1)
     first = emulator.run(program, {"x": x}).outputs["logits"]
@@ -211,18 +209,10 @@ def test_memory_is_cleared_between_runs(u55, small_net):
     ({"x": np.full((1, 8, 8, 8), 300, np.int16)}, "outside int8"),
 ])
 def test_bad_inputs_name_the_input(u55, small_net, bad, match):
-    program = build_demo_program(u55, small_net)
+    program = build_conv_program(u55, small_net)
     with pytest.raises(EmulatorFault, match=match) as info:
         Emulator(u55).run(program, bad)
     assert info.value.kind == "input" and info.value.operand == "x"
-
-
-def test_demo_command_prints_the_run(capsys):
-    from pytest_npu.cli import main
-
-    assert main(["demo-program", "--quick", "--batch", "2", "--target", "u65-512"]) == 0
-    out = capsys.readouterr().out
-    assert re.search(r"target u65-512: \d+ cycles", out) and "efficiency" in out and "core1.mac" in out
 
 
 def _conv_by_kernels(program, name, x, rounding):

@@ -7,10 +7,10 @@ import re
 
 import numpy as np
 import pytest
+from conv_program import build_conv_program, make_conv_net
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_npu.demo import build_demo_program, make_demo_net
 from pytest_npu.errors import EmulatorFault
 from pytest_npu.npu import Emulator
 from pytest_npu.npu.cost import operands_overlap
@@ -70,7 +70,7 @@ def test_bounds_negative_strides_reaching_below_zero(u55):
 
 
 def test_sram_overflow_on_a_smaller_target(u55, make_target):
-    program = build_demo_program(u55, make_demo_net(size=16))
+    program = build_conv_program(u55, make_conv_net(size=16))
     small = make_target(u55, sram_bytes=16 * 1024)
     fault = _fault(small, program)
     assert fault.kind == "sram_overflow"
@@ -163,7 +163,7 @@ def test_no_hazard_once_the_dependency_is_declared(edge):
 
 def test_interleaved_channel_slices_written_in_parallel_are_not_a_hazard(edge):
     """Cores writing disjoint channel slices of one tensor overlap in extent, not in bytes."""
-    program = build_demo_program(edge, make_demo_net(size=8, cmid=12))
+    program = build_conv_program(edge, make_conv_net(size=8, cmid=12))
     conv = [i for i, ins in enumerate(program.instructions) if isinstance(ins, Conv2D)]
     assert len(conv) == 3
     run = Emulator(edge).run(program, {"x": np.zeros((1, 8, 8, 16), np.int8)})

@@ -8,10 +8,10 @@ import zipfile
 
 import numpy as np
 import pytest
+from conv_program import build_conv_program, make_conv_net
 
 from pytest_npu import targets
 from pytest_npu.cli import main as cli_main
-from pytest_npu.demo import build_demo_program, make_demo_net
 from pytest_npu.errors import ProgramError
 from pytest_npu.npu import Emulator, Program
 from pytest_npu.npu.isa import INSTRUCTIONS, HostOp, Lut
@@ -20,7 +20,7 @@ from pytest_npu.npu.program import FORMAT_VERSION, ProgramBuilder
 
 @pytest.fixture(scope="module")
 def demo_program():
-    return build_demo_program(targets.load("edge-3core"), make_demo_net(size=8, cmid=12))
+    return build_conv_program(targets.load("edge-3core"), make_conv_net(size=8, cmid=12))
 
 
 def _with_host_and_lut(target):

@@ -1,34 +1,33 @@
-"""``pytest-npu demo`` (first version): a small conv-heavy network, built by hand as an NPU program.
+"""A small conv-heavy network built by hand as an NPU program, and the same network as ONNX QDQ.
 
-The network (NHWC, int8, per-channel weights): 3x3 CONV2D + ReLU, 3x3 DEPTHWISE + ReLU, 2x2 max
-POOL, FULLY_CONNECTED to 10 logits. Its parameters come from a seeded random float network whose
-activation scales are calibrated on a random input (nothing is hard-coded), quantised the way
-onnxruntime's static QDQ quantiser would (symmetric per-channel int8 weights, int32 bias at
-``s_in * s_w``). The program DMAs weights and the input into SRAM, splits the convolutions over
-the target's cores by output channel (strided channel-slice operands), and DMAs the logits out.
+The emulator's end-to-end workload for tests (tests/npu) and benchmarks (benchmarks/test_bench_emulator.py):
+no importer or compiler in between, so a fault here is the emulator's. The network (NHWC, int8,
+per-channel weights): 3x3 CONV2D + ReLU, 3x3 DEPTHWISE + ReLU, 2x2 max POOL, FULLY_CONNECTED to
+10 logits. Its parameters come from a seeded random float network whose activation scales are
+calibrated on a random input (nothing is hard-coded), quantised the way onnxruntime's static QDQ
+quantiser would (symmetric per-channel int8 weights, int32 bias at ``s_in * s_w``). The program
+DMAs weights and the input into SRAM, splits the convolutions over the target's cores by output
+channel (strided channel-slice operands), and DMAs the logits out.
 
-:func:`demo_qdq_model` builds the same network as an ONNX QDQ model (int8 NCHW in, int8 out) so
-tests and benchmarks can compare the emulator against onnxruntime. The case-study engineer
-replaces this command later; the builders stay useful to tests.
+:func:`conv_qdq_model` builds the same network as an ONNX QDQ model (int8 NCHW in, int8 out) so the
+emulator can be compared with onnxruntime.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from .npu.isa import Conv2D, DepthwiseConv2D, DmaIn, DmaOut, FullyConnected, Operand, Pool, Requant
-from .npu.program import Program, ProgramBuilder
-from .npu.requant import requant_for
+from pytest_npu.npu.isa import Conv2D, DepthwiseConv2D, DmaIn, DmaOut, FullyConnected, Operand, Pool, Requant
+from pytest_npu.npu.program import Program, ProgramBuilder
+from pytest_npu.npu.requant import requant_for
 
 
 @dataclass
-class DemoNet:
-    """Quantised parameters of the demo network (IR layouts: HWIO conv, HWC depthwise, (K, N) fc)."""
+class ConvNet:
+    """Quantised parameters of the network (IR layouts: HWIO conv, HWC depthwise, (K, N) fc)."""
 
     height: int
     width: int
@@ -67,9 +66,9 @@ def _per_channel_int8(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]
     return np.clip(np.rint(w / scale.reshape(shape)), -127, 127).astype(np.int8), scale.astype(np.float32)
 
 
-def make_demo_net(size: int = 32, cin: int = 16, cmid: int = 32, classes: int = 10, seed: int = 0) -> DemoNet:
+def make_conv_net(size: int = 32, cin: int = 16, cmid: int = 32, classes: int = 10, seed: int = 0) -> ConvNet:
     """A seeded random network whose activation scales are calibrated on a random input."""
-    from .npu.host import conv_float  # the host's float convolution, reused
+    from pytest_npu.npu.host import conv_float  # the host's float convolution, reused
 
     rng = np.random.default_rng(seed)
     x_scale, x_zp = 0.02, -5
@@ -94,7 +93,7 @@ def make_demo_net(size: int = 32, cin: int = 16, cmid: int = 32, classes: int = 
     b3 = np.rint(rng.normal(0, 0.05, size=classes) / (y2_scale * w3_scale)).astype(np.int32)
     y3 = pooled @ (w3 * w3_scale) + b3 * y2_scale * w3_scale
     y3_scale = float(np.abs(y3).max()) / 127
-    return DemoNet(size, size, cin, cmid, classes, x_scale, x_zp, w1, w1_scale, b1, y1_scale, y1_zp,
+    return ConvNet(size, size, cin, cmid, classes, x_scale, x_zp, w1, w1_scale, b1, y1_scale, y1_zp,
                    w2, w2_scale, b2, y2_scale, y2_zp, w3, w3_scale, b3, y3_scale, 0)
 
 
@@ -114,9 +113,9 @@ def _requant_slice(rq: Requant, c0: int, c1: int) -> Requant:
     return Requant(rq.multiplier[c0:c1], rq.shift[c0:c1], rq.ofm_zp, rq.lo, rq.hi)
 
 
-def build_demo_program(target, net: DemoNet | None = None) -> Program:
-    """The demo network as a Program for ``target`` (convolutions split over its cores)."""
-    net = net or make_demo_net()
+def build_conv_program(target, net: ConvNet | None = None) -> Program:
+    """The network as a Program for ``target`` (convolutions split over its cores)."""
+    net = net or make_conv_net()
     h, w, cin, cmid = net.height, net.width, net.cin, net.cmid
     b = ProgramBuilder(target.name, target.content_hash())
     x = b.input("x", (h, w, cin))
@@ -158,11 +157,11 @@ def build_demo_program(target, net: DemoNet | None = None) -> Program:
     fc = b.emit(FullyConnected(flat, on_chip["fc.w"], on_chip["fc.b"], out, ifm_zp=net.y2_zp,
                                requant=rq3, deps=(pool, loads["fc.w"], loads["fc.b"]), layer="fc"))
     b.emit(DmaOut(out, logits, channel=0, deps=(fc,), layer="fc"))
-    return b.build(model="demo conv-heavy network", layers=["conv1", "dw", "pool", "fc"])
+    return b.build(model="hand-built conv network", layers=["conv1", "dw", "pool", "fc"])
 
 
-def demo_qdq_model(net: DemoNet, batch: int | str = "N"):
-    """The demo network as an ONNX QDQ model: int8 NCHW input, int8 logits (onnx.helper only)."""
+def conv_qdq_model(net: ConvNet, batch: int | str = "N"):
+    """The network as an ONNX QDQ model: int8 NCHW input, int8 logits (onnx.helper only)."""
     from onnx import TensorProto, helper, numpy_helper
 
     def const(name, arr):
@@ -211,39 +210,7 @@ def demo_qdq_model(net: DemoNet, batch: int | str = "N"):
         n("QuantizeLinear", ["g", "y3_s", "y3_z"], ["logits"]),
     ]
     graph = helper.make_graph(
-        nodes, "pytest_npu_demo",
+        nodes, "conv_program",
         [helper.make_tensor_value_info("x", TensorProto.INT8, [batch, cin, h, w])],
         [helper.make_tensor_value_info("logits", TensorProto.INT8, [batch, k])], init)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-
-
-# ---------------------------------------------------------------------------------------------
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", default="u55-256", help="built-in target name or TOML path (default u55-256)")
-    parser.add_argument("--batch", type=int, default=8, help="inferences run in lock-step (default 8)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random network and inputs")
-    parser.add_argument("--quick", action="store_true", help="a 16x16 input instead of 32x32")
-
-
-def run(args: argparse.Namespace) -> int:
-    from .npu.cli import format_execution
-    from .npu.emulator import Emulator
-    from .targets import load
-
-    target = load(args.target)
-    net = make_demo_net(size=16 if args.quick else 32, seed=args.seed)
-    program = build_demo_program(target, net)
-    emulator = Emulator(target)
-    inputs = {"x": net.random_input(args.batch, seed=args.seed)}
-    started = time.perf_counter()
-    emulator.plan(program)                      # checks + cycle model, once per program
-    planned = time.perf_counter()
-    execution = emulator.run(program, inputs)
-    wall = time.perf_counter() - planned
-    print(f"demo network {net.height}x{net.width}x{net.cin} -> conv3x3({net.cmid}) -> dw3x3 -> maxpool -> "
-          f"fc({net.classes}) on {target.name}: {len(program.instructions)} instructions, batch {args.batch}")
-    print(format_execution(execution, target))
-    print(f"\nchecked and timed the program in {(planned - started) * 1e3:.1f} ms, emulated "
-          f"{args.batch} inferences in {wall * 1e3:.1f} ms of host time; "
-          f"predicted classes: {execution.outputs['logits'][:, 0].argmax(axis=-1).tolist()}")
-    return 0
