@@ -8,6 +8,7 @@ move bytes around and never touch scales.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -145,6 +146,16 @@ def _multiplier(real: float, bits: int, where: str = "") -> tuple[int, int]:
     from ..npu import requant as rq
     m, s = rq.quantize_multiplier(float(real), bits=bits, where=where)
     return int(m), int(s)
+
+
+def _f32_ratio(numerator, denominator) -> float:
+    """A scale ratio as TFLite computes it where its Prepare divides floats (MUL, RELU)."""
+    return float(np.float32(np.float32(numerator) / np.float32(denominator)))
+
+
+def _unit_scale(q: QuantParams) -> QuantParams:
+    """``q`` with scale 1, for a requant given the whole ratio already."""
+    return dataclasses.replace(q, scale=np.array(1.0, np.float32))
 
 
 def _where(node: Node) -> str:
@@ -765,7 +776,10 @@ class Legalizer:
         bits = 32 if self.tflite else self._bits(dtype)     # TFLite's add/sub/mul rescale int32 values
         params: dict[str, Any] = dict(op=node.op, a_zp=za, b_zp=zb, b_mode=b_mode, dtype=dtype)
         where = _where(node)
-        if node.op == "mul":
+        if node.op == "mul" and self.tflite:     # TFLite's Prepare: sa * sb / s_out in float32
+            params["requant"] = _requant(np.array([_f32_ratio(sa * np.float32(sb), s_out)]), _unit_scale(out_q),
+                                         lo, hi, bits, where)
+        elif node.op == "mul":
             params["requant"] = _requant(np.array([sa * sb]), out_q, lo, hi, bits, where)
         else:
             # TFLite's add: both inputs on the scale 2 * max(sa, sb) / 2**left_shift. 20 bits for
@@ -838,8 +852,11 @@ class Legalizer:
             lo = max(lo, int(np.clip(self._quantized_bound(lo_real, s_out) + z_out, *dtype_range(out_q.dtype))))
         if hi_real is not None and hi_real < math.inf:
             hi = min(hi, int(np.clip(self._quantized_bound(hi_real, s_out) + z_out, *dtype_range(out_q.dtype))))
-        req = self._requant_bounded(node, np.array([s_in]), out_q, lo, hi, in_q.dtype,
-                                    self._input_span(in_q.dtype, z_in), tflite_bits=32)
+        if self.tflite and node.op in ("relu", "clip"):    # TFLite's ReluPrepare: s_in / s_out in float32
+            req = _requant(np.array([_f32_ratio(s_in, s_out)]), _unit_scale(out_q), lo, hi, 32, _where(node))
+        else:
+            req = self._requant_bounded(node, np.array([s_in]), out_q, lo, hi, in_q.dtype,
+                                        self._input_span(in_q.dtype, z_in), tflite_bits=32)
         return Step(node.name, node.op, "rescale", [x], [out],
                     params=dict(ifm_zp=z_in, requant=req, dtype=in_q.dtype, out_dtype=out_q.dtype))
 

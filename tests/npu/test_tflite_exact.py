@@ -35,7 +35,7 @@ from pytest_npu.ir.graph import Tensor
 
 BATCH = 4
 TARGET = "u55-256"
-SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _scale(rng, lo=-2.5, hi=-0.5) -> float:
@@ -166,24 +166,6 @@ def fc_case(seed: int, dtype: str = "int8", extreme: str = "") -> Case:
     return Case(f"fully_connected {dtype} seed {seed}", model, graph, [x])
 
 
-@SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), depthwise=st.booleans())
-def test_conv_and_depthwise_int8(seed, depthwise):
-    check(conv_case(seed, depthwise))
-
-
-@SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), depthwise=st.booleans())
-def test_conv_and_depthwise_int16x8(seed, depthwise):
-    check(conv_case(seed, depthwise, dtype="int16"))
-
-
-@SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from(["int8", "int16"]))
-def test_fully_connected(seed, dtype):
-    check(fc_case(seed, dtype))
-
-
 @pytest.mark.parametrize("extreme", ["min", "max"])
 @pytest.mark.parametrize("maker", [lambda s, e: conv_case(s, False, "int8", e), lambda s, e: conv_case(s, True, "int8", e),
                                    lambda s, e: fc_case(s, "int8", e), lambda s, e: conv_case(s, False, "int16", e)],
@@ -229,13 +211,6 @@ def binary_case(seed: int, op: str, dtype: str = "int8", extreme: str = "") -> C
     clamp = act_clamp(activation, s_out, z_out, dtype)
     graph = single_node_graph(op, op, tensors, ["a", "b"], ["y"], {"clamp": clamp} if clamp else {})
     return Case(f"{op} {dtype} seed {seed}", model, graph, [a, b])
-
-
-@SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), op=st.sampled_from(["add", "sub", "mul"]),
-       dtype=st.sampled_from(["int8", "int16"]))
-def test_add_sub_mul(seed, op, dtype):
-    check(binary_case(seed, op, dtype))
 
 
 @pytest.mark.parametrize("extreme", ["min", "max"])
@@ -295,18 +270,6 @@ def mean_case(seed: int, dtype: str = "int8", extreme: str = "") -> Case:
     return Case(f"mean {dtype} seed {seed}", model, graph, [x])
 
 
-@SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["avg", "max"]))
-def test_average_and_max_pool(seed, kind):
-    check(pool_case(seed, kind))
-
-
-@SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from(["int8", "int16"]))
-def test_mean(seed, dtype):
-    check(mean_case(seed, dtype))
-
-
 @pytest.mark.parametrize("extreme", ["min", "max"])
 def test_pools_and_mean_at_extreme_inputs(extreme):
     for seed in range(3):
@@ -356,24 +319,12 @@ def softmax_case(seed: int, extreme: str = "") -> Case:
     return Case(f"softmax seed {seed}", model, graph, [x])
 
 
-@SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), op=st.sampled_from(["logistic", "tanh", "hardswish", "relu", "relu6"]))
-def test_activations(seed, op):
-    check(unary_case(seed, op))
-
-
 @pytest.mark.parametrize("op", ["logistic", "tanh", "hardswish", "relu", "relu6"])
 def test_activations_on_every_int8_input(op):
     """The LUT (or rescale) of each activation on all 256 input values, for several scales."""
     every = np.arange(-128, 128, dtype=np.int8).reshape(1, 1, 1, 256)
     for seed in range(8):
         check(unary_case(seed, op, x=every))
-
-
-@SETTINGS
-@given(seed=st.integers(0, 2**32 - 1))
-def test_softmax(seed):
-    check(softmax_case(seed))
 
 
 @pytest.mark.parametrize("extreme", ["min", "max"])
@@ -450,22 +401,36 @@ def concat_pad_case(seed: int, op: str) -> Case:
     return Case(f"pad seed {seed}", model, graph, [x])
 
 
-@SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), bilinear=st.booleans())
-def test_resize_nearest_and_bilinear(seed, bilinear):
-    check(resize_case(seed, bilinear))
+# Every operator on Hypothesis-drawn seeds (shapes, quantisation, activations, inputs); the
+# variant (dtype, depthwise, op) is part of the parameter so each gets its own examples.
+RANDOM_CASES = {
+    "conv int8": lambda seed: conv_case(seed),
+    "depthwise int8": lambda seed: conv_case(seed, depthwise=True),
+    "conv int16x8": lambda seed: conv_case(seed, dtype="int16"),
+    "depthwise int16x8": lambda seed: conv_case(seed, depthwise=True, dtype="int16"),
+    "fully_connected int8": lambda seed: fc_case(seed),
+    "fully_connected int16x8": lambda seed: fc_case(seed, "int16"),
+    **{f"{op} {dtype}": (lambda seed, op=op, dtype=dtype: binary_case(seed, op, dtype))
+       for op in ("add", "sub", "mul") for dtype in ("int8", "int16")},
+    "average_pool": lambda seed: pool_case(seed, "avg"),
+    "max_pool": lambda seed: pool_case(seed, "max"),
+    "mean int8": lambda seed: mean_case(seed),
+    "mean int16": lambda seed: mean_case(seed, "int16"),
+    **{op: (lambda seed, op=op: unary_case(seed, op)) for op in ("logistic", "tanh", "hardswish", "relu", "relu6")},
+    "softmax": softmax_case,
+    "resize_nearest": lambda seed: resize_case(seed, False),
+    "resize_bilinear": lambda seed: resize_case(seed, True),
+    "quantize int8->int8": lambda seed: requantize_case(seed, "int8"),
+    "quantize int8->int16": lambda seed: requantize_case(seed, "int16"),
+    "concatenation": lambda seed: concat_pad_case(seed, "concat"),
+}
 
 
-@SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), out_dtype=st.sampled_from(["int8", "int16"]))
-def test_quantize_requantises(seed, out_dtype):
-    check(requantize_case(seed, out_dtype))
-
-
+@pytest.mark.parametrize("name", sorted(RANDOM_CASES))
 @SETTINGS
 @given(seed=st.integers(0, 2**32 - 1))
-def test_concatenation(seed):
-    check(concat_pad_case(seed, "concat"))
+def test_operator_equals_litert(name, seed):
+    check(RANDOM_CASES[name](seed))
 
 
 @SETTINGS
