@@ -439,3 +439,11 @@ def test_pad_with_the_zero_point(seed):
     """A stand-alone PAD runs on the host (the NPU folds pads into the next convolution); it is
     exact all the same."""
     check(concat_pad_case(seed, "pad"), on_npu=False)
+
+
+def test_a_scale_too_large_to_represent_is_an_error_naming_the_layer():
+    case = conv_case(0)
+    case.graph.tensors["y"].quant = qp(1e-12, 0, "int8")       # in * w / out ~ 1e7: shift < 2
+    with pytest.raises(pytest_npu.errors.CompileError,
+                       match=r"requantisation scale .* for channel 0 of layer 'conv' \(conv2d\) needs shift"):
+        pytest_npu.compile(case.graph, TARGET)
