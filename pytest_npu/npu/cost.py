@@ -136,9 +136,9 @@ def _sram_bytes(ops: dict[str, Operand]) -> int:
 
 Linear = Callable[[Operand], bool]
 Compute = (isa.Conv2D | isa.DepthwiseConv2D | isa.FullyConnected | isa.MatMul | isa.Pool | isa.Elementwise
-           | isa.Lut | isa.Rescale | isa.Resize)
+           | isa.Lut | isa.Rescale | isa.Resize | isa.Softmax)
 COMPUTE = (isa.Conv2D, isa.DepthwiseConv2D, isa.FullyConnected, isa.MatMul, isa.Pool, isa.Elementwise, isa.Lut,
-           isa.Rescale, isa.Resize)
+           isa.Rescale, isa.Resize, isa.Softmax)
 
 
 def _never_linear(op: Operand) -> bool:
@@ -176,7 +176,15 @@ def _counts(ins: Compute) -> dict:
         return {"elementwise_ops": ins.ofm.size * ins.kernel[0] * ins.kernel[1]}
     if isinstance(ins, isa.Lut):
         return {"lut_lookups": ins.ofm.size}
+    if isinstance(ins, isa.Softmax):
+        rows = _softmax_rows(ins)
+        return {"elementwise_ops": isa.Softmax.FULL_PASSES * ins.ofm.size + isa.Softmax.ROW_STEPS * rows,
+                "lut_lookups": ins.ofm.size}
     return {"elementwise_ops": ins.ofm.size}
+
+
+def _softmax_rows(ins: isa.Softmax) -> int:
+    return ins.ofm.size // max(ins.ofm.shape[-1], 1)
 
 
 def _lane_cycles(target: Target, ins: Compute) -> InstructionCost:
@@ -203,6 +211,11 @@ def _lane_cycles(target: Target, ins: Compute) -> InstructionCost:
         return _compute(target, ins, _ceil(counts["elementwise_ops"], target.elementwise_width), 0, **counts)
     if isinstance(ins, isa.Lut):
         return _compute(target, ins, _ceil(ins.ofm.size, target.lut_width), 0, **counts)
+    if isinstance(ins, isa.Softmax):     # the element-wise sequence it stands for, each step an instruction
+        steps = isa.Softmax.FULL_PASSES + isa.Softmax.ROW_STEPS
+        cycles = (_ceil(counts["elementwise_ops"], target.elementwise_width) + _ceil(ins.ofm.size, target.lut_width)
+                  + (steps - 1) * target.overhead_cycles)
+        return _compute(target, ins, cycles, 0, **counts)
     return _compute(target, ins, _ceil(ins.ofm.size, target.elementwise_width), 0, **counts)
 
 
@@ -261,6 +274,8 @@ def block_op(ins: Compute, linear: Linear = _never_linear) -> block_model.BlockO
 def _block_cycles(target: Target, ins: Compute, continues: bool, linear: Linear) -> InstructionCost:
     blocks = target.blocks
     assert blocks is not None
+    if isinstance(ins, isa.Softmax):
+        return _block_softmax(target, ins)
     op = block_op(ins, linear)
     timed = block_model.op_cycles(
         blocks, target.mac.ofm_lanes, target.mac.ifm_lanes, op, sram_latency=target.sram_latency_cycles,
@@ -278,6 +293,23 @@ def _block_cycles(target: Target, ins: Compute, continues: bool, linear: Linear)
     reads, writes = ins.reads(), ins.writes()
     return InstructionCost(ins.engine(), cycles, sram_read=_sram_bytes(reads), sram_write=_sram_bytes(writes),
                            dram_read=table, **_counts(ins))
+
+
+def _block_softmax(target: Target, ins: isa.Softmax) -> InstructionCost:
+    """Vela's int8 softmax graph (``blocks.softmax_cycles``) plus its exp table's load from DRAM."""
+    assert target.blocks is not None
+    rows = _softmax_rows(ins)
+    steps = block_model.softmax_cycles(
+        target.blocks, target.mac.ofm_lanes, target.mac.ifm_lanes, rows, ins.ofm.shape[-1],
+        sram_latency=target.sram_latency_cycles, sram_bytes_per_cycle=target.sram_bytes_per_cycle,
+        sram_burst=target.sram_burst_bytes, weight_latency=target.dram_latency_cycles,
+        off_chip_bytes_per_cycle=target.dram_bytes_per_cycle)
+    constants = block_model.SOFTMAX_CONSTANT_BYTES * ins.ofm.size
+    cycles = target.overhead_cycles + steps + target.dram_latency_cycles + _ceil(LUT_TABLE_BYTES,
+                                                                                 target.dram_bytes_per_cycle)
+    reads, writes = ins.reads(), ins.writes()
+    return InstructionCost(ins.engine(), cycles, sram_read=_sram_bytes(reads), sram_write=_sram_bytes(writes),
+                           dram_read=LUT_TABLE_BYTES + constants, **_counts(ins))
 
 
 def instruction_cost(target: Target, ins: Instruction, continues: bool = False,

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TargetError
-from ..npu.isa import OPERATIONS
+from ..npu.isa import OPERATIONS, ROUNDINGS
 from .model import BlockTiming, Energy, Limits, MacArray, Target
 
 if sys.version_info >= (3, 11):
@@ -52,7 +52,7 @@ else:  # pragma: no cover - exercised only on 3.10
 KIB = 1024
 MIB = 1024 * 1024
 ACTIVATION_DTYPES = ("int8", "int16")
-ROUNDING_MODES = ("single", "double")
+ROUNDING_MODES = ROUNDINGS   # single | double (TOSA RESCALE) | tflite (LiteRT reference kernels, op by op)
 FALLBACKS = ("host", "error")
 IO_MEMORIES = ("dram", "sram")
 WEIGHT_COMPRESSIONS = ("none", "ethos-u")
