@@ -147,9 +147,18 @@ def test_concurrent_first_writers_create_one_database(tmp_path):
 # v1.0, an unlabelled local run and v1.1
 
 
-def test_a_version_1_history_is_migrated_keeping_every_figure(tmp_path, capsys):
+def test_a_version_1_history_is_migrated_keeping_every_figure(tmp_path, capsys, monkeypatch):
     db = tmp_path / "history.sqlite"
     shutil.copy(V1_FILE, db)
+    with monkeypatch.context() as patch:               # a migration that cannot write leaves version 1
+        patch.setattr(store, "BUSY_TIMEOUT_S", 0.2)
+        with sqlite3.connect(db, isolation_level=None) as holder:
+            holder.execute("BEGIN IMMEDIATE")
+            with pytest.raises(HistoryError, match="schema version 1 .* could not be migrated to version 2.*locked"):
+                with history.connect(db):
+                    pass
+            holder.execute("ROLLBACK")
+        holder.close()
     with sqlite3.connect(db) as connection:
         v1_figures = sorted(connection.execute(
             "SELECT runs.release, records.nodeid, records.target, metrics.name, metrics.value FROM metrics "
@@ -249,6 +258,17 @@ def test_postgresql_without_its_driver_names_the_extra(monkeypatch):
     with pytest.raises(HistoryError, match=r"postgresql://npu:\*\*\*@db/npu is PostgreSQL, whose driver \(psycopg\) "
                                            r"is not installed: pip install 'pytest-npu\[postgres\]'"):
         record("postgresql://npu:s3cret@db/npu")
+
+
+def test_libpq_environment_variables_fill_a_bare_url(postgres, monkeypatch):
+    url = postgres.database()
+    monkeypatch.setenv("PGHOST", "127.0.0.1")
+    monkeypatch.setenv("PGPORT", str(postgres.port))
+    monkeypatch.setenv("PGUSER", "npu")
+    monkeypatch.setenv("PGDATABASE", url.rpartition("/")[2])
+    record("postgresql://", release="v1")
+    with history.connect(url) as db:
+        assert [run.label for run in db.runs()] == ["v1"]
 
 
 def test_an_unreachable_server_is_a_clear_error(postgres):

@@ -203,10 +203,15 @@ def _bring_up_to_date(store: Store, create: bool) -> None:
                 store.execute("INSERT INTO npu_schema_version (version, applied_utc) VALUES (?, ?)",
                               (SCHEMA_VERSION, now_utc()))
         return
-    with store.transaction():
-        version = _version(store, _tables(store))
-        if version == 1:
-            _migrate_1_to_2(store)
+    try:
+        with store.transaction():
+            version = _version(store, _tables(store))
+            if version == 1:
+                _migrate_1_to_2(store)
+    except HistoryError as exc:
+        raise HistoryError(f"history database {store.location} has schema version 1 (pytest-npu 0.1) and could not "
+                           f"be migrated to version {SCHEMA_VERSION}, which needs writing it once: {exc}. It was "
+                           f"left as it was") from exc
 
 
 def _migrate_1_to_2(store: Store) -> None:

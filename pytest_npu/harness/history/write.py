@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -95,8 +96,8 @@ def record_run(location: str | os.PathLike[str] | Location, run: RunInfo, record
                shard: int = 1) -> int:
     """Add ``records`` to ``run`` as its shard ``shard`` (of ``run.shards``) in one transaction; return
     the run's id. The run is created when no shard made it yet (looked up by ``run.key``)."""
-    if not run.key:
-        raise HistoryError("a run needs a key to be recorded (history.current_run() makes one)")
+    if not run.key:                                   # no key: a run of its own, as a local pytest run is
+        run.key = f"local:{uuid.uuid4().hex}"
     stamp = now_utc("microseconds")
     rows = [stored_record(record, shard, stamp) for record in records]
     with open_store(location, create=True) as store:
