@@ -307,13 +307,13 @@ def test_no_run_blocks_say_why() -> None:
     assert not unexplained, f"no-run blocks without a reason next to them: {unexplained}"
 
 
-def test_readme_opens_with_installing_the_package() -> None:
-    """The README's first command block installs pytest-npu with pip (a user's project, not a clone);
-    the contributors' `make demo` / `make test` come later."""
+def test_readme_opens_with_the_two_fresh_machine_commands() -> None:
+    """The README opens with `make demo` / `make test` (set up and run the case study, the tests),
+    and its next block adds pytest-npu to a user's own project with pip."""
     blocks = [b for b in extract_blocks(ROOT / "README.md") if b.lang == "bash"]
-    first = [words[:2] for words in _commands(blocks[0].code)]
-    assert first[:2] == [["pip", "install"], ["pip", "install"]] and "pytest-npu" in blocks[0].code
-    assert any([words[:2] for words in _commands(b.code)] == [["make", "demo"], ["make", "test"]] for b in blocks)
+    assert [words[:2] for words in _commands(blocks[0].code)] == [["make", "demo"], ["make", "test"]]
+    second = [words[:2] for words in _commands(blocks[1].code)]
+    assert second[:2] == [["pip", "install"], ["pip", "install"]] and "pytest-npu" in blocks[1].code
 
 
 def test_extractor_reads_fences_flags_and_test_files(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from ..npu.isa import (
     Pool,
     Rescale,
     Resize,
+    Softmax,
 )
 from ..npu.program import Program, TensorInfo
 from ..targets.model import Target
@@ -322,8 +323,8 @@ class CodeGen:
                 kernel, stride = p["kernel"], p["stride"]
                 padding = (reg.pad_top, reg.pad_bottom, p["padding"][2], p["padding"][3])
             return Pool(ifm=ops[0], ofm=ofm, kind=p["pool"], kernel=(int(kernel[0]), int(kernel[1])),
-                        stride=(int(stride[0]), int(stride[1])),
-                        padding=padding, ifm_zp=p["ifm_zp"], requant=p["requant"], core=core, layer=layer)
+                        stride=(int(stride[0]), int(stride[1])), padding=padding, ifm_zp=p["ifm_zp"],
+                        requant=p["requant"], core=core, layer=layer, divide=bool(p.get("divide", False)))
         if kind == "elementwise":
             if b_const is not None:
                 b = b_const if p["b_mode"] == "scalar" else Operand(
@@ -343,7 +344,13 @@ class CodeGen:
         if kind == "rescale":
             return Rescale(ifm=ops[0], ofm=ofm, ifm_zp=p["ifm_zp"], requant=p["requant"], core=core, layer=layer)
         if kind == "resize":
-            return Resize(ifm=ops[0], ofm=ofm, scale=tuple(p["scale"]), core=core, layer=layer)
+            return Resize(ifm=ops[0], ofm=ofm, scale=tuple(p["scale"]), core=core, layer=layer,
+                          mode=p.get("mode", "nearest"), size=tuple(p.get("size", ())),
+                          align_corners=p.get("align_corners", False),
+                          half_pixel_centers=p.get("half_pixel_centers", False))
+        if kind == "softmax":
+            return Softmax(ifm=ops[0], ofm=ofm, exp_table=p["exp_table"], requant=p["requant"], core=core,
+                           layer=layer)
         raise CompileError(f"layer '{step.name}': no code generator for {kind}")  # pragma: no cover
 
 

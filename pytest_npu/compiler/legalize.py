@@ -8,6 +8,7 @@ move bytes around and never touch scales.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -17,8 +18,10 @@ import numpy as np
 
 from ..errors import CompileError
 from ..ir.graph import Graph, Node, QuantParams, Tensor
-from ..npu.isa import Requant, dtype_range
+from ..npu.isa import Requant, Softmax, dtype_range
+from ..npu.requant import SHIFT_RANGE
 from ..targets.model import Target
+from . import tflite_tables
 
 # IR ops the NPU can run and the target operation each needs.
 _OPERATION_FOR = {
@@ -27,7 +30,7 @@ _OPERATION_FOR = {
     "add": "add", "sub": "sub", "mul": "mul", "min": "min", "max": "max", "resize": "resize",
     "sigmoid": "lut", "tanh": "lut", "hardswish": "lut", "hardsigmoid": "lut", "gelu": "lut",
     "leaky_relu": "lut", "relu": "rescale", "clip": "rescale", "rescale": "rescale", "concat": "rescale",
-    "transpose": "dma",
+    "transpose": "dma", "softmax": Softmax.STEPS,
 }
 ALIAS_OPS = frozenset({"reshape"})
 _RAW_MOVES = frozenset({"reshape", "transpose", "concat", "pad"})   # exact on integers with no scale
@@ -130,18 +133,34 @@ def _clamp(node: Node, out_q: QuantParams) -> tuple[int, int]:
     return lo, hi
 
 
-def _requant(acc_scale, out_q: QuantParams, lo: int, hi: int, bits: int) -> Requant:
+def _requant(acc_scale, out_q: QuantParams, lo: int, hi: int, bits: int, where: str = "", rule: str = "",
+             tflite: bool = False) -> Requant:
     from ..npu import requant as rq
     out_scale, out_zp = _per_tensor(out_q, "the output")
     req = rq.requant_for(np.asarray(acc_scale, np.float64), out_scale, out_zp, out_q.dtype,
-                         clamp=(lo, hi), bits=bits)
+                         clamp=(lo, hi), bits=bits, where=where, rule=rule, tflite=tflite)
     return req
 
 
-def _multiplier(real: float, bits: int) -> tuple[int, int]:
+def _multiplier(real: float, bits: int, where: str = "") -> tuple[int, int]:
     from ..npu import requant as rq
-    m, s = rq.quantize_multiplier(float(real), bits=bits)
+    m, s = rq.quantize_multiplier(float(real), bits=bits, where=where)
     return int(m), int(s)
+
+
+def _f32_ratio(numerator, denominator) -> float:
+    """A scale ratio as TFLite computes it where its Prepare divides floats (MUL, RELU)."""
+    return float(np.float32(np.float32(numerator) / np.float32(denominator)))
+
+
+def _unit_scale(q: QuantParams) -> QuantParams:
+    """``q`` with scale 1, for a requant given the whole ratio already."""
+    return dataclasses.replace(q, scale=np.array(1.0, np.float32))
+
+
+def _where(node: Node) -> str:
+    """How requantisation errors name the layer at fault."""
+    return f"layer '{node.name}' ({node.op})"
 
 
 class Legalizer:
@@ -151,6 +170,8 @@ class Legalizer:
         self.graph = graph
         self.target = target
         self.fallback = fallback
+        # rounding = "tflite": every layer computes what LiteRT's reference kernel for it computes
+        self.tflite = target.rounding == "tflite"
 
     # ---- helpers -------------------------------------------------------------------------------
     def tensor(self, name: str) -> Tensor:
@@ -178,16 +199,21 @@ class Legalizer:
     def _bits(self, dtype: str) -> int:
         return 16 if dtype == "int16" else 32
 
-    def _requant_bounded(self, acc_scale, out_q: QuantParams, lo: int, hi: int, dtype: str,
-                         acc_bound: int) -> Requant:
+    def _requant_bounded(self, node: Node, acc_scale, out_q: QuantParams, lo: int, hi: int, dtype: str,
+                         acc_bound: int, tflite_bits: int | None = None) -> Requant:
         """int16 activations need apply_scale_16 (15-bit multipliers, 48-bit accumulators) only
         when the accumulator can leave int32; otherwise the 31-bit multiplier is 2**16 times more
-        precise. TOSA's apply_scale_32 also needs |acc| < 2**(shift-1), checked on the result."""
+        precise. TOSA's apply_scale_32 also needs |acc| < 2**(shift-1), checked on the result.
+        Under TFLite semantics the layer's kernel decides: ``tflite_bits`` 16 is TFLite's int64
+        accumulator path (a 15-bit multiplier rounded from the 31-bit one), 32 its int32 path."""
+        where = _where(node)
+        if self.tflite and tflite_bits is not None:
+            return _requant(acc_scale, out_q, lo, hi, tflite_bits, where, tflite=True)
         if dtype == "int16" and acc_bound < 2 ** 31:
-            req = _requant(acc_scale, out_q, lo, hi, 32)
+            req = _requant(acc_scale, out_q, lo, hi, 32, where)
             if acc_bound < 2 ** (min(min(req.shift), 32) - 1):
                 return req
-        return _requant(acc_scale, out_q, lo, hi, self._bits(dtype))
+        return _requant(acc_scale, out_q, lo, hi, self._bits(dtype), where)
 
     @staticmethod
     def _input_span(dtype: str, zp: int) -> int:
@@ -254,9 +280,12 @@ class Legalizer:
                 if operation is None:
                     raise _Refuse(f"{node.op} is not in {self.target.name}'s instruction set "
                                   "(no NPU instruction computes it)")
-                if not self.target.supports(operation):
-                    needs = "" if operation == node.op else f" needs {operation}, which"
-                    raise _Refuse(f"{node.op}{needs} is not in {self.target.name}'s instruction set")
+                needed = (operation,) if isinstance(operation, str) else operation
+                missing = [op for op in needed if not self.target.supports(op)]
+                if missing:
+                    needs = "" if missing == [node.op] else f" needs {'/'.join(missing)}, which"
+                    are = "is" if len(missing) == 1 else "are"
+                    raise _Refuse(f"{node.op}{needs} {are} not in {self.target.name}'s instruction set")
                 lowered = getattr(self, f"_lower_{node.op}")(node)
             except _Refuse as refusal:
                 if self.fallback != "host":
@@ -532,11 +561,18 @@ class Legalizer:
         w_abs = np.abs(weights.astype(np.int64) - int(w_zp[0]))
         per_out = w_abs.reshape(-1, cout).sum(axis=0)
         bound = int((per_out * self._input_span(dtype, in_zp) + np.abs(bias.astype(np.int64))).max())
-        req = self._requant_bounded(acc_scale, out_q, lo, hi, dtype, bound)
+        req = self._requant_bounded(node, acc_scale, out_q, lo, hi, dtype, bound, self._tflite_mac_bits(dtype, b))
         params = dict(stride=stride, dilation=dilation, padding=padding, kernel=tuple(kernel),
                       ifm_zp=in_zp, weight_zp=int(w_zp[0]), requant=req, dtype=dtype)
         return Step(node.name, node.op, node.op, [x], [out], params=params,
                     consts={"weights": weights.astype(np.int8), "bias": bias})
+
+    def _tflite_mac_bits(self, dtype: str, bias: str | None) -> int:
+        """TFLite's int16x8 convolutions accumulate in int64 (the converter's int64 bias): a 15-bit
+        multiplier; with an int32 bias, and for int8, the int32 MultiplyByQuantizedMultiplier."""
+        if dtype != "int16":
+            return 32
+        return 32 if bias is not None and self.tensor(bias).dtype == "int32" else 16
 
     def _bias(self, name: str | None, cout: int) -> np.ndarray:
         if name is None:
@@ -598,7 +634,10 @@ class Legalizer:
         bias = self._bias(b, n_out)
         per_out = np.abs(weights.astype(np.int64) - int(w_zp[0])).sum(axis=0)
         bound = int((per_out * self._input_span(dtype, in_zp) + np.abs(bias.astype(np.int64))).max())
-        req = self._requant_bounded(acc_scale, out_q, lo, hi, dtype, bound)
+        if self.tflite:     # LiteRT's reference FULLY_CONNECTED: round(double(acc) * in * w / out)
+            req = _requant(acc_scale, out_q, lo, hi, 32, _where(node), rule="float")
+        else:
+            req = self._requant_bounded(node, acc_scale, out_q, lo, hi, dtype, bound)
         params = dict(ifm_zp=in_zp, weight_zp=int(w_zp[0]), requant=req, dtype=dtype)
         return Step(node.name, node.op, "fully_connected", [x], [out], params=params,
                     consts={"weights": weights.astype(np.int8), "bias": bias})
@@ -615,7 +654,7 @@ class Legalizer:
         sb, zb = _per_tensor(self.quant(b, node), "input b")
         out_q = self.quant(node.outputs[0], node)
         lo, hi = _clamp(node, out_q)
-        req = _requant(np.array([sa * sb]), out_q, lo, hi, self._bits(dtype))
+        req = _requant(np.array([sa * sb]), out_q, lo, hi, self._bits(dtype), _where(node))
         return Step(node.name, node.op, "matmul", [a, b], list(node.outputs),
                     params=dict(a_zp=za, b_zp=zb, requant=req, dtype=dtype))
 
@@ -643,7 +682,7 @@ class Legalizer:
                     params=dict(pool="max", kernel=kernel, stride=stride, padding=padding,
                                 ifm_zp=z_in, requant=requant, dtype=dtype))
 
-    def _avg_pool(self, node: Node, kernel, stride, padding) -> Step:
+    def _avg_pool(self, node: Node, kernel, stride, padding, mean: bool = False) -> Step:
         x, out = node.inputs[0], node.outputs[0]
         self._one_image(x)
         dtype = self._check_dtype(x, node)
@@ -653,22 +692,53 @@ class Legalizer:
         self._check_limits(node, kernel, stride, (1, 1), padding, fmap_shape(self.tensor(x).shape)[2])
         lo, hi = _clamp(node, out_q)
         count = int(kernel[0] * kernel[1])
-        req = self._requant_bounded(np.array([s_in / count]), out_q, lo, hi, dtype,
-                                    count * self._input_span(dtype, z_in))
-        return Step(node.name, node.op, "pool", [x], [out],
-                    params=dict(pool="avg", kernel=tuple(kernel), stride=tuple(stride),
-                                padding=tuple(padding), ifm_zp=z_in, requant=req, dtype=dtype))
+        params: dict[str, Any] = dict(pool="avg", kernel=tuple(kernel), stride=tuple(stride),
+                                      padding=tuple(padding), ifm_zp=z_in, dtype=dtype)
+        if self.tflite and mean:
+            params["requant"] = self._tflite_mean_requant(node, s_in, out_q, lo, hi, count)
+        elif self.tflite and self._tflite_average(node):
+            # TFLite's AVERAGE_POOL_2D divides the raw sum itself; the requant only clamps
+            params["divide"] = True
+            params["requant"] = Requant((0,), (SHIFT_RANGE[1],), z_in, lo, hi)
+        else:
+            params["requant"] = self._requant_bounded(node, np.array([s_in / count]), out_q, lo, hi, dtype,
+                                                      count * self._input_span(dtype, z_in))
+        return Step(node.name, node.op, "pool", [x], [out], params=params)
+
+    def _tflite_average(self, node: Node) -> bool:
+        """TFLite's own average (raw sum / in-bounds count, rounded half away) applies when input and
+        output share their quantisation, as TFLite requires, and padding is not counted."""
+        padded = any(node.attrs.get("padding", (0, 0, 0, 0)))
+        return (self._same_quant(node.inputs[0], node.outputs[0])
+                and not (padded and node.attrs.get("count_include_pad", False)))
+
+    def _tflite_mean_requant(self, node: Node, s_in: float, out_q: QuantParams, lo: int, hi: int,
+                             count: int) -> Requant:
+        """TFLite's MEAN (``reference_ops::QuantizedMeanOrSum``): the in/out multiplier, with
+        ``1 / count`` folded in by integer division after a left shift of up to 32 bits, applied
+        by MultiplyByQuantizedMultiplier to the sum of ``x - zero_point``."""
+        s_out, z_out = _per_tensor(out_q, "the output")
+        multiplier, exponent = tflite_tables.quantize_multiplier(float(np.float64(s_in) / np.float64(s_out)))
+        if multiplier == 0:
+            return Requant((0,), (SHIFT_RANGE[1],), z_out, lo, hi)
+        shift = min(count.bit_length() - 1, 32, 31 + exponent)
+        multiplier, exponent = (multiplier << shift) // count, exponent - shift
+        if 31 - exponent < SHIFT_RANGE[0]:
+            raise CompileError(f"{_where(node)}: mean rescale {s_in / s_out!r} (input scale / output scale) is "
+                               f"too large to represent; check the layer's quantisation parameters")
+        return Requant((multiplier,), (31 - exponent,), z_out, lo, hi)
 
     def _lower_avg_pool(self, node: Node) -> Step:
         kernel = tuple(node.attrs["kernel"])
         padding = tuple(node.attrs.get("padding", (0, 0, 0, 0)))
-        if any(padding) and not node.attrs.get("count_include_pad", False):
+        if any(padding) and not node.attrs.get("count_include_pad", False) \
+                and not (self.tflite and self._tflite_average(node)):
             raise _Refuse("average pool excluding padding from the count (count_include_pad=0)")
         return self._avg_pool(node, kernel, tuple(node.attrs.get("stride", kernel)), padding)
 
     def _lower_global_avg_pool(self, node: Node) -> Step:
         h, w, _ = fmap_shape(self.tensor(node.inputs[0]).shape)
-        step = self._avg_pool(node, (h, w), (1, 1), (0, 0, 0, 0))   # checks the window vs max_kernel
+        step = self._avg_pool(node, (h, w), (1, 1), (0, 0, 0, 0), mean=True)   # checks the window vs max_kernel
         step.params["global"] = True
         return step
 
@@ -703,24 +773,31 @@ class Legalizer:
         sb, zb = _per_tensor(tb.quant, "input b")
         s_out, _ = _per_tensor(out_q, "the output")
         lo, hi = _clamp(node, out_q)
-        bits = self._bits(dtype)
+        bits = 32 if self.tflite else self._bits(dtype)     # TFLite's add/sub/mul rescale int32 values
         params: dict[str, Any] = dict(op=node.op, a_zp=za, b_zp=zb, b_mode=b_mode, dtype=dtype)
-        if node.op == "mul":
-            params["requant"] = _requant(np.array([sa * sb]), out_q, lo, hi, bits)
+        where = _where(node)
+        if node.op == "mul" and self.tflite:     # TFLite's Prepare: sa * sb / s_out in float32
+            params["requant"] = _requant(np.array([_f32_ratio(sa * np.float32(sb), s_out)]), _unit_scale(out_q),
+                                         lo, hi, bits, where)
+        elif node.op == "mul":
+            params["requant"] = _requant(np.array([sa * sb]), out_q, lo, hi, bits, where)
         else:
             # TFLite's add: both inputs on the scale 2 * max(sa, sb) / 2**left_shift. 20 bits for
             # int8; int16 needs fewer: the input multipliers are <= 0.5 (shift >= 31), so TOSA's
             # apply_scale_32 takes |(x - zp) << left_shift| < 2**30 -- 14 bits for a 16-bit span
+            # (TFLite's int16 kernels use 15, their inputs having zero point 0)
             span = max(self._input_span(dtype, za), self._input_span(dtype, zb))
             left_shift = min(ADD_LEFT_SHIFT, 30 - span.bit_length())
+            if self.tflite and dtype == "int16" and span <= 1 << 15:
+                left_shift = 15
             twice_max = 2.0 * max(sa, sb)
             params["left_shift"] = left_shift
-            params["a_multiplier"], params["a_shift"] = _multiplier(sa / twice_max, 32)
-            params["b_multiplier"], params["b_shift"] = _multiplier(sb / twice_max, 32)
+            params["a_multiplier"], params["a_shift"] = _multiplier(sa / twice_max, 32, where)
+            params["b_multiplier"], params["b_shift"] = _multiplier(sb / twice_max, 32, where)
             # each rescaled input is at most half of span << left_shift (+ rounding): the sum fits int32
             bound = (span << left_shift) + 2
-            params["requant"] = self._requant_bounded(np.array([twice_max / (1 << left_shift)]), out_q, lo, hi,
-                                                      dtype, bound)
+            params["requant"] = self._requant_bounded(node, np.array([twice_max / (1 << left_shift)]), out_q, lo,
+                                                      hi, dtype, bound, tflite_bits=32)
         consts = {}
         if tb.is_constant:
             consts["b"] = np.asarray(tb.data).astype(dtype).reshape(-1)
@@ -748,14 +825,16 @@ class Legalizer:
             raise _Refuse(f"{node.op} on {in_q.dtype} -> {out_q.dtype} (the LUT unit has 256 int8 entries)")
         s_in, z_in = _per_tensor(in_q, "the input")
         s_out, z_out = _per_tensor(out_q, "the output")
+        lo, hi = _clamp(node, out_q)
+        if self.tflite and node.op in _TFLITE_TABLES:
+            table = _TFLITE_TABLES[node.op](node, s_in, z_in, s_out, z_out, lo, hi)
+            return Step(node.name, node.op, "lut", [x], [out], params=dict(table=table, dtype="int8"))
         q = np.arange(-128, 128, dtype=np.int64)
         real = ((q - z_in).astype(np.float32) * np.float32(s_in)).astype(np.float32)
         y = _float_function(node, real).astype(np.float32)
-        table = np.rint(y / np.float32(s_out)) + z_out
-        lo, hi = _clamp(node, out_q)
-        table = np.clip(table, lo, hi).astype(np.int64)
+        values = np.clip(np.rint(y / np.float32(s_out)) + z_out, lo, hi).astype(np.int64)
         return Step(node.name, node.op, "lut", [x], [out],
-                    params=dict(table=tuple(int(v) for v in table), dtype="int8"))
+                    params=dict(table=tuple(int(v) for v in values), dtype="int8"))
 
     _lower_sigmoid = _lut
     _lower_tanh = _lut
@@ -770,13 +849,24 @@ class Legalizer:
         s_out, z_out = _per_tensor(out_q, "the output")
         lo, hi = _clamp(node, out_q)
         if lo_real is not None and lo_real > -math.inf:      # a bound of -inf/inf clamps nothing
-            lo = max(lo, int(np.clip(np.rint(lo_real / s_out) + z_out, *dtype_range(out_q.dtype))))
+            lo = max(lo, int(np.clip(self._quantized_bound(lo_real, s_out) + z_out, *dtype_range(out_q.dtype))))
         if hi_real is not None and hi_real < math.inf:
-            hi = min(hi, int(np.clip(np.rint(hi_real / s_out) + z_out, *dtype_range(out_q.dtype))))
-        req = self._requant_bounded(np.array([s_in]), out_q, lo, hi, in_q.dtype,
-                                    self._input_span(in_q.dtype, z_in))
+            hi = min(hi, int(np.clip(self._quantized_bound(hi_real, s_out) + z_out, *dtype_range(out_q.dtype))))
+        if self.tflite and node.op in ("relu", "clip"):    # TFLite's ReluPrepare: s_in / s_out in float32
+            req = _requant(np.array([_f32_ratio(s_in, s_out)]), _unit_scale(out_q), lo, hi, 32, _where(node))
+        else:
+            req = self._requant_bounded(node, np.array([s_in]), out_q, lo, hi, in_q.dtype,
+                                        self._input_span(in_q.dtype, z_in), tflite_bits=32)
         return Step(node.name, node.op, "rescale", [x], [out],
                     params=dict(ifm_zp=z_in, requant=req, dtype=in_q.dtype, out_dtype=out_q.dtype))
+
+    def _quantized_bound(self, real: float, scale: float) -> int:
+        """An activation bound on the output's integer grid: TFLite's ``roundf(bound / scale)`` in
+        float32, half away from zero; round half to even otherwise (as onnxruntime quantises)."""
+        if self.tflite:
+            ratio = np.float32(real) / np.float32(scale)
+            return int(np.trunc(ratio) + np.copysign(abs(ratio - np.trunc(ratio)) >= 0.5, ratio))
+        return int(np.rint(real / scale))
 
     def _lower_rescale(self, node: Node) -> Step:
         return self._rescale(node)
@@ -794,10 +884,49 @@ class Legalizer:
                 and np.array_equal(np.atleast_1d(in_q.zero_point), np.atleast_1d(out_q.zero_point)))
         if not same or in_q.dtype != out_q.dtype:
             raise _Refuse("resize that also changes the quantisation")
-        scale = tuple(int(s) for s in node.attrs.get("scale", (2, 2)))
         if len(sample_shape(self.tensor(x).shape)) != 3:
             raise _Refuse("resize of a non-image tensor")
-        return Step(node.name, node.op, "resize", [x], [out], params=dict(scale=scale, dtype=in_q.dtype))
+        mode = str(node.attrs.get("mode", "nearest"))
+        if mode not in ("nearest", "bilinear"):
+            raise _Refuse(f"{mode} resize (the NPU resizes nearest or bilinear)")
+        align, half = bool(node.attrs.get("align_corners", False)), bool(node.attrs.get("half_pixel_centers", False))
+        (h, w, _), (oh, ow, _) = fmap_shape(self.tensor(x).shape), fmap_shape(self.tensor(out).shape)
+        params: dict[str, Any] = dict(dtype=in_q.dtype, scale=tuple(int(s) for s in node.attrs.get("scale", (2, 2))))
+        if mode == "bilinear" or align or oh % h or ow % w:
+            # TFLite's coordinate rules to an output size (integer factors need none of them)
+            params.update(mode=mode, size=(oh, ow), align_corners=align, half_pixel_centers=half)
+        else:
+            params["scale"] = (oh // h, ow // w)
+        return Step(node.name, node.op, "resize", [x], [out], params=params)
+
+    def _lower_softmax(self, node: Node) -> Step:
+        """TFLite's int8 softmax over the last axis: one SOFTMAX instruction whose exp table comes
+        from TFLite's own fixed-point algorithm. TFLite's output (scale 1/256, zero point -128) is
+        its exact int8 stage; any other output quantisation (onnxruntime writes 1/255) requantises
+        the probability in units of 2**-16."""
+        x, out, in_q, out_q = self._unary_io(node)
+        if in_q.dtype != "int8":
+            raise _Refuse(f"softmax on {in_q.dtype} input (the NPU's softmax is TFLite's int8 one)")
+        s_in, _ = _per_tensor(in_q, "the input")
+        s_out, z_out = _per_tensor(out_q, "the output")
+        requant = None
+        if out_q.dtype != "int8" or z_out != -128 or abs(s_out - 1 / 256) > 0.001 / 256:
+            lo, hi = _clamp(node, out_q)
+            requant = _requant(np.array([2.0 ** -16]), out_q, lo, hi, 32, _where(node))
+        rank = len(self.tensor(x).shape)
+        axis = int(node.attrs.get("axis", -1)) % rank
+        if axis != rank - 1:
+            raise _Refuse(f"softmax over axis {axis} of a rank-{rank} tensor: {self.target.name}'s SOFTMAX "
+                          "normalises the last (channel) axis")
+        channels = fmap_shape(self.tensor(x).shape)[2]
+        if channels > 4096:
+            raise _Refuse(f"softmax over {channels} values (its Q12.19 sum of exponentials holds 4096)")
+        try:
+            table = tflite_tables.softmax_exp_table(float(node.attrs.get("beta", 1.0)), s_in)
+        except ValueError as exc:
+            raise _Refuse(str(exc)) from None
+        return Step(node.name, node.op, "softmax", [x], [out],
+                    params=dict(exp_table=table, requant=requant, dtype="int8"))
 
     def _lower_concat(self, node: Node) -> list[Step]:
         out = node.outputs[0]
@@ -816,8 +945,8 @@ class Legalizer:
             in_dtype = self._check_dtype(name, node)
             s_in, z_in = _per_tensor(self.quant(name, node), f"input '{name}'")
             lo, hi = dtype_range(out_q.dtype)
-            req = self._requant_bounded(np.array([s_in]), out_q, lo, hi, in_dtype,
-                                        self._input_span(in_dtype, z_in))
+            req = self._requant_bounded(node, np.array([s_in]), out_q, lo, hi, in_dtype,
+                                        self._input_span(in_dtype, z_in), tflite_bits=32)
             channels = fmap_shape(t.shape)[2]
             # each operand is rescaled straight into its channel slice of the output buffer
             parts.append(Step(node.name, node.op, "rescale", [name], [out],
@@ -858,7 +987,8 @@ _HINTS: list[tuple[str, str]] = [
      "(pytest_npu.compress.quantize or onnxruntime's quantize_static), so every activation has a fixed scale"),
     (r"has no NPU form|no table for|is not in \S+ instruction set \(no NPU instruction",
      "nothing on this target: no NPU instruction computes {op}; replace it in the model (or accept the host cost)"),
-    (r"needs (\w+), which is not in", "a target whose [isa] operations list '{g1}'"),
+    (r"needs ([\w/]+), which (?:is|are) not in", "a target whose [isa] operations list '{g1}'"),
+    (r"normalises the last \(channel\) axis", "a softmax over the channel (last) axis of the activation"),
     (r"is not in \S+ instruction set", "a target whose [isa] operations list '{op}'"),
     (r"(\w+) (\d+) exceeds \S+ max_\w+ (\d+)", "a {g1} of at most {g3} in the model, or a target with a "
      "larger max_{g1}"),
@@ -893,6 +1023,23 @@ def move_hint(node: Node, reason: str, target: Target) -> str:
             return text.format(source=source, op=node.op if node.op != "float_op" else source,
                                target=target.name, **{k: v or "" for k, v in groups.items()})
     return "see docs/guide/limits.md for what the NPU runs"
+
+
+def _tflite_hard_swish(node: Node, s_in: float, z_in: int, s_out: float, z_out: int, lo: int, hi: int):
+    try:
+        return tflite_tables.hard_swish_lut(s_in, z_in, s_out, z_out, lo, hi)
+    except ValueError as exc:
+        raise _Refuse(str(exc)) from None
+
+
+# Activations whose TFLite int8 kernel is a table of its own algorithm (npu.isa.Lut reproduces it).
+_TFLITE_TABLES = {
+    "sigmoid": lambda node, s_in, z_in, s_out, z_out, lo, hi: tflite_tables.float_lut(
+        tflite_tables.sigmoid32, s_in, z_in, s_out, z_out, lo, hi),
+    "tanh": lambda node, s_in, z_in, s_out, z_out, lo, hi: tflite_tables.float_lut(
+        tflite_tables.tanh32, s_in, z_in, s_out, z_out, lo, hi),
+    "hardswish": _tflite_hard_swish,
+}
 
 
 def _float_function(node: Node, x: np.ndarray) -> np.ndarray:

@@ -78,11 +78,14 @@ class Geometry:
         self.out_shape = out_shape
         p = step.params
         kind = step.kind
+        # a resize to a given size maps rows non-linearly (and bilinear reads two): it keeps every row;
+        # a softmax normalises whole channel rows: it never splits channels
+        sized = kind == "resize" and bool(p.get("size"))
         self.row_tiling = kind in ("conv2d", "depthwise_conv2d", "pool", "elementwise", "lut", "rescale",
-                                   "resize") and not p.get("global")
+                                   "resize", "softmax") and not p.get("global") and not sized
         self.chan_tiling = kind in ("conv2d", "depthwise_conv2d", "pool", "elementwise", "lut", "rescale",
                                     "resize", "fully_connected")
-        self.row_step = p["scale"][0] if kind == "resize" else 1
+        self.row_step = p["scale"][0] if kind == "resize" and not sized else 1
         # a grouped conv tiles output channels in whole groups (each reads only its inputs)
         self.groups = int(p.get("groups", 1)) if kind == "conv2d" else 1
         self.chan_step = out_shape[2] // self.groups if self.groups > 1 else 1
@@ -110,6 +113,8 @@ class Geometry:
         if kind == "pool":       # global
             return Region((0, h), chans)
         if kind == "resize":
+            if p.get("size"):
+                return Region((0, h), chans)
             sy = p["scale"][0]
             return Region((rows[0] // sy, -(-rows[1] // sy)), chans)
         if kind in ("fully_connected", "matmul", "transpose"):

@@ -49,14 +49,16 @@ OPS: dict[str, tuple[str, ...]] = {
     "matmul": (),                                           # inputs: a (..,M,K), b (..,K,N) activations
     "add": (), "sub": (), "mul": (), "min": (), "max": (),  # broadcasting binary ops
     "max_pool": ("kernel", "stride", "padding"),
-    "avg_pool": ("kernel", "stride", "padding", "count_include_pad"),
-    "global_avg_pool": (),
+    "avg_pool": ("kernel", "stride", "padding", "count_include_pad"),   # TFLite AVERAGE_POOL_2D: this,
+    #   count_include_pad False (even with a whole-input window: its rounding is not MEAN's)
+    "global_avg_pool": (),                                  # TFLite MEAN over H, W; ONNX GlobalAveragePool
     "reshape": ("shape",),                                  # pure re-indexing in IR (row-major) order
     "transpose": ("perm",),
     "concat": ("axis",),
     "pad": ("pads", "value"),                               # pads per axis: ((lo, hi), ...)
-    "resize": ("scale",),                                   # nearest, integer (sy, sx)
-    "softmax": ("axis",),
+    "resize": ("scale",),                                   # nearest, integer (sy, sx); optional mode
+    #   ("nearest" | "bilinear"), align_corners, half_pixel_centers: TFLite's rules to the output's size
+    "softmax": ("axis",),                                   # optional beta (TFLite's SoftmaxOptions)
     "sigmoid": (), "tanh": (), "hardswish": (), "hardsigmoid": ("alpha", "beta"),
     "leaky_relu": ("alpha",), "gelu": (), "relu": (), "clip": ("min", "max"),
     "layernorm": ("axis", "epsilon"),                       # inputs: x, gamma, beta (float consts)

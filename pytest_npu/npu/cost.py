@@ -174,6 +174,15 @@ def instruction_cost(target: Target, ins: Instruction, handover: bool = True) ->
     if isinstance(ins, isa.Lut):
         elements = ins.ofm.size
         return _compute(target, ins, _ceil(elements, target.lut_width), 0, lut_lookups=elements)
+    if isinstance(ins, isa.Softmax):
+        # the element-wise sequence it stands for: each step is an instruction with its overhead
+        elements = ins.ofm.size
+        rows = elements // max(ins.ofm.shape[-1], 1)
+        ops = isa.Softmax.FULL_PASSES * elements + isa.Softmax.ROW_STEPS * rows
+        steps = isa.Softmax.FULL_PASSES + isa.Softmax.ROW_STEPS
+        cycles = (_ceil(ops, target.elementwise_width) + _ceil(elements, target.lut_width)
+                  + (steps - 1) * target.overhead_cycles)
+        return _compute(target, ins, cycles, 0, elementwise_ops=ops, lut_lookups=elements)
     if isinstance(ins, isa.HostOp):
         from . import host  # local: host imports onnxruntime lazily, keep cost importable alone
 

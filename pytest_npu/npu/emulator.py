@@ -18,6 +18,7 @@ import contextlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,7 @@ from .isa import (
     Requant,
     Rescale,
     Resize,
+    Softmax,
     dtype_range,
 )
 from .program import Program, check_program, format_operand, operand_span, where
@@ -68,10 +70,12 @@ def _check_target(index: int, ins: Instruction, target: Target) -> None:
             raise _fault(index, ins, None, "unsupported",
                          f"host fallback op {ins.op!r} but target {target.name} has fallback="
                          f"{target.fallback!r}; run it on a target with fallback = \"host\"")
-    elif not target.supports(ins.operation):
-        raise _fault(index, ins, None, "unsupported",
-                     f"operation {ins.operation!r} is not in target {target.name}'s instruction set "
-                     f"({', '.join(sorted(target.operations))}); recompile for this target")
+    else:
+        missing = [op for op in ins.required_operations() if not target.supports(op)]
+        if missing:
+            raise _fault(index, ins, None, "unsupported",
+                         f"operation {'/'.join(missing)!r} is not in target {target.name}'s instruction set "
+                         f"({', '.join(sorted(target.operations))}); recompile for this target")
     engine = ins.engine()
     if engine.startswith("dma") and not 0 <= getattr(ins, "channel", 0) < target.dma_channels:
         raise _fault(index, ins, "channel", "unsupported",
@@ -201,6 +205,10 @@ def _check_shapes(index: int, ins: Instruction) -> None:
                f"{ins.stride}, padding {ins.padding}; got {list(ins.ofm.shape)}")
         if ins.kind == "avg":
             _check_requant(index, ins, ins.requant, ins.ofm, c)
+        expect(not ins.divide or (ins.kind == "avg" and ins.requant is not None
+                                  and ins.requant.ofm_zp == ins.ifm_zp), "divide",
+               "divide=True is TFLite's average pool: kind 'avg', with a requant whose ofm_zp equals ifm_zp "
+               "(its clamp bounds the output)")
     elif isinstance(ins, Elementwise):
         expect(ins.op in ("add", "sub", "mul", "min", "max"), "op", f"op {ins.op!r}; use add, sub, mul, min, max")
         expect(ins.a.shape == ins.ofm.shape, "ofm", f"ofm {list(ins.ofm.shape)} must equal a {list(ins.a.shape)}")
@@ -219,9 +227,19 @@ def _check_shapes(index: int, ins: Instruction) -> None:
         _check_requant(index, ins, ins.requant, ins.ofm, ins.ofm.shape[-1] if ins.ofm.shape else 1)
     elif isinstance(ins, Resize):
         expect(len(ins.ifm.shape) == 3 and min(ins.scale) >= 1, "ifm", "resize ifm must be (H, W, C), scale >= 1")
+        expect(ins.mode in ("nearest", "bilinear") and len(ins.size) in (0, 2), "mode",
+               f"resize mode {ins.mode!r} with size {ins.size}: use nearest/bilinear and () or (OH, OW)")
+        expect(ins.ifm.dtype == ins.ofm.dtype, "ofm", "resize keeps the dtype")
         h, w, c = ins.ifm.shape
-        want = (h * ins.scale[0], w * ins.scale[1], c)
+        want = (*ins.size, c) if ins.size else (h * ins.scale[0], w * ins.scale[1], c)
         expect(ins.ofm.shape == want, "ofm", f"ofm must be {list(want)}, got {list(ins.ofm.shape)}")
+    elif isinstance(ins, Softmax):
+        expect(ins.ifm.shape == ins.ofm.shape, "ofm", f"ofm {list(ins.ofm.shape)} must equal ifm {list(ins.ifm.shape)}")
+        expect(ins.ifm.dtype == "int8" and (ins.ofm.dtype == "int8" or ins.requant is not None), "ifm",
+               "SOFTMAX maps int8 to int8 (TFLite's output), or to any integer dtype through a requant")
+        if ins.requant is not None:
+            _check_requant(index, ins, ins.requant, ins.ofm, 1)
+        expect(len(ins.exp_table) == 256, "exp_table", f"exp_table has {len(ins.exp_table)} entries; need 256")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -518,7 +536,8 @@ def _requantiser(requant: Requant | None, ofm: Operand, rounding: str) -> Callab
             return result
         return raw
     return kernels.Requantizer(np.asarray(requant.multiplier, np.int64), np.asarray(requant.shift, np.int64),
-                               ofm_zp=requant.ofm_zp, lo=requant.lo, hi=requant.hi, rounding=rounding,
+                               ofm_zp=requant.ofm_zp, lo=requant.lo, hi=requant.hi,
+                               rounding=requant.rule or rounding,
                                out_dtype=ofm.dtype, channels=ofm.shape[-1] if ofm.shape else 1)
 
 
@@ -607,7 +626,14 @@ def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str
         return mm
     if isinstance(ins, Pool):
         ifm, ofm = view(ins.ifm), view(ins.ofm)
-        kw = dict(kind=ins.kind, kernel=ins.kernel, stride=ins.stride, padding=ins.padding, ifm_zp=ins.ifm_zp)
+        kw: dict[str, Any] = dict(kind=ins.kind, kernel=ins.kernel, stride=ins.stride, padding=ins.padding,
+                                  ifm_zp=ins.ifm_zp)
+        if ins.divide and ins.requant is not None:       # checked: divide needs the clamp's requant
+            lo, hi = ins.requant.lo, ins.requant.hi
+
+            def average() -> None:   # isa.Pool divide: TFLite's rounded average, then the clamp
+                ofm[...] = np.clip(kernels.pool(ifm, divide=True, **kw), lo, hi)
+            return average
         if ins.kind == "avg":
             requant = _requantiser(ins.requant, ins.ofm, rounding)
 
@@ -628,8 +654,9 @@ def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str
         if ins.b.shape != ins.a.shape:   # (C,) or (1,) per sample: broadcast over the other axes
             b = np.broadcast_to(b.reshape(b.shape[0], *([1] * (len(ins.a.shape) - 1)), b.shape[-1]), a.shape)
         requant = _requantiser(ins.requant, ins.ofm, rounding)
+        input_rule = (ins.requant.rule if ins.requant is not None else "") or rounding
         kw = dict(op=ins.op, a_zp=ins.a_zp, b_zp=ins.b_zp, a_multiplier=ins.a_multiplier, a_shift=ins.a_shift,
-                  b_multiplier=ins.b_multiplier, b_shift=ins.b_shift, rounding=rounding,
+                  b_multiplier=ins.b_multiplier, b_shift=ins.b_shift, rounding=input_rule,
                   left_shift=ins.left_shift)
 
         def ew() -> None:
@@ -651,10 +678,25 @@ def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str
         return rescale
     if isinstance(ins, Resize):
         ifm, ofm = view(ins.ifm), view(ins.ofm)
+        geometry: dict[str, Any] = dict(mode=ins.mode, size=ins.size, scale=ins.scale,
+                                        align_corners=ins.align_corners, half_pixel_centers=ins.half_pixel_centers)
 
         def resize() -> None:
-            ofm[...] = kernels.resize_nearest(ifm, ins.scale)
+            ofm[...] = kernels.resize(ifm, **geometry)
         return resize
+    if isinstance(ins, Softmax):
+        ifm, ofm = view(ins.ifm), view(ins.ofm)
+        exp_table = np.asarray(ins.exp_table, np.int64)
+        if ins.requant is not None:
+            requant = _requantiser(ins.requant, ins.ofm, rounding)
+
+            def softmax_requantised() -> None:
+                ofm[...] = requant(kernels.softmax(ifm, exp_table, probability=True))
+            return softmax_requantised
+
+        def softmax() -> None:
+            ofm[...] = kernels.softmax(ifm, exp_table)
+        return softmax
     if isinstance(ins, HostOp):
         ins_views = [view(o) for o in ins.inputs]
         out_views = [view(o) for o in ins.outputs]

@@ -10,14 +10,23 @@ Conventions shared by all instructions
 * ``deps`` lists indices of earlier instructions that must finish before this one starts; the
   emulator never reorders around them, and faults on a hazard the deps do not cover.
 * ``layer`` names the graph node the instruction implements (per-layer reports group by it).
-* Requantisation (:class:`Requant`) is TOSA RESCALE with ``scale32=True``:
-  ``v = acc``; ``r = apply_scale_32(v, multiplier[c], shift[c], double_round)``;
-  ``out = clamp(r + ofm_zp, lo, hi)`` where ``apply_scale_32`` is
-  ``round = 1 << (shift - 1)``; with double rounding and ``shift > 31``,
-  ``round += 1 << 30`` if ``v >= 0`` else ``round -= 1 << 30``; ``(v * multiplier + round) >> shift``
-  (64-bit product, arithmetic shift). SINGLE_ROUND is round-half-up; DOUBLE_ROUND equals TFLite's
-  default gemmlowp path. The target's ``rounding`` picks the mode; ``lo``/``hi`` implement fused
-  ReLU/ReLU6/Clip and the output dtype's saturation.
+* Requantisation (:class:`Requant`) maps an accumulator to the output dtype:
+  ``out = clamp(scale(acc) + ofm_zp, lo, hi)`` where ``scale`` follows the Requant's ``rule``
+  (:data:`REQUANT_RULES`; "" = the target's default, :data:`DEFAULT_RULE`):
+
+  - ``single`` / ``double``: TOSA RESCALE ``apply_scale_32(v, multiplier[c], shift[c])`` =
+    ``(v * multiplier + round) >> shift`` (64-bit product, arithmetic shift) with
+    ``round = 1 << (shift - 1)``, and for ``double`` with ``shift > 31`` also
+    ``round += 1 << 30`` if ``v >= 0`` else ``round -= 1 << 30``. 15-bit multipliers (int16
+    activations, 48-bit accumulators) select ``apply_scale_16`` (single rounding). ``double``
+    equals TFLite's ``MultiplyByQuantizedMultiplier`` (gemmlowp's doubling high multiply, then a
+    rounding divide by a power of two) for every int32 accumulator: ``npu.fixedpoint`` computes
+    the latter, and ``tests/npu`` checks the two against each other and against LiteRT.
+  - ``float``: LiteRT's reference fully-connected: ``multiplier`` is the 53-bit mantissa of the
+    real scale (``scale = multiplier * 2**-shift`` exactly, an IEEE double); ``v * scale`` is
+    rounded to double precision, then to an integer half away from zero (C ``round``).
+
+  ``lo``/``hi`` implement fused ReLU/ReLU6/Clip and the output dtype's saturation.
 """
 
 from __future__ import annotations
@@ -33,6 +42,14 @@ DTYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int
 FLOAT_DTYPES = frozenset({"float32"})
 INTEGER_DTYPES = tuple(d for d in DTYPES if d not in FLOAT_DTYPES)
 MEMORIES = ("dram", "sram")
+
+# A target's ``rounding`` (the default rule of its requantisations) and the rules a Requant can
+# carry; "tflite" reproduces LiteRT's reference kernels op by op: the compiler picks each
+# instruction's rule and parameters (double rounding for most, float for fully-connected layers,
+# TFLite's own average pool, softmax and activation tables).
+ROUNDINGS = ("single", "double", "tflite")
+REQUANT_RULES = ("single", "double", "float")
+DEFAULT_RULE = {"single": "single", "double": "double", "tflite": "double"}
 
 # Names a target lists under [isa].operations. Instructions map to them via ``operation``.
 OPERATIONS = frozenset({
@@ -99,13 +116,15 @@ class Operand:
 
 @dataclass(frozen=True)
 class Requant:
-    """Per-channel (len C) or per-tensor (len 1) TOSA RESCALE parameters plus output clamp."""
+    """Per-channel (len C) or per-tensor (len 1) scale parameters, output clamp and the rounding
+    ``rule`` (see the module docstring; "" = the target's ``rounding``)."""
 
     multiplier: tuple[int, ...]
     shift: tuple[int, ...]
     ofm_zp: int
     lo: int
     hi: int
+    rule: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,6 +138,10 @@ class Instruction:
     def operation(self) -> str:
         """The name checked against the target's supported operations."""
         return self.opcode.lower()
+
+    def required_operations(self) -> tuple[str, ...]:
+        """Every target operation the instruction needs (one, except for composite ones)."""
+        return (self.operation,)
 
     def operands(self) -> dict[str, Operand]:
         """Named input operands followed by outputs, for bounds and hazard checks."""
@@ -285,6 +308,11 @@ class Pool(Instruction):
     ``kind="avg"``: ``acc = sum (ifm - ifm_zp)`` over the window (padding counts as zero point,
     i.e. count_include_pad), then ``ofm = requant(acc)`` where the multiplier already contains
     ``1 / (KH*KW)`` and the scale ratio.
+    ``kind="avg"`` with ``divide=True`` (TFLite's AVERAGE_POOL_2D; input and output share scale
+    and zero point): ``acc = sum ifm`` of the raw integers over the window's positions inside the
+    ifm, ``n`` their count (padding is excluded), ``q = (acc + n//2) / n`` if ``acc > 0`` else
+    ``(acc - n//2) / n`` (C division, truncating: round half away from zero), ``ofm =
+    clamp(q, requant.lo, requant.hi)``; the requant's multiplier and shift are unused.
     """
 
     ifm: Operand
@@ -298,6 +326,7 @@ class Pool(Instruction):
     core: int = 0
     deps: tuple[int, ...] = ()
     layer: str = ""
+    divide: bool = False
     opcode: ClassVar[str] = "POOL"
     unit: ClassVar[str] = "elementwise"
 
@@ -311,8 +340,9 @@ class Elementwise(Instruction):
     """Quantised binary op, TFLite/TOSA style, ``op`` in add|sub|mul|min|max.
 
     b broadcasts if its shape is (1,) or (C,) against a (..., C). For add/sub/min/max:
-    ``a' = apply_scale_32((a - a_zp) << left_shift, a_multiplier, a_shift)`` and likewise b', then
-    ``acc = a' op b'``. For mul: ``acc = (a - a_zp) * (b - b_zp)`` (a/b multipliers unused).
+    ``a' = scale((a - a_zp) << left_shift, a_multiplier, a_shift)`` and likewise b', then
+    ``acc = a' op b'``, where ``scale`` is apply_scale_32 with the rounding of ``requant.rule``
+    (TFLite's add: double, i.e. ``MultiplyByQuantizedMultiplierSmallerThanOneExp``). For mul: ``acc = (a - a_zp) * (b - b_zp)`` (a/b multipliers unused).
     Finally ``ofm = requant(acc)`` (per-tensor). ``left_shift`` is 20 for int8 (TFLite's add) and
     at most 15 for int16, so ``(x - zp) << left_shift`` stays inside int32 as apply_scale_32 requires.
     """
@@ -376,7 +406,22 @@ class Rescale(Instruction):
 
 @dataclass(frozen=True)
 class Resize(Instruction):
-    """Nearest-neighbour upsampling by integer factors: ``ofm[y, x, c] = ifm[y // sy, x // sx, c]``."""
+    """Resize (H, W, C) -> (OH, OW, C), input and output sharing quantisation parameters.
+
+    ``mode="nearest"`` with ``size == ()``: upsampling by integer factors,
+    ``ofm[y, x, c] = ifm[y // sy, x // sx, c]`` (``scale = (sy, sx)``).
+    Otherwise ``size = (OH, OW)`` with TFLite's coordinate rules, per axis of input size ``I`` and
+    output size ``O``: ``ratio = (I - 1) / (O - 1)`` if ``align_corners`` and ``O > 1`` else ``I / O``
+    (float32).
+    ``mode="nearest"``: ``src = min(round(o * ratio) if align_corners else floor((o + h) * ratio), I - 1)``
+    with ``h = 0.5`` if ``half_pixel_centers`` else 0 (then also ``max(src, 0)``); round is half
+    away from zero.
+    ``mode="bilinear"`` (TFLite's integer kernel, 10-bit fixed point): ``s10 = (1024 * I + O // 2) // O``
+    (``(1024 * (I-1) + (O-1) // 2) // (O-1)`` with align_corners); ``p = o * s10`` (``+ s10 // 2 - 512``
+    with half_pixel_centers); ``i0 = max(p // 1024, 0)``, ``i1 = min((p + 1023) // 1024, I - 1)``
+    (C division); the four taps weighted ``(1024 - (p - 1024 * i0))`` / ``(p - 1024 * i0)`` per axis sum
+    to ``v20``; ``ofm = (v20 + 2**19) / 2**20`` if ``v20 > 0`` else ``(v20 - 2**19) / 2**20`` (C division).
+    """
 
     ifm: Operand
     ofm: Operand
@@ -384,8 +429,56 @@ class Resize(Instruction):
     core: int = 0
     deps: tuple[int, ...] = ()
     layer: str = ""
+    mode: str = "nearest"
+    size: tuple[int, ...] = ()
+    align_corners: bool = False
+    half_pixel_centers: bool = False
     opcode: ClassVar[str] = "RESIZE"
     unit: ClassVar[str] = "elementwise"
+
+
+@dataclass(frozen=True)
+class Softmax(Instruction):
+    """TFLite's int8 softmax over the last axis of ``ifm`` (rows of C values) -> int8 ``ofm``.
+
+    ``exp_table`` holds 256 Q0.31 values: ``exp_table[255 + d]`` for ``d = x - max(row)`` in
+    [-255, 0] (0 where ``d < diff_min``). Per row: ``sum = sum_c RoundingDivideByPOT(e_c, 12)``
+    (Q12.19, int32), ``(r, n) = GetReciprocal(sum, 12)`` (gemmlowp Newton-Raphson, Q0.31 and
+    the bits over unit), ``ofm_c = clamp(RoundingDivideByPOT(SRDHM(r, e_c), n + 23) - 128)``, and
+    ``-128`` where ``d < diff_min`` (``npu.fixedpoint``). The compiler fills the table from
+    the layer's beta and input scale exactly as TFLite's ``PreprocessSoftmaxScaling`` and
+    ``exp_on_negative_values`` do, so every output equals LiteRT's reference kernel.
+    With a ``requant`` the output stage is TFLite's int16 one without its offset,
+    ``p_c = RoundingDivideByPOT(SRDHM(r, e_c), n + 15)`` (probability in units of 2**-16), then
+    ``ofm = requant(p)``: any int8/int16 output quantisation (onnxruntime writes scale 1/255).
+
+    One instruction stands for the sequence an Ethos-U runs (row max, subtract, exp LUT with
+    32-bit entries, row sum, count-leading-zeros and Newton-Raphson reciprocal in element-wise
+    steps, multiply, shift): it needs the target's ``lut``, ``max``, ``sub``, ``add`` and ``mul``.
+    """
+
+    ifm: Operand
+    ofm: Operand
+    exp_table: tuple[int, ...] = ()
+    requant: Requant | None = None
+    core: int = 0
+    deps: tuple[int, ...] = ()
+    layer: str = ""
+    opcode: ClassVar[str] = "SOFTMAX"
+    unit: ClassVar[str] = "elementwise"
+    STEPS: ClassVar[tuple[str, ...]] = ("max", "sub", "lut", "add", "mul")
+    # the shape of that sequence, for the cost model (an estimate of Vela's int8 softmax graph):
+    # passes over every element (row max, subtract + exp lookup, row sum, scale and shift) and
+    # per-row steps (count leading zeros, shifts, three Newton-Raphson iterations of four ops)
+    FULL_PASSES: ClassVar[int] = 4
+    ROW_STEPS: ClassVar[int] = 22
+
+    @property
+    def operation(self) -> str:
+        return "lut"
+
+    def required_operations(self) -> tuple[str, ...]:
+        return self.STEPS
 
 
 @dataclass(frozen=True)
@@ -425,5 +518,5 @@ class HostOp(Instruction):
 
 INSTRUCTIONS: dict[str, type[Instruction]] = {
     cls.opcode: cls for cls in (DmaIn, DmaOut, Conv2D, DepthwiseConv2D, FullyConnected, MatMul,
-                                Pool, Elementwise, Lut, Rescale, Resize, HostOp)
+                                Pool, Elementwise, Lut, Rescale, Resize, Softmax, HostOp)
 }

@@ -22,11 +22,13 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from pytest_npu.errors import EmulatorFault
-from pytest_npu.npu.isa import DTYPES, INTEGER_DTYPES, dtype_range
+from pytest_npu.npu import fixedpoint
+from pytest_npu.npu.isa import DEFAULT_RULE, DTYPES, INTEGER_DTYPES, REQUANT_RULES, dtype_range
 
 __all__ = [
     "conv2d", "depthwise_conv2d", "fully_connected", "matmul", "pool", "rescale",
-    "elementwise", "lut", "resize_nearest", "apply_scale", "Requantizer", "prepare_mac",
+    "elementwise", "lut", "resize", "resize_nearest", "softmax", "apply_scale", "Requantizer",
+    "prepare_mac", "rule_of",
 ]
 
 _FEATURE_DTYPES = (np.int8, np.uint8, np.int16)
@@ -34,7 +36,15 @@ _F32_EXACT = 1 << 24          # every integer of magnitude <= 2**24 is a float32
 _F64_EXACT = 1 << 53          # ... <= 2**53 is a float64
 _MIN_F32_CHUNK = 256          # below this many products per chunk, float64 (2x slower) is cheaper
 _ELEMENTWISE_LEFT_SHIFT = 20  # isa.Elementwise: inputs are scaled by 2**20 before their rescale
-_ROUNDINGS = ("single", "double")
+
+
+def rule_of(rounding: str) -> str:
+    """A requantisation rule (isa.REQUANT_RULES) from a rule or a target's ``rounding``."""
+    rule = DEFAULT_RULE.get(rounding, rounding)
+    if rule not in REQUANT_RULES:
+        raise EmulatorFault(f"rounding={rounding!r}; use one of {sorted(set(REQUANT_RULES) | set(DEFAULT_RULE))}",
+                            operand="rounding", kind="requant")
+    return rule
 
 
 # ----------------------------------------------------------------------------- validation helpers
@@ -471,11 +481,13 @@ def _all_padding_windows(size: int, pad_lo: int, kernel: int, stride: int, out: 
     return np.flatnonzero((starts + kernel <= 0) | (starts >= size))
 
 
-def pool(ifm, *, kind, kernel, stride, padding=(0, 0, 0, 0), ifm_zp=0) -> np.ndarray:
+def pool(ifm, *, kind, kernel, stride, padding=(0, 0, 0, 0), ifm_zp=0, divide: bool = False) -> np.ndarray:
     """POOL accumulator over (N,H,W,C) windows -> int64 (N,OH,OW,C).
 
     max: max of the raw integers, padding ignored (a window of padding only is a fault);
-    avg: sum of (x - ifm_zp), padding counting as the zero point (count_include_pad).
+    avg: sum of (x - ifm_zp), padding counting as the zero point (count_include_pad);
+    avg with ``divide``: TFLite's average, the raw sum over the window's positions inside the
+    input divided by their count, rounded half away from zero (the final value, not an accumulator).
     """
     ifm = _int_array(ifm, "ifm")
     _check_ndim(ifm, 4, "ifm", "(N, H, W, C)")
@@ -483,6 +495,8 @@ def pool(ifm, *, kind, kernel, stride, padding=(0, 0, 0, 0), ifm_zp=0) -> np.nda
         raise EmulatorFault(f"pool kind={kind!r}; use 'max' or 'avg'", operand="kind", kind="shape")
     kernel, stride, dilation, padding, out_hw = _geometry(ifm, kernel, stride, (1, 1), padding)
     ifm_zp = int(ifm_zp)
+    if kind == "avg" and divide:
+        return _tflite_average(ifm, kernel, stride, padding, out_hw)
     if kind == "avg":
         padded = _pad_centred(ifm, ifm_zp, padding, np.int64)
         acc = np.zeros((ifm.shape[0], *out_hw, ifm.shape[3]), np.int64)
@@ -510,6 +524,23 @@ def pool(ifm, *, kind, kernel, stride, padding=(0, 0, 0, 0), ifm_zp=0) -> np.nda
     return result.astype(np.int64)
 
 
+def _tflite_average(ifm: np.ndarray, kernel, stride, padding, out_hw) -> np.ndarray:
+    """TFLite reference AveragePool: ``(sum +/- n/2) / n`` with C division over the in-bounds taps."""
+    padded = _pad_centred(ifm, 0, padding, np.int64)
+    acc = np.zeros((ifm.shape[0], *out_hw, ifm.shape[3]), np.int64)
+    for _, _, tap in _taps(padded, kernel, stride, (1, 1), out_hw):
+        acc += tap
+    inside = _pad_centred(np.ones((1, *ifm.shape[1:3], 1), np.int8), 0, padding, np.int64)
+    count = np.zeros((1, *out_hw, 1), np.int64)
+    for _, _, tap in _taps(inside, kernel, stride, (1, 1), out_hw):
+        count += tap
+    if int(count.min()) == 0:
+        raise EmulatorFault(f"average pool output sees only padding (kernel {kernel}, stride {stride}, padding "
+                            f"{padding}, input {ifm.shape[1:3]}); reduce the padding", operand="ifm", kind="shape")
+    half = count // 2
+    return np.where(acc > 0, (acc + half) // count, -((half - acc) // count))
+
+
 # ----------------------------------------------------------------------------- requantisation
 
 def _per_channel(values, name: str, channels: int) -> np.ndarray:
@@ -520,15 +551,21 @@ def _per_channel(values, name: str, channels: int) -> np.ndarray:
     return arr
 
 
-def apply_scale(value: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, *, double_round: bool,
-                scale32: bool, operand: str = "acc") -> np.ndarray:
+def apply_scale(value: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, *, double_round: bool = False,
+                scale32: bool, operand: str = "acc", rule: str = "") -> np.ndarray:
     """TOSA apply_scale_32 / apply_scale_16 on int64 arrays (multiplier/shift broadcast on the last axis).
 
     ``(v * m + round) >> s`` with ``round = 2**(s-1)`` (+/- 2**30 for double rounding when s > 31,
     scale32 only). The REQUIREs are enforced: scale32 needs v in int32 and in
     [-2**(s-1), 2**(s-1)), which also keeps ``v * m`` (m < 2**31) inside int64; scale16 takes int48
     values (m < 2**15, so the product stays below 2**62) and its result must fit int32.
+    ``rule`` ("single", "double", "float"; "" = by ``double_round``) overrides the mode; "float"
+    is :func:`_apply_float_scale`.
     """
+    rule = rule or ("double" if double_round else "single")
+    if rule == "float":
+        return _apply_float_scale(value, multiplier, shift, operand)
+    double_round = rule == "double"
     if multiplier.size and (int(multiplier.min()) < 0 or int(multiplier.max()) >= (1 << (31 if scale32 else 15))):
         raise EmulatorFault(f"requant multiplier {multiplier.tolist()} outside [0, 2**{31 if scale32 else 15})",
                             operand="multiplier", kind="requant")
@@ -557,6 +594,25 @@ def apply_scale(value: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, *,
         raise EmulatorFault(f"apply_scale_16 result leaves int32 (max |r| {int(np.abs(result).max())})",
                             operand=operand, kind="overflow")
     return result
+
+
+def _apply_float_scale(value: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, operand: str) -> np.ndarray:
+    """The ``float`` rule: ``round(double(v) * double(multiplier * 2**-shift))``, C ``round``
+    (half away from zero). numpy's float64 multiply is the same IEEE operation as C's, and the
+    scale is rebuilt exactly from its 53-bit mantissa; the rounding avoids ``floor(x + 0.5)``,
+    which is wrong just below one half."""
+    if multiplier.size and (int(multiplier.min()) < 0 or int(multiplier.max()) >= (1 << 53)):
+        raise EmulatorFault(f"float requant multiplier {multiplier.tolist()} outside [0, 2**53)",
+                            operand="multiplier", kind="requant")
+    if value.size and int(np.abs(value).max()) >= (1 << 53):
+        raise EmulatorFault(f"{operand} magnitude {int(np.abs(value).max())} is not exact in double precision",
+                            operand=operand, kind="overflow")
+    product = value.astype(np.float64) * np.ldexp(multiplier.astype(np.float64), -shift)
+    whole = np.trunc(product)
+    rounded = whole + np.copysign(np.abs(product - whole) >= 0.5, product)
+    if rounded.size and np.abs(rounded).max() >= 2.0 ** 62:
+        raise EmulatorFault(f"{operand} scaled by the float requant leaves int64", operand=operand, kind="overflow")
+    return rounded.astype(np.int64)
 
 
 def rescale(acc, multiplier, shift, *, ofm_zp, lo, hi, rounding="single", out_dtype="int8",
@@ -591,9 +647,7 @@ class Requantizer:
 
     def __init__(self, multiplier, shift, *, ofm_zp, lo, hi, rounding="single", out_dtype="int8",
                  scale32: bool | None = None, channels: int = 1):
-        if rounding not in _ROUNDINGS:
-            raise EmulatorFault(f"rounding={rounding!r}; the target must say 'single' or 'double'",
-                                operand="rounding", kind="requant")
+        self.rule = rule_of(rounding)
         if out_dtype not in INTEGER_DTYPES:
             raise EmulatorFault(f"out_dtype={out_dtype!r}; use one of {sorted(INTEGER_DTYPES)}", operand="ofm",
                                 kind="dtype")
@@ -606,11 +660,11 @@ class Requantizer:
         if not type_lo <= self.lo <= self.hi <= type_hi:
             raise EmulatorFault(f"requant clamp [{self.lo}, {self.hi}] must lie inside {out_dtype} "
                                 f"[{type_lo}, {type_hi}] with lo <= hi", operand="requant", kind="requant")
-        self.scale32, self.double = bool(scale32), rounding == "double"
+        self.scale32, self.double = bool(scale32), self.rule == "double"
         self.ofm_zp, self.out_dtype = int(ofm_zp), DTYPES[out_dtype]
         # apply_scale's own checks, once: an empty probe raises exactly what a call would
         apply_scale(np.zeros((0, self.multiplier.size), np.int64), self.multiplier, self.shift,
-                    double_round=self.double, scale32=self.scale32)
+                    rule=self.rule, scale32=self.scale32)
         m_max = int(self.multiplier.max()) if self.multiplier.size else 0
         s_min = int(self.shift.min()) if self.shift.size else 2
         s_max = int(self.shift.max()) if self.shift.size else 2
@@ -623,6 +677,8 @@ class Requantizer:
                 limit = -1
         else:
             limit = min(limit, (1 << 47) - 1, (((1 << 31) - 1) << s_min) // max(m_max, 1))
+        if self.rule == "float":
+            limit = -1                       # its own double-precision product: always the exact path
         self.float_peak = limit
         self.scale = np.ldexp(self.multiplier.astype(np.float64), -self.shift)
         self.offset = np.full(self.multiplier.shape, 0.5 + self.ofm_zp)
@@ -673,7 +729,7 @@ class Requantizer:
         value = value.astype(np.int64) if value.dtype.kind == "f" else value.astype(np.int64, copy=False)
         if bias is not None:
             value = value + bias
-        scaled = apply_scale(value, self.multiplier, self.shift, double_round=self.double, scale32=self.scale32)
+        scaled = apply_scale(value, self.multiplier, self.shift, rule=self.rule, scale32=self.scale32)
         result = np.clip(scaled + self.ofm_zp, self.lo, self.hi).astype(self.out_dtype)
         if out is None:
             return result
@@ -709,8 +765,9 @@ def elementwise(a, b, *, op, a_zp=0, b_zp=0, a_multiplier=1 << 30, a_shift=30, b
     if op not in ("add", "sub", "mul", "min", "max"):
         raise EmulatorFault(f"elementwise op={op!r}; use add, sub, mul, min or max", operand="op",
                             kind="shape")
-    if rounding not in _ROUNDINGS:
-        raise EmulatorFault(f"rounding={rounding!r}; the target must say 'single' or 'double'",
+    rule = rule_of(rounding)
+    if rule == "float":
+        raise EmulatorFault("element-wise inputs are rescaled with single or double rounding, not 'float'",
                             operand="rounding", kind="requant")
     a_c = a.astype(np.int64) - int(a_zp)
     b_c = b.astype(np.int64) - int(b_zp)
@@ -719,11 +776,10 @@ def elementwise(a, b, *, op, a_zp=0, b_zp=0, a_multiplier=1 << 30, a_shift=30, b
     if not 0 <= int(left_shift) <= 30:
         raise EmulatorFault(f"elementwise left_shift={left_shift}; it must be in 0..30", operand="left_shift",
                             kind="requant")
-    double = rounding == "double"
     a_s = apply_scale(a_c << int(left_shift), np.array([a_multiplier], np.int64),
-                      np.array([a_shift], np.int64), double_round=double, scale32=True, operand="a")
+                      np.array([a_shift], np.int64), rule=rule, scale32=True, operand="a")
     b_s = apply_scale(b_c << int(left_shift), np.array([b_multiplier], np.int64),
-                      np.array([b_shift], np.int64), double_round=double, scale32=True, operand="b")
+                      np.array([b_shift], np.int64), rule=rule, scale32=True, operand="b")
     combine = {"add": np.add, "sub": np.subtract, "min": np.minimum, "max": np.maximum}[op]
     return np.asarray(combine(a_s, b_s), np.int64)
 
@@ -744,3 +800,93 @@ def resize_nearest(ifm, scale) -> np.ndarray:
     _check_ndim(ifm, 4, "ifm", "(N, H, W, C)")
     sy, sx = _pair(scale, "scale", 1)
     return np.repeat(np.repeat(ifm, sy, axis=1), sx, axis=2)
+
+
+def _nearest_index(in_size: int, out_size: int, align_corners: bool, half_pixel_centers: bool) -> np.ndarray:
+    """TFLite ``GetNearestNeighbor`` for every output coordinate, in float32 as TFLite computes it."""
+    f32 = np.float32
+    if align_corners and out_size > 1:
+        ratio = f32(in_size - 1) / f32(out_size - 1)
+    else:
+        ratio = f32(in_size) / f32(out_size)
+    position = (np.arange(out_size, dtype=f32) + f32(0.5 if half_pixel_centers else 0.0)) * ratio
+    if align_corners:      # TfLiteRound: half away from zero (positions are >= 0)
+        index = np.trunc(position) + (position - np.trunc(position) >= f32(0.5))
+    else:
+        index = np.floor(position)
+    index = np.minimum(index.astype(np.int64), in_size - 1)
+    return np.maximum(index, 0) if half_pixel_centers else index
+
+
+def _bilinear_axis(in_size: int, out_size: int, align_corners: bool, half_pixel_centers: bool):
+    """TFLite ``ComputeInterpolationValuesInteger`` per output coordinate: (lower, upper, weight of
+    upper) with 10 fractional bits."""
+    if align_corners and out_size > 1:
+        scale = ((1 << 10) * (in_size - 1) + (out_size - 1) // 2) // (out_size - 1)
+    else:
+        scale = ((1 << 10) * in_size + out_size // 2) // out_size
+    o = np.arange(out_size, dtype=np.int64)
+    position = o * scale + (scale // 2 - (1 << 9) if half_pixel_centers else 0)
+    lower = np.maximum(_trunc_div(position, 1 << 10), 0)
+    upper = np.minimum(_trunc_div(position + (1 << 10) - 1, 1 << 10), in_size - 1)
+    return lower, upper, position - (1 << 10) * lower
+
+
+def _trunc_div(a: np.ndarray, b: int) -> np.ndarray:
+    return np.where(a >= 0, a // b, -((-a) // b))
+
+
+def resize(ifm, *, mode: str = "nearest", size=(), scale=(2, 2), align_corners: bool = False,
+           half_pixel_centers: bool = False) -> np.ndarray:
+    """isa.Resize on (N,H,W,C): integer-factor nearest (``size == ()``), or TFLite's nearest and
+    integer bilinear to ``size = (OH, OW)``; same dtype in and out."""
+    ifm = _int_array(ifm, "ifm")
+    _check_ndim(ifm, 4, "ifm", "(N, H, W, C)")
+    if not size:
+        if mode != "nearest":
+            raise EmulatorFault(f"resize mode {mode!r} needs an output size", operand="size", kind="shape")
+        return resize_nearest(ifm, scale)
+    out_h, out_w = _pair(size, "size", 1)
+    _, h, w, _ = ifm.shape
+    if mode == "nearest":
+        rows = _nearest_index(h, out_h, align_corners, half_pixel_centers)
+        cols = _nearest_index(w, out_w, align_corners, half_pixel_centers)
+        return ifm[:, rows][:, :, cols]
+    if mode != "bilinear":
+        raise EmulatorFault(f"resize mode {mode!r}; use 'nearest' or 'bilinear'", operand="mode", kind="shape")
+    y0, y1, fy = _bilinear_axis(h, out_h, align_corners, half_pixel_centers)
+    x0, x1, fx = _bilinear_axis(w, out_w, align_corners, half_pixel_centers)
+    x = ifm.astype(np.int64)
+    wy0, wy1 = ((1 << 10) - fy)[None, :, None, None], fy[None, :, None, None]
+    wx0, wx1 = ((1 << 10) - fx)[None, None, :, None], fx[None, None, :, None]
+    top, bottom = x[:, y0], x[:, y1]
+    v20 = (top[:, :, x0] * wy0 * wx0 + bottom[:, :, x0] * wy1 * wx0
+           + top[:, :, x1] * wy0 * wx1 + bottom[:, :, x1] * wy1 * wx1)
+    half = 1 << 19
+    out = np.where(v20 > 0, _trunc_div(v20 + half, 1 << 20), _trunc_div(v20 - half, 1 << 20))
+    return out.astype(ifm.dtype)
+
+
+def softmax(ifm, exp_table, *, probability: bool = False) -> np.ndarray:
+    """isa.Softmax: TFLite's int8 reference softmax over the last axis, from the 256-entry Q0.31
+    exp table of the differences to the row maximum; int8 output (scale 1/256, zero point -128),
+    or with ``probability`` the int64 probabilities in units of 2**-16 (TFLite's int16 output
+    stage before its offset), for a requant to any output quantisation."""
+    ifm = _int_array(ifm, "ifm", (np.int8,))
+    table = np.asarray(exp_table, np.int64)
+    if table.shape != (256,) or (table.size and (int(table.min()) < 0 or int(table.max()) > fixedpoint.INT32_MAX)):
+        raise EmulatorFault(f"softmax exp table must be 256 Q0.31 values in [0, 2**31), got shape {table.shape}",
+                            operand="exp_table", kind="shape")
+    x = ifm.astype(np.int64)
+    diff = x - x.max(axis=-1, keepdims=True)
+    exps = table[diff + 255]
+    total = fixedpoint.rdbpot(exps, 12).sum(axis=-1, keepdims=True)      # Q12.19 accumulator
+    if total.size and int(total.max()) > fixedpoint.INT32_MAX:
+        raise EmulatorFault(f"softmax sum of exponentials {int(total.max())} overflows its int32 Q12.19 "
+                            f"accumulator (rows of {ifm.shape[-1]} values); split the row", operand="ifm",
+                            kind="overflow")
+    reciprocal, bits_over_unit = fixedpoint.get_reciprocal(total, 12)
+    scaled = fixedpoint.srdhm(reciprocal, exps)
+    if probability:
+        return fixedpoint.rdbpot(scaled, bits_over_unit + 31 - 16)
+    return np.clip(fixedpoint.rdbpot(scaled, bits_over_unit + 31 - 8) - 128, -128, 127).astype(np.int8)

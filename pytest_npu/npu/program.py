@@ -1,11 +1,11 @@
 """An NPU Program: instructions, memory map and constants image, with a versioned file format.
 
-The ``.npuprog`` file format (version 1)
+The ``.npuprog`` file format (version 2)
 ----------------------------------------
 A zip archive (stored, not pickled, so a file from an untrusted source is only data) holding:
 
 ``program.json``
-    ``{"format": "pytest-npu-program", "version": 1, "target": NAME, "target_hash": HASH,
+    ``{"format": "pytest-npu-program", "version": 2, "target": NAME, "target_hash": HASH,
     "inputs": [...], "outputs": [...], "constants_offset": INT, "constants_bytes": INT,
     "constants_sha256": HEX, "tensors": [TENSOR...], "instructions": [INSTR...], "metadata": {...}}``
 
@@ -13,7 +13,7 @@ A zip archive (stored, not pickled, so a file from an untrusted source is only d
       ``input | output | constant | intermediate``.
     * ``INSTR`` = ``{"opcode": "CONV2D", <every dataclass field of the instruction>}``; an operand
       is ``{"mem", "offset", "shape", "dtype", "strides", "name"}``, a requant is
-      ``{"multiplier", "shift", "ofm_zp", "lo", "hi"}``; tuples are JSON lists.
+      ``{"multiplier", "shift", "ofm_zp", "lo", "hi", "rule"}``; tuples are JSON lists.
     * Free-form values (``HostOp.attrs``, ``metadata``) keep their Python types exactly: a tuple
       is ``{"__tuple__": [...]}``, a numpy array ``{"__ndarray__": [...], "dtype", "shape"}``.
 
@@ -22,7 +22,8 @@ A zip archive (stored, not pickled, so a file from an untrusted source is only d
 
 A reader refuses (``ProgramError`` naming the file) an unknown format name or version, a corrupt
 zip, a missing member, a constants image whose size or sha256 differs from the header, and an
-unknown opcode or field. Version 1 is the only version; a change to the layout bumps it.
+unknown opcode or field. Version 2 (a requant's rounding ``rule``, POOL ``divide``, RESIZE
+geometry, SOFTMAX) is the only version read; a change to the layout bumps it.
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import EmulatorFault, ProgramError
-from .isa import DTYPES, INSTRUCTIONS, MEMORIES, HostOp, Instruction, Operand, Requant
+from .isa import DTYPES, INSTRUCTIONS, MEMORIES, REQUANT_RULES, HostOp, Instruction, Operand, Requant
 
 FORMAT_NAME = "pytest-npu-program"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 TENSOR_KINDS = ("input", "output", "constant", "intermediate")
 ALIGNMENT = 16  # bytes; every tensor the builder places starts on this boundary
 
@@ -173,7 +174,7 @@ def layer_of(ins: Instruction) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # assembly
-_SKIP_ATTRS = {"deps", "layer", "core", "channel", "table", "attrs", "reason", "inputs", "outputs", "op"}
+_SKIP_ATTRS = {"deps", "layer", "core", "channel", "table", "exp_table", "attrs", "reason", "inputs", "outputs", "op"}
 
 
 def _dims(values) -> str:
@@ -200,13 +201,14 @@ def format_instruction(index: int, ins: Instruction) -> str:
         if f.name == "requant" and isinstance(value, Requant):
             m = value.multiplier
             shown = f"{m[0]}" if len(m) == 1 else f"{m[0]}..x{len(m)}"
+            rule = f",rule={value.rule}" if value.rule else ""
             attrs.append(f"requant(m={shown},s={value.shift[0]}{'' if len(m) == 1 else '..'},"
-                         f"zp={value.ofm_zp},clamp=[{value.lo},{value.hi}])")
+                         f"zp={value.ofm_zp},clamp=[{value.lo},{value.hi}]{rule})")
         elif value is not None and value != f.default:
             attrs.append(f"{f.name}={value}")
         elif f.name in ("kind", "op") and isinstance(value, str):
             attrs.append(f"{f.name}={value}")
-    table = getattr(ins, "table", None)
+    table = getattr(ins, "table", None) or getattr(ins, "exp_table", None)
     if table:
         attrs.append(f"table[{len(table)}]")
     deps = f" deps={list(deps_of(ins))}" if deps_of(ins) else ""
@@ -361,7 +363,7 @@ def _instruction_to_dict(ins: Instruction, index: int, path: Path) -> dict:
         elif isinstance(value, Requant):
             out[f.name] = {"multiplier": [int(m) for m in value.multiplier],
                            "shift": [int(s) for s in value.shift], "ofm_zp": int(value.ofm_zp),
-                           "lo": int(value.lo), "hi": int(value.hi)}
+                           "lo": int(value.lo), "hi": int(value.hi), "rule": value.rule}
         elif isinstance(value, tuple) and value and isinstance(value[0], Operand):
             out[f.name] = [_operand_to_dict(v) for v in value]
         elif f.name == "attrs":
@@ -436,10 +438,12 @@ def _operand_from_dict(d: Any, where: str) -> Operand:
 def _requant_from_dict(d: Any, where: str) -> Requant | None:
     if d is None:
         return None
-    if not isinstance(d, dict) or set(d) != {"multiplier", "shift", "ofm_zp", "lo", "hi"}:
-        raise ProgramError(f"{where}: a requant needs the keys multiplier, shift, ofm_zp, lo, hi; got {d!r}")
+    if not isinstance(d, dict) or set(d) != {"multiplier", "shift", "ofm_zp", "lo", "hi", "rule"}:
+        raise ProgramError(f"{where}: a requant needs the keys multiplier, shift, ofm_zp, lo, hi, rule; got {d!r}")
+    if d["rule"] not in ("", *REQUANT_RULES):
+        raise ProgramError(f"{where}: requant rule {d['rule']!r} is not one of {list(REQUANT_RULES)} (or \"\")")
     return Requant(_int_tuple(d["multiplier"], where), _int_tuple(d["shift"], where),
-                   _int(d["ofm_zp"], where), _int(d["lo"], where), _int(d["hi"], where))
+                   _int(d["ofm_zp"], where), _int(d["lo"], where), _int(d["hi"], where), d["rule"])
 
 
 def _instruction_from_dict(d: Any, index: int, path: Path) -> Instruction:
@@ -476,6 +480,10 @@ def _instruction_from_dict(d: Any, index: int, path: Path) -> Instruction:
             values[name] = _decode_free(value)
         elif kind == "int":
             values[name] = _int(value, where)
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise ProgramError(f"{where}: expected true or false, got {value!r}")
+            values[name] = value
         elif kind == "str":
             if not isinstance(value, str):
                 raise ProgramError(f"{where}: expected a string, got {value!r}")

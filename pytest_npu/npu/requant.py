@@ -5,6 +5,14 @@ The scheme is TFLite's ``QuantizeMultiplier`` / Vela's ``quantise_scale``: write
 ``q * 2**exp`` with ``q`` in [0.5, 1) (frexp), round ``q * 2**31`` half away from zero into a
 31-bit mantissa (15-bit for ``bits=16``, TOSA apply_scale_16 for int16 activations), and
 ``shift = 31 - exp`` (``15 - exp``) so that ``scale ~= multiplier * 2**-shift``.
+
+A scale too small for any shift (``shift > 62``, e.g. a pruned channel whose all-zero weights got
+a per-channel scale of 1e-10) gets multiplier 0, as TFLite's ``QuantizeMultiplier`` gives it:
+``|acc * multiplier| < 2**62`` then rounds to 0 under every rounding rule, so the channel's
+output is the zero point (plus nothing: its accumulator is its bias times that tiny scale),
+which is also what a float reference computes. Only scales too *large* to represent are errors.
+With ``rule="float"`` (LiteRT's reference fully-connected) the multiplier is the 53-bit
+mantissa of the real scale in double precision, ``scale == multiplier * 2**-shift`` exactly.
 """
 
 from __future__ import annotations
@@ -16,9 +24,10 @@ import numpy as np
 from pytest_npu.errors import CompileError
 from pytest_npu.npu.isa import INTEGER_DTYPES, Requant, dtype_range
 
-__all__ = ["quantize_multiplier", "quantize_multipliers", "requant_for", "SHIFT_RANGE"]
+__all__ = ["quantize_multiplier", "quantize_multipliers", "requant_for", "SHIFT_RANGE", "tflite_int16_multipliers"]
 
 SHIFT_RANGE = (2, 62)   # TOSA apply_scale_32/16 REQUIRE 2 <= shift <= 62
+_ZERO_SHIFT = SHIFT_RANGE[1]   # stored with a zero multiplier: the widest accumulator range TOSA allows
 
 
 def _mantissa_bits(bits: int) -> int:
@@ -48,27 +57,27 @@ def quantize_multiplier(real_scale: float, bits: int = 32, *, where: str = "") -
     A zero scale (e.g. an all-zero, pruned weight channel) maps to multiplier 0, which requantises
     everything to the output zero point. ``where`` names the layer/channel in error messages.
     """
-    mantissa_bits = _mantissa_bits(bits)
+    _mantissa_bits(bits)          # an unsupported width is refused before the scale is looked at
     scale = float(real_scale)
     place = f" for {where}" if where else ""
     if not math.isfinite(scale) or scale < 0:
         raise CompileError(f"requantisation scale {real_scale!r}{place} must be finite and >= 0; "
                            f"check the layer's quantisation scales (a zero or NaN output scale?)")
-    if scale == 0.0:
-        return 0, mantissa_bits
-    fraction, exponent = math.frexp(scale)             # scale = fraction * 2**exponent, fraction in [0.5, 1)
-    multiplier = math.floor(fraction * (1 << mantissa_bits) + 0.5)   # exact: a power-of-two product
-    if multiplier == 1 << mantissa_bits:               # rounded up to 2**31: renormalise
-        multiplier //= 2
-        exponent += 1
-    shift = mantissa_bits - exponent
-    if not SHIFT_RANGE[0] <= shift <= SHIFT_RANGE[1]:
-        raise _shift_error(scale, shift, where)
-    return int(multiplier), int(shift)
+    multipliers, shifts = quantize_multipliers([scale], bits, where=where, _scalar=True)
+    return multipliers[0], shifts[0]
 
 
-def quantize_multipliers(scales, bits: int = 32, *, where: str = "") -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Vectorised :func:`quantize_multiplier` over per-channel scales -> tuples for ``isa.Requant``."""
+def quantize_multipliers(scales, bits: int = 32, *, where: str = "", rule: str = "", tflite: bool = False,
+                         _scalar: bool = False) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Vectorised :func:`quantize_multiplier` over per-channel scales -> tuples for ``isa.Requant``.
+
+    ``rule="float"``: 53-bit mantissas (the scale exactly). ``tflite=True`` with ``bits=16``:
+    TFLite's int16 path, whose 15-bit multiplier is the 31-bit one rounded again
+    (:func:`tflite_int16_multipliers`), not the scale rounded once."""
+    if rule == "float":
+        return _float_multipliers(scales, where)
+    if tflite and bits == 16:
+        return tflite_int16_multipliers(*quantize_multipliers(scales, 32, where=where))
     mantissa_bits = _mantissa_bits(bits)
     arr = np.atleast_1d(np.asarray(scales, dtype=np.float64))
     if arr.ndim != 1:
@@ -85,23 +94,48 @@ def quantize_multipliers(scales, bits: int = 32, *, where: str = "") -> tuple[tu
     carry = multiplier == (1 << mantissa_bits)
     multiplier = np.where(carry, multiplier // 2, multiplier)
     shift = mantissa_bits - (exponent.astype(np.int64) + carry)
-    zero = arr == 0
-    shift = np.where(zero, mantissa_bits, shift)
-    outside = (shift < SHIFT_RANGE[0]) | (shift > SHIFT_RANGE[1])
-    if outside.any():
-        index = int(np.flatnonzero(outside)[0])
+    negligible = (arr == 0) | (shift > SHIFT_RANGE[1])     # rounds to 0 whatever the accumulator
+    multiplier = np.where(negligible, 0, multiplier)
+    shift = np.where(negligible, _ZERO_SHIFT, shift)
+    too_large = shift < SHIFT_RANGE[0]
+    if too_large.any():
+        index = int(np.flatnonzero(too_large)[0])
         raise _shift_error(float(arr[index]), int(shift[index]),
-                           f"channel {index}{_of(where)}")
+                           where if _scalar else f"channel {index}{_of(where)}")
     return tuple(int(m) for m in multiplier), tuple(int(s) for s in shift)
 
 
+def tflite_int16_multipliers(multipliers, shifts) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """TFLite's ``MultiplyByQuantizedMultiplier(int64_t x, ...)`` (int16 activations): the 31-bit
+    multiplier rounded to 15 bits, ``(m + 2**15) >> 16`` (0x7FFF from 0x7FFF0000 up), applied with
+    one rounding as TOSA apply_scale_16 with ``shift - 16``."""
+    m16 = tuple(0x7FFF if m >= 0x7FFF0000 else (m + (1 << 15)) >> 16 for m in multipliers)
+    s16 = tuple(_ZERO_SHIFT if m == 0 else s - 16 for m, s in zip(m16, shifts))
+    return m16, s16
+
+
+def _float_multipliers(scales, where: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    arr = np.atleast_1d(np.asarray(scales, dtype=np.float64))
+    bad = ~np.isfinite(arr) | (arr < 0)
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise CompileError(f"requantisation scale {arr[index]!r} at channel {index}{_of(where)} must be "
+                           f"finite and >= 0; check the layer's quantisation scales")
+    fraction, exponent = np.frexp(arr)
+    multiplier = [int(m) for m in np.ldexp(fraction, 53).astype(np.int64)]   # exact: 53 bits
+    shift = [0 if m == 0 else int(53 - e) for m, e in zip(multiplier, exponent)]
+    return tuple(multiplier), tuple(shift)
+
+
 def requant_for(acc_scale, out_scale, out_zp: int, out_dtype: str, clamp: tuple[int, int] | None = None,
-                bits: int = 32, *, where: str = "") -> Requant:
+                bits: int = 32, *, where: str = "", rule: str = "", tflite: bool = False) -> Requant:
     """The :class:`Requant` mapping an accumulator of real scale ``acc_scale`` (scalar or per
     channel, e.g. ``s_in * s_w``) to a tensor of ``out_scale`` / ``out_zp`` / ``out_dtype``.
 
     ``clamp`` is a fused activation's ``(lo, hi)`` in the output's quantised domain (as in
     ``ir.Graph``); it is intersected with the dtype's range, which saturation needs anyway.
+    ``rule`` is the :data:`isa.REQUANT_RULES` entry the instruction carries ("" = the target's);
+    ``tflite`` derives 15-bit multipliers the way TFLite does (see :func:`quantize_multipliers`).
     """
     if out_dtype not in INTEGER_DTYPES:
         raise CompileError(f"output dtype {out_dtype!r}{_of(where)} is not one of "
@@ -111,7 +145,7 @@ def requant_for(acc_scale, out_scale, out_zp: int, out_dtype: str, clamp: tuple[
         raise CompileError(f"output scale {out_scale!r}{_of(where)} must be one "
                            f"finite positive number (per-tensor output quantisation)")
     ratio = np.asarray(acc_scale, dtype=np.float64) / float(out_scale_arr.ravel()[0])
-    multipliers, shifts = quantize_multipliers(ratio, bits, where=where)
+    multipliers, shifts = quantize_multipliers(ratio, bits, where=where, rule=rule, tflite=tflite)
     lo, hi = dtype_range(out_dtype)
     zp = int(out_zp)
     if not lo <= zp <= hi:
@@ -124,4 +158,4 @@ def requant_for(acc_scale, out_scale, out_zp: int, out_dtype: str, clamp: tuple[
             raise CompileError(f"fused clamp {clamp!r}{_of(where)} does not "
                                f"intersect the {out_dtype} range; the activation bounds are inconsistent "
                                f"with the output quantisation")
-    return Requant(multiplier=multipliers, shift=shifts, ofm_zp=zp, lo=lo, hi=hi)
+    return Requant(multiplier=multipliers, shift=shifts, ofm_zp=zp, lo=lo, hi=hi, rule=rule)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TargetError
-from ..npu.isa import OPERATIONS
+from ..npu.isa import OPERATIONS, ROUNDINGS
 from .model import Energy, Limits, MacArray, Target
 
 if sys.version_info >= (3, 11):
@@ -43,7 +43,7 @@ else:  # pragma: no cover - exercised only on 3.10
 KIB = 1024
 MIB = 1024 * 1024
 ACTIVATION_DTYPES = ("int8", "int16")
-ROUNDING_MODES = ("single", "double")
+ROUNDING_MODES = ROUNDINGS   # single | double (TOSA RESCALE) | tflite (LiteRT reference kernels, op by op)
 FALLBACKS = ("host", "error")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 

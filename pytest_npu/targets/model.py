@@ -75,7 +75,7 @@ class Target:
     dram_latency_cycles: int
     dram_burst_bytes: int
     dma_channels: int
-    rounding: str                # "single" | "double" (TOSA RESCALE rounding mode)
+    rounding: str                # "single" | "double" (TOSA RESCALE) | "tflite" (LiteRT's reference kernels)
     operations: frozenset[str]   # instruction kinds the NPU executes, see npu.isa.OPERATIONS
     dtypes: frozenset[str]       # activation dtypes: "int8", "int16"
     limits: Limits

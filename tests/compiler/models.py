@@ -302,6 +302,8 @@ def qdq_model(name: str, activation: str = "int8"):
         "chain": lambda: Builder((1, 4, 10, 10), seed=3).conv(8).depthwise().conv(8, k=1, pad=0)
         .act("Sigmoid").pool("AveragePool", k=2, stride=2),
         "softmax": lambda: Builder((1, 3, 8, 8), seed=7).conv(4).flatten().fc(10).act("Softmax", axis=1),
+        # a softmax over image rows: no NPU instruction normalises that axis, so it runs on the host
+        "host_softmax": lambda: Builder((1, 3, 8, 8), seed=7).conv(4).act("Softmax", axis=2).flatten().fc(10),
     }
     b = builders[name]()
     return quantize(b.model(), b.input_shape, activation=activation), b.input_shape

@@ -115,14 +115,14 @@ def test_saved_program_runs_the_same(tmp_path):
 
 
 def test_cli_inspect_and_asm(tmp_path, capsys, monkeypatch):
-    q, _ = qdq_model("softmax")
+    q, _ = qdq_model("host_softmax")
     path = tmp_path / "softmax.onnx"
     onnx.save(q, path)
     monkeypatch.setenv("COLUMNS", "250")
     assert main(["inspect", str(path), "--target", "u55-128", "--batch", "2"]) == 0
     out = capsys.readouterr().out
     assert "run on the host (and what would move each to the NPU):" in out and "softmax" in out
-    assert "not in u55-128's instruction set" in out and "to move it: nothing on this target" in out
+    assert "u55-128's SOFTMAX normalises the last" in out and "to move it: a softmax over the channel" in out
     for column in ("layer", "MACs", "cycles", "DRAM B", "SRAM peak B", "energy nJ", "roofline %"):
         assert column in out
     assert "roofline" in out and "efficiency" in out

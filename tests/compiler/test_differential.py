@@ -94,10 +94,15 @@ def test_int8_activations_become_luts_matching_onnxruntime(act, target):
         assert diff.max() == 0      # the table is ORT's own float function, quantised the same way
 
 
-def test_int16_activations_match_onnxruntime():
+@pytest.mark.parametrize("target", ["edge-3core", "u55-256"])
+def test_int16_activations_match_onnxruntime(target):
+    """Within the criterion on both; exact equality with ORT's float requantisation on 85 % of
+    the outputs (measured; 95 % when these targets rounded half-up once): edge-3core's double
+    rounding, and u55-256's TFLite int16x8 path (int64 accumulator, 15-bit multiplier), differ
+    from it on near-ties."""
     q, shape = qdq_model("slice", "int16")
-    cm, ex, diff = _compare(q, shape, "u55-256")
-    assert np.mean(diff == 0) >= 0.95          # 31-bit multipliers wherever the accumulator fits int32
+    cm, ex, diff = _compare(q, shape, target)
+    assert np.mean(diff == 0) >= 0.8
     assert cm.graph.tensors[cm.program.inputs[0]].dtype == "int16"
     assert all(i.ifm.dtype == "int16" for i in cm.program.instructions if i.opcode == "CONV2D")
 

@@ -31,7 +31,7 @@ def test_dma_channels_are_used_round_robin():
 
 
 def test_host_fallback_is_reported_runs_and_matches_onnxruntime():
-    q, shape = qdq_model("softmax")
+    q, shape = qdq_model("host_softmax")
     cm = compiler.compile(q, "u55-256")
     (entry,) = cm.unsupported()
     layer, op, reason = entry
@@ -47,7 +47,7 @@ def test_host_fallback_is_reported_runs_and_matches_onnxruntime():
 
 
 def test_fallback_error_names_the_layer():
-    q, _ = qdq_model("softmax")
+    q, _ = qdq_model("host_softmax")
     with pytest.raises(CompileError, match=r"layer '.*' \(softmax\).*fallback"):
         compiler.compile(q, "u55-256", fallback="error")
 
@@ -86,7 +86,7 @@ def test_layer_outside_the_target_limits_goes_to_the_host_or_names_the_limit():
 
 
 def test_report_names_host_layers_with_reason_and_cost():
-    q, _ = qdq_model("softmax")
+    q, _ = qdq_model("host_softmax")
     cm = compiler.compile(q, "u55-256")
     text = cm.report()
     (layer, op, reason) = cm.unsupported()[0]
@@ -100,7 +100,7 @@ def test_fallback_override_allows_host_layers_on_an_error_target():
 
     from pytest_npu import targets
     strict = dataclasses.replace(targets.load("u55-256"), fallback="error")
-    q, shape = qdq_model("softmax")
+    q, shape = qdq_model("host_softmax")
     with pytest.raises(CompileError, match="fallback"):
         compiler.compile(q, strict)
     cm = compiler.compile(q, strict, fallback="host")

@@ -46,19 +46,30 @@ class Tolerance:
 
 
 STRICT = Tolerance(0.99, 2, "the differential criterion")
-_SINGLE = ("every layer is within 1 LSB of ORT given ORT's input (test_each_layer_...); TOSA round-half-up "
-           "vs ORT's half-to-even ties and float32 vs exact accumulation flip single LSBs that the seeded "
-           "(untrained, gain > 1) later layers amplify")
 _DOUBLE = ("double rounding (gemmlowp) differs from ORT by 1 LSB on ~0.1-11 % of each layer's outputs "
            "(all within 1 LSB per layer); the next layers amplify it")
+_TFLITE = ("TFLite's reference semantics (the Ethos-U targets' rounding = \"tflite\": double-rounding "
+           "MultiplyByQuantizedMultiplier, TFLite's MEAN for global pools) differ from ORT's float32 "
+           "requantisation on near-ties, within 1 LSB per layer (test_each_layer_...); the seeded "
+           "(untrained, gain > 1) later layers amplify them, as for edge-3core's double rounding")
 # Measured on test_data()[:8] (deterministic: seeded weights, built in float64 so every CPU gets the
 # same bytes, and seeded inputs); the figure in the comment is what ran when this table was written.
+# Before the Ethos-U targets followed TFLite (TOSA single rounding) resnet8 was 78/80 within 1 LSB
+# (max 3) on them and ds_cnn and mobilenet_v1 met the strict criterion; they now drift as
+# edge-3core does, and the dense autoencoder went from the criterion to bit-exact with ORT
+# (LiteRT's double-precision fully-connected rescale is ORT's float one).
 DRIFT = {
-    ("resnet8", "u55-128"): Tolerance(0.95, 3, f"9 layers: 78/80 within 1 LSB, max 3; {_SINGLE}"),
-    ("resnet8", "u55-256"): Tolerance(0.95, 3, f"9 layers: 78/80 within 1 LSB, max 3; {_SINGLE}"),
-    ("resnet8", "u65-512"): Tolerance(0.95, 3, f"9 layers: 78/80 within 1 LSB, max 3; {_SINGLE}"),
+    ("resnet8", "u55-128"): Tolerance(0.65, 5, f"9 layers: 56/80 within 1 LSB, max 4; {_TFLITE}"),
+    ("resnet8", "u55-256"): Tolerance(0.65, 5, f"9 layers: 56/80 within 1 LSB, max 4; {_TFLITE}"),
+    ("resnet8", "u65-512"): Tolerance(0.65, 5, f"9 layers: 56/80 within 1 LSB, max 4; {_TFLITE}"),
     ("resnet8", "edge-3core"): Tolerance(0.65, 5, f"10 layers (global pool on the NPU): 56/80 within 1 LSB, max 4; {_DOUBLE}"),
+    ("ds_cnn", "u55-128"): Tolerance(0.6, 6, f"9 layers: 64/96 within 1 LSB, max 5; {_TFLITE}"),
+    ("ds_cnn", "u55-256"): Tolerance(0.6, 6, f"9 layers: 64/96 within 1 LSB, max 5; {_TFLITE}"),
+    ("ds_cnn", "u65-512"): Tolerance(0.6, 6, f"9 layers: 64/96 within 1 LSB, max 5; {_TFLITE}"),
     ("ds_cnn", "edge-3core"): Tolerance(0.6, 6, f"9 layers: 64/96 within 1 LSB, max 5; {_DOUBLE}"),
+    ("mobilenet_v1", "u55-128"): Tolerance(0.0625, 60, f"28 layers: 2/16 within 1 LSB, max 54; {_TFLITE}"),
+    ("mobilenet_v1", "u55-256"): Tolerance(0.0625, 60, f"28 layers: 2/16 within 1 LSB, max 54; {_TFLITE}"),
+    ("mobilenet_v1", "u65-512"): Tolerance(0.0625, 60, f"28 layers: 2/16 within 1 LSB, max 54; {_TFLITE}"),
     ("mobilenet_v1", "edge-3core"): Tolerance(0.0625, 60, f"28 layers: 2/16 within 1 LSB, max 55; {_DOUBLE}"),
 }
 BROKEN: dict[tuple[str, str], str] = {}
@@ -254,8 +265,11 @@ def test_transformer_block_falls_back_to_host_and_uses_a_lut(target):
     host = cm.unsupported()
     assert sorted(op for _, op, _ in host) == ["layernorm", "layernorm", "matmul", "matmul", "softmax"]
     for _, op, reason in host:
-        if op in ("layernorm", "softmax"):
+        if op == "layernorm":
             assert reason == f"{op} is not in {target}'s instruction set (no NPU instruction computes it)"
+        elif op == "softmax":     # attention rows lie along W of the NCHW-as-NHWC activation
+            assert reason == (f"softmax over axis 2 of a rank-4 tensor: {target}'s SOFTMAX normalises the "
+                              "last (channel) axis")
         elif cm.target.supports("matmul"):      # activation x activation with a batch (head) axis
             assert reason == "batched matmul (the NPU multiplies 2-D operands)"
         else:

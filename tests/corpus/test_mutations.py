@@ -7,6 +7,7 @@ never a foreign exception, and never a result for a model onnxruntime finds inva
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from functools import cache
@@ -20,7 +21,15 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import pytest_npu
+from pytest_npu import targets
 from pytest_npu.errors import EmulatorFault, NpuError
+
+# u55-256 with TOSA single rounding: the 2-LSB comparison below is end to end, and the CNN's
+# softmax multiplies a 1-LSB difference in its logits by up to ~10; single rounding keeps the
+# logits within ties of ORT's float requantisation (max 1 LSB at the output over 200 inputs),
+# where the built-in u55-256's TFLite semantics (double rounding) reach 5 LSB on 5 % of inputs.
+# What this test checks is that mutated models give NPU errors or ORT's results, not a rounding.
+TARGET = dataclasses.replace(targets.load("u55-256"), rounding="single")
 
 EXAMPLES = int(os.environ.get("NPU_FUZZ_EXAMPLES", 150))
 
@@ -210,7 +219,7 @@ def test_mutated_models_give_npu_errors_or_onnxruntime_results(mutation):
     data = model.SerializeToString()
     feeds = _feeds(model, rng)
     try:
-        compiled = pytest_npu.compile(data, "u55-256")
+        compiled = pytest_npu.compile(data, TARGET)
         if feeds is None:
             return
         got = compiled.run(feeds).outputs

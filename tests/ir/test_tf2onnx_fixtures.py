@@ -1,6 +1,6 @@
 """Every tf2onnx export shipped under ``fixtures/tflite/`` (made from TFLite int8 models by the
-script there) compiles for u55-256 with no host layer but the softmax (u55-256 has no softmax
-instruction), and agrees with onnxruntime's QDQ execution within one LSB per layer: the int8
+script there) compiles for u55-256 with no host layer but, at most, the softmax (u55-256 runs
+TFLite's int8 softmax on the NPU), and agrees with onnxruntime's QDQ execution within one LSB per layer: the int8
 tensor each softmax reads is compared, and the softmax output against onnxruntime's softmax of the
 emulator's own logits (a 1-LSB logit difference moves a 1/256-step probability by more)."""
 

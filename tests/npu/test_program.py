@@ -83,7 +83,7 @@ def _first_conv(header):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (lambda h: h.update(version=FORMAT_VERSION + 1), "format version 2 is not supported"),
+    (lambda h: h.update(version=FORMAT_VERSION + 1), f"format version {FORMAT_VERSION + 1} is not supported"),
     (lambda h: h.update(format="something-else"), "not a pytest-npu-program header"),
     (lambda h: h["instructions"][0].update(opcode="FFT"), "instruction 0 has unknown opcode 'FFT'"),
     (lambda h: h["instructions"][1].update(bogus=1), "unknown fields \\['bogus'\\]"),

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pytest_npu.errors import CompileError
 from pytest_npu.npu import kernels
 from pytest_npu.npu.isa import Requant
-from pytest_npu.npu.requant import quantize_multiplier, quantize_multipliers, requant_for
+from pytest_npu.npu.requant import SHIFT_RANGE, quantize_multiplier, quantize_multipliers, requant_for
 
 # scales whose shift lies in TOSA's 2..62 for each multiplier width
 VALID = {32: st.floats(2.0 ** -32, 2.0 ** 28),
@@ -74,12 +74,30 @@ def test_exact_powers_of_two():
     assert quantize_multiplier(2.0 ** -32) == (1 << 30, 62)       # the smallest TOSA allows
 
 
-@pytest.mark.parametrize("scale, shift", [(2.0 ** -33, 63), (2.0 ** 29, 1)])
-def test_shift_outside_tosa_range_is_a_compile_error_naming_the_scale(scale, shift):
-    with pytest.raises(CompileError, match=f"{scale!r}.*shift {shift}.*2..62"):
-        quantize_multiplier(scale, where="conv1")
-    with pytest.raises(CompileError, match="channel 1 of conv1"):
-        quantize_multipliers([0.25, scale], where="conv1")
+@pytest.mark.parametrize("scale, shift", [(2.0 ** 29, 1), (1e12, -9)])
+def test_scale_too_large_is_a_compile_error_naming_the_layer(scale, shift):
+    with pytest.raises(CompileError, match=f"{scale!r} for layer 'conv1' needs shift {shift}.*2..62"):
+        quantize_multiplier(scale, where="layer 'conv1'")
+    with pytest.raises(CompileError, match="channel 1 of layer 'conv1'"):
+        quantize_multipliers([0.25, scale], where="layer 'conv1'")
+
+
+@pytest.mark.parametrize("bits, scale", [(32, 2.0 ** -33), (32, 2.29e-10), (32, 5e-324), (16, 2.0 ** -49),
+                                         (16, 1e-30)])
+def test_scale_too_small_for_any_shift_gets_multiplier_zero_like_tflite(scale, bits):
+    """A dead channel (all-zero weights, per-channel scale ~1e-10): TFLite's QuantizeMultiplier
+    gives multiplier 0, and that is exact -- |acc * m| < 2**62 rounds to 0 for any shift > 62
+    (for 15-bit multipliers and 48-bit accumulators the same bound holds below 2**-48)."""
+    multipliers, shifts = quantize_multipliers([0.25, scale], bits)
+    assert multipliers[1] == 0 and SHIFT_RANGE[0] <= shifts[1] <= SHIFT_RANGE[1]
+    acc = np.array([[1 << 20, (1 << 31) - 1], [-(1 << 20), -(1 << 31)]]) if bits == 32 else \
+        np.array([[1 << 20, (1 << 47) - 1], [-(1 << 20), -(1 << 47)]])
+    for rounding in ("single", "double"):
+        out = kernels.rescale(acc, multipliers, shifts, ofm_zp=3, lo=-128, hi=127, rounding=rounding,
+                              scale32=bits == 32)
+        assert out[:, 1].tolist() == [3, 3]
+        exact = np.round(acc[:, 1].astype(np.float64) * scale) + 3      # the float reference agrees
+        assert exact.tolist() == [3, 3]
 
 
 @pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf")])
@@ -144,3 +162,36 @@ def test_requant_for_rejects_bad_arguments(kwargs, message):
     with pytest.raises(CompileError, match=message) as info:
         requant_for(**args)
     assert "fc2" in str(info.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_tosa_double_rounding_is_tflites_multiply_by_quantized_multiplier(data):
+    """The ``double`` rule (TOSA apply_scale_32) equals gemmlowp's SRDHM + RoundingDivideByPOT
+    (npu.fixedpoint, TFLite's MultiplyByQuantizedMultiplier) on every int32 accumulator TOSA
+    accepts, near ties and at the range ends included; so a target whose rounding is "tflite"
+    can use it for every layer TFLite rescales that way."""
+    from pytest_npu.npu import fixedpoint
+    shift = data.draw(st.integers(2, 62))
+    multiplier = data.draw(st.integers(0, (1 << 31) - 1))
+    bound = 1 << (min(shift, 32) - 1)
+    values = np.array(data.draw(st.lists(st.integers(-bound, bound - 1), min_size=1, max_size=20)), np.int64)
+    if multiplier and shift > 1:      # values whose exact product sits at a tie of the final rounding
+        ties = np.arange(-4, 5, dtype=np.int64) * (1 << (shift - 1)) // multiplier
+        values = np.concatenate([values, ties[np.abs(ties) < bound]])
+    tosa = kernels.apply_scale(values, np.array([multiplier]), np.array([shift]), rule="double", scale32=True)
+    gemmlowp = fixedpoint.multiply_by_quantized_multiplier(values, multiplier, 31 - shift)
+    assert tosa.tolist() == gemmlowp.tolist()
+
+
+@pytest.mark.parametrize("value, scale", [(1, 0.49999999999999994), (-1, 0.49999999999999994), (3, 0.5),
+                                          (-3, 0.5), (7, 1 / 14), (123456789, 0.0001234)])
+def test_float_rule_rounds_half_away_from_zero_like_c_round(value, scale):
+    """LiteRT's reference fully-connected: ``round(double(acc) * scale)``; ``floor(x + 0.5)`` would
+    round 0.49999999999999994 up."""
+    (m,), (s,) = quantize_multipliers([scale], rule="float")
+    assert m * 2.0 ** -s == scale                             # the scale, exactly
+    got = kernels.apply_scale(np.array([value]), np.array([m]), np.array([s]), rule="float", scale32=True)
+    product = value * scale                                 # the same IEEE double multiply as C's
+    whole = math.trunc(product)
+    assert got.tolist() == [whole + (int(math.copysign(1, product)) if abs(product - whole) >= 0.5 else 0)]

@@ -38,7 +38,7 @@ def test_builtin_hashes_differ():
 @pytest.mark.parametrize(("line", "changed"), [
     ("dram_bytes_per_cycle = 3.75", "dram_bytes_per_cycle = 4"),
     ("mac_int8_pj = 0.0843", "mac_int8_pj = 0.0844"),
-    ('rounding = "single"', 'rounding = "double"'),
+    ('rounding = "tflite"', 'rounding = "double"'),
     ("max_stride = 3", "max_stride = 2"),
 ])
 def test_hash_changes_when_a_figure_in_the_file_changes(tmp_path, line, changed):

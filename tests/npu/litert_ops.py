@@ -1,0 +1,148 @@
+"""One-operator TFLite models, built in pure Python, run by LiteRT's reference kernels, and the
+same operator as a pytest-npu IR graph.
+
+``ai_edge_litert`` ships TFLite's flatbuffer schema with its object API, so a test can write a
+``.tflite`` with any quantisation parameters it draws (no TensorFlow, no converter, no fixture
+files) and ask ``OpResolverType.BUILTIN_REF`` -- the reference kernels TFLite Micro and Ethos-U
+follow -- what the operator computes. Each ``Case`` pairs that model with the IR graph the
+compiler takes (NHWC, batch 1; IR layouts of weights), so a test compiles the graph, runs the
+emulator and compares with LiteRT for equality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from pytest_npu.ir.graph import Graph, Node, QuantParams, Tensor
+
+flatbuffers = pytest.importorskip("flatbuffers")
+S = pytest.importorskip("ai_edge_litert.schema_py_generated")
+_interpreter = pytest.importorskip("ai_edge_litert.interpreter")
+
+OP = S.BuiltinOperator
+OPTIONS = S.BuiltinOptions
+ACT = {"none": S.ActivationFunctionType.NONE, "relu": S.ActivationFunctionType.RELU,
+       "relu6": S.ActivationFunctionType.RELU6}
+_TYPES = {"int8": S.TensorType.INT8, "int16": S.TensorType.INT16, "int32": S.TensorType.INT32,
+          "int64": S.TensorType.INT64}
+
+
+@dataclass
+class T:
+    """A tensor of the one-operator model: TFLite shape and layout, data for constants."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    scale: object = None           # float, or a list for per-channel quantisation
+    zero_point: object = 0
+    data: np.ndarray | None = None
+    axis: int = 0
+
+
+@dataclass
+class Case:
+    """One operator: the ``.tflite`` bytes, the IR graph, and the int inputs to feed (batch first)."""
+
+    name: str
+    model: bytes
+    graph: Graph
+    inputs: list[np.ndarray] = field(default_factory=list)
+
+
+def tflite_model(op: int, inputs: list[T | None], outputs: list[T], options_type: int = 0, options=None) -> bytes:
+    """A one-operator model; ``None`` in ``inputs`` is an omitted optional input (-1)."""
+    buffers = [S.BufferT()]
+    tensors, operator_inputs = [], []
+    for t in [*inputs, *outputs]:
+        if t is None:
+            operator_inputs.append(-1)
+            continue
+        tt = S.TensorT()
+        tt.shape, tt.type, tt.name = list(t.shape), _TYPES[t.dtype], f"t{len(tensors)}"
+        if t.scale is not None:
+            q = S.QuantizationParametersT()
+            q.scale = [float(s) for s in np.atleast_1d(t.scale)]
+            q.zeroPoint = [int(z) for z in np.broadcast_to(np.atleast_1d(t.zero_point), (len(q.scale),))]
+            q.quantizedDimension = t.axis
+            tt.quantization = q
+        tt.buffer = 0
+        if t.data is not None:
+            b = S.BufferT()
+            b.data = np.frombuffer(np.ascontiguousarray(t.data).tobytes(), np.uint8)
+            buffers.append(b)
+            tt.buffer = len(buffers) - 1
+        if len(operator_inputs) < len(inputs):
+            operator_inputs.append(len(tensors))
+        tensors.append(tt)
+    n_out = len(outputs)
+    sg = S.SubGraphT()
+    sg.tensors = tensors
+    sg.inputs = [i for i, t in zip(operator_inputs, inputs) if t is not None and t.data is None]
+    sg.outputs = list(range(len(tensors) - n_out, len(tensors)))
+    operator = S.OperatorT()
+    operator.opcodeIndex, operator.inputs, operator.outputs = 0, operator_inputs, sg.outputs
+    operator.builtinOptionsType, operator.builtinOptions = options_type, options
+    sg.operators = [operator]
+    code = S.OperatorCodeT()
+    code.builtinCode, code.deprecatedBuiltinCode, code.version = op, min(op, 127), 1
+    model = S.ModelT()
+    model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, [code], [sg], buffers
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def run_reference(model: bytes, *arrays: np.ndarray) -> np.ndarray:
+    """LiteRT's reference kernels (BUILTIN_REF) on ``arrays`` (the model's own shapes)."""
+    it = _interpreter.Interpreter(model_content=model,
+                                  experimental_op_resolver_type=_interpreter.OpResolverType.BUILTIN_REF)
+    it.allocate_tensors()
+    for detail, array in zip(it.get_input_details(), arrays):
+        it.set_tensor(detail["index"], array)
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"])
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def f32(x: float) -> float:
+    """A scale as TFLite stores it (float32)."""
+    return float(np.float32(x))
+
+
+def qp(scale, zero_point, dtype: str, axis: int | None = None) -> QuantParams:
+    scale = np.asarray(scale, np.float32)
+    return QuantParams(scale, np.broadcast_to(np.asarray(zero_point, np.int64), scale.shape).copy(), dtype, axis)
+
+
+def act_clamp(activation: str, scale: float, zp: int, dtype: str = "int8") -> tuple[int, int] | None:
+    """TFLite's ``CalculateActivationRangeQuantized``: ``zp + round(bound / scale)`` (float32,
+    half away from zero), intersected with the dtype."""
+    if activation == "none":
+        return None
+    info = np.iinfo(dtype)
+
+    def q(bound: float) -> int:
+        r = np.float32(bound) / np.float32(scale)
+        return zp + int(np.trunc(r) + np.copysign(abs(r - np.trunc(r)) >= 0.5, r))
+    lo = max(int(info.min), q(0.0))
+    hi = int(info.max) if activation == "relu" else min(int(info.max), q(6.0))
+    return lo, hi
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int, int]:
+    """TFLite SAME: (output size, pad before, pad after)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return out, total // 2, total - total // 2
+
+
+def single_node_graph(name: str, op: str, tensors: dict[str, Tensor], inputs: list[str], outputs: list[str],
+                      attrs: dict | None = None) -> Graph:
+    graph_inputs = [n for n in inputs if n and not tensors[n].is_constant]
+    return Graph(name, tensors, [Node(name, op, list(inputs), list(outputs), dict(attrs or {}))],
+                 graph_inputs, list(outputs),
+                 input_quant={n: tensors[n].quant for n in graph_inputs},
+                 output_quant={n: tensors[n].quant for n in outputs}, source=f"<{name}>")
