@@ -543,8 +543,8 @@ def test_exports_from_a_run(suite):
     assert len(bench["benchmarks"]) == 4
     small = json.loads((suite.path / "out" / "small.json").read_text())
     big = json.loads((suite.path / "out" / "big.json").read_text())
-    assert {e["name"] for e in big} == {"test_port [u55-256] sqnr_db"}
-    assert "test_port [u55-256] cycles" in {e["name"] for e in small}
+    assert {e["name"] for e in big} == {"test_port.py::test_port [u55-256] sqnr_db"}
+    assert "test_port.py::test_port [u55-256] cycles" in {e["name"] for e in small}
 
 
 # --------------------------------------------------------------------------------------------------
