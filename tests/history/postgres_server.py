@@ -51,21 +51,21 @@ class Server:
         self.binaries = binaries
         self.directory = Path(tempfile.mkdtemp(prefix="npu-pg-"))
         self.port = 0
-        self.account: str | None = None
+        self.account: pwd.struct_passwd | None = None
         if os.geteuid() == 0:                      # initdb refuses root: run the server as postgres
             try:
-                self.account = pwd.getpwnam("postgres").pw_name
+                self.account = pwd.getpwnam("postgres")
             except KeyError:
-                self.account = "nobody"
-            entry = pwd.getpwnam(self.account)
-            os.chown(self.directory, entry.pw_uid, entry.pw_gid)
+                self.account = pwd.getpwnam("nobody")
+            os.chown(self.directory, self.account.pw_uid, self.account.pw_gid)
         self.directory.chmod(0o755)
 
     def _run(self, *args: str) -> None:
         command = [str(self.binaries / args[0]), *args[1:]]
-        if self.account is not None:
-            command = ["runuser", "-u", self.account, "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        account = {} if self.account is None else {      # no runuser/su needed (nor on PATH)
+            "user": self.account.pw_uid, "group": self.account.pw_gid, "extra_groups": [],
+            "env": {**os.environ, "HOME": self.account.pw_dir, "USER": self.account.pw_name}}
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=self.directory, **account)
         if done.returncode:
             log = self.directory / "server.log"
             tail = log.read_text()[-2000:] if log.exists() else ""
