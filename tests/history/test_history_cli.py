@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from history_helpers import record
+from history_helpers import make_record, make_run, record
 
 from pytest_npu import cli
+from pytest_npu.harness import history
 
 
 @pytest.fixture
@@ -59,10 +60,15 @@ def test_an_incomplete_run_is_shown_as_such_and_fails_the_gates(releases, capsys
 def test_history_html_page(releases, tmp_path, capsys):
     pytest.importorskip("plotly")
     page = tmp_path / "report.html"
+    twin = make_record(module="tests/test_two.py", cycles=3000)           # the same test name, another module
+    history.record_run(releases, make_run(release="v1.3", started="2026-11-25T13:00:00+00:00"),
+                       [make_record(cycles=820, latency_ms=0.00164, sqnr_db=30.0), twin])
     assert cli.main(["history", "--db", releases, "--metric", "cycles", "--html", str(page)]) == 0
     text = page.read_text()
-    assert "tests/test_m.py::test_port" in text and "regressed" in text and "conv1" in text
-    assert text.index("v1.0") < text.index("v1.1") < text.index("v1.2")
+    assert "regressed" in text and "conv1" in text
+    assert "4 releases/commits (v1.0, v1.1, v1.2, v1.3)" in text                 # in time order
+    for module in ("test_m", "test_two"):                                # two charts, not one series
+        assert text.count(f"<figcaption><b>tests/{module}.py::test_port</b> on u55-256") == 1
 
 
 def test_compare_exits_non_zero_on_regression_only(releases, capsys):
