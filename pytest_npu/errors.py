@@ -61,5 +61,10 @@ class BaselineError(NpuError):
     """A baseline or history file is corrupt, too new, or cannot be written (names the file)."""
 
 
+class HistoryError(BaselineError):
+    """A run history cannot be read or written: corrupt, too new, locked, unreachable, or a driver
+    is missing (names the database, with any password hidden, and what to do)."""
+
+
 class ReportError(NpuError):
     """A report cannot be written: an optional extra it needs is missing, or its file (names which)."""
