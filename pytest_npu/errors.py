@@ -63,6 +63,9 @@ class BaselineError(NpuError):
 
 class PeerError(NpuError):
     """An outside estimator (Vela) is not installed, cannot read the model, or failed (names it)."""
+class HistoryError(BaselineError):
+    """A run history cannot be read or written: corrupt, too new, locked, unreachable, or a driver
+    is missing (names the database, with any password hidden, and what to do)."""
 
 
 class ReportError(NpuError):

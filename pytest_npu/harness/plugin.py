@@ -13,7 +13,7 @@ from . import markers, xdist
 from .session import NpuRecord, NpuRunner, RunnerOptions, TestContext
 
 # baselines, history and exports join through the hooks in hookspec.py
-pytest_plugins = ["pytest_npu.harness.plugin_baseline"]
+pytest_plugins = ["pytest_npu.harness.plugin_baseline", "pytest_npu.harness.plugin_history"]
 
 RUNNER = pytest.StashKey[NpuRunner]()
 RECORDS = pytest.StashKey[list]()
