@@ -61,6 +61,8 @@ class BaselineError(NpuError):
     """A baseline or history file is corrupt, too new, or cannot be written (names the file)."""
 
 
+class PeerError(NpuError):
+    """An outside estimator (Vela) is not installed, cannot read the model, or failed (names it)."""
 class HistoryError(BaselineError):
     """A run history cannot be read or written: corrupt, too new, locked, unreachable, or a driver
     is missing (names the database, with any password hidden, and what to do)."""

@@ -247,6 +247,7 @@ class RunnerOptions:
     batch: int = 64
     host_runs: int = 5
     enforce: bool = True
+    vela: bool = False           # record Vela's estimate for every .tflite run (--npu-vela)
 
 
 class NpuRunner:
@@ -263,6 +264,7 @@ class NpuRunner:
         self._compiled: dict[tuple, object] = {}
         self._sessions: dict[tuple[str, bool], object] = {}
         self._host_ms: dict[str, float] = {}
+        self._vela: dict[tuple, object] = {}
         self.compile_hits = 0
 
     # -- targets
@@ -322,6 +324,12 @@ class NpuRunner:
         float_ref = self._float_reference(qmodel, float_model, reference)
         expected = self._reference_outputs(float_ref, reference, feeds, outputs)
         metrics = _cost_metrics(execution.summary, compiled, qmodel)
+        estimate = self._vela_estimate(qmodel, tgt)
+        if estimate is not None:
+            from ..peers.vela import side_by_side
+
+            metrics.update(estimate.metrics())
+            layers = _builtin_rows(side_by_side(layers, estimate, tgt))
         if expected is not None:
             metrics.update(_accuracy_metrics(expected, outputs, labels))
         elif labels is not None:
@@ -342,6 +350,31 @@ class NpuRunner:
         result = NpuResult(tgt.name, outputs, metrics, expected, host, layers, execution, compiled)
         self._record(tgt.name, result, provenance, diagnose)
         return result
+
+    def _vela_estimate(self, model: _Model, target):
+        """Vela's estimate of a .tflite model on ``target`` (once per model and target), when
+        ``--npu-vela`` is on or the test's budget names a vela_ metric; else None."""
+        from .markers import VELA_PREFIX
+
+        asked = self.context is not None and any(k.startswith(VELA_PREFIX) for k in self.context.budget.limits)
+        is_tflite = model.blob[4:8] == b"TFL3"
+        if not (asked or (self.options.vela and is_tflite and target.vela_accelerator)):
+            return None
+        from ..errors import PeerError
+        from ..peers import vela
+
+        if not is_tflite:
+            raise PeerError(f"{model.label}: a vela_ budget needs a .tflite model (Vela reads TFLite), "
+                            "not an ONNX one")
+        key = (model.sha256, target.content_hash())
+        if key not in self._vela:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="pytest-npu-vela-") as scratch:
+                path = Path(scratch) / "model.tflite"
+                path.write_bytes(model.blob)
+                self._vela[key] = vela.estimate(path, target, Path(scratch) / "out")
+        return self._vela[key]
 
     def _record(self, target_name: str, result: NpuResult, provenance: dict, diagnose) -> None:
         context = self.context

@@ -168,7 +168,10 @@ class DmaIn(Instruction):
     """Copy ``src`` (DRAM) to ``dst`` (SRAM) element by element: ``dst[i] = src[i]``.
 
     Shapes must be equal; either side may be strided (2-D/3-D blocks: row stripes with halo,
-    channel slices). No arithmetic, no conversion.
+    channel slices). No arithmetic, no conversion. ``encoded_bytes`` > 0: ``src`` is a weight
+    (or scale/bias) block the target stores encoded; the DMA reads that many bytes of the encoded
+    stream and the weight decoder delivers ``src`` unchanged (timing and energy count the encoded
+    bytes, the copy is exact).
     """
 
     src: Operand
@@ -176,6 +179,7 @@ class DmaIn(Instruction):
     channel: int = 0
     deps: tuple[int, ...] = ()
     layer: str = ""
+    encoded_bytes: int = 0
     opcode: ClassVar[str] = "DMA_IN"
     unit: ClassVar[str] = "dma"
 
