@@ -504,11 +504,29 @@ class Legalizer:
                                                                is None else int(v)) for v in clamp]
         attrs["in_quant"] = [quant_dict(self.tensor(n).quant) for n in operands]
         attrs["out_quant"] = [quant_dict(self.tensor(n).quant) for n in node.outputs]
+        if node.op == "softmax" and self.tflite:
+            attrs.update(self._tflite_int16_softmax(node))
         params: dict[str, Any] = {"attrs": attrs}
         if node.op in ("add", "sub", "mul", "min", "max", "concat"):
             params["consts_per_sample"] = True     # a constant operand broadcasts like an activation
         return Step(node.name, node.op, "host", operands, list(node.outputs), where="host", reason=reason,
                     params=params, host_inputs=operands)
+
+    def _tflite_int16_softmax(self, node: Node) -> dict:
+        """On a TFLite-rounding target an int16 softmax runs on the host as TFLite's integer
+        ``SoftmaxInt16`` (what TFLite Micro runs on the CPU beside an Ethos-U), so it is exact;
+        the parameters are the ones its Prepare computes. Any other quantisation stays float."""
+        x, out = node.inputs[0], node.outputs[0]
+        in_q, out_q = self.tensor(x).quant, self.tensor(out).quant
+        if in_q is None or out_q is None or in_q.dtype != "int16" or out_q.dtype != "int16" or in_q.per_channel:
+            return {}
+        rank = len(self.tensor(x).shape)
+        if (int(node.attrs.get("axis", -1)) % rank != rank - 1 or int(np.asarray(in_q.zero_point)) != 0
+                or int(np.asarray(out_q.zero_point)) != 0 or abs(float(out_q.scale) * 32768 - 1) > 1e-6):
+            return {}
+        beta = float(node.attrs.get("beta", 1.0))
+        multiplier, shift = tflite_tables.quantize_multiplier(float(in_q.scale) * beta / (10.0 / 65535.0))
+        return {"tflite_int16": [multiplier, shift]}
 
     def _refuse_guessed_scale(self, node: Node, operands: list[str]) -> None:
         """A host layer computes on real values: an integer operand with no scale could only be
