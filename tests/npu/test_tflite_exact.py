@@ -3,9 +3,10 @@ LiteRT's reference kernels (``BUILTIN_REF``) bit for bit, on random quantisation
 inputs (Hypothesis) and on extreme values.
 
 Each case writes a one-operator ``.tflite`` with the drawn parameters (``litert_ops``), runs it on
-LiteRT, builds the same operator as an IR graph, compiles it with ``pytest_npu.compile`` and
-runs the program with ``run_quantized``: the whole path -- legalisation (the parameters TFLite's
-Prepare computes), code generation, the instruction semantics -- is compared for equality.
+LiteRT, and compiles the operator twice with ``pytest_npu.compile``: as a hand-built IR graph (the
+compiler's contract) and as the ``.tflite`` itself (``ir.from_tflite``); each program runs with
+``run_quantized``: the whole path -- import, legalisation (the parameters TFLite's Prepare
+computes), code generation, the instruction semantics -- is compared for equality.
 """
 
 from __future__ import annotations
@@ -60,18 +61,20 @@ def _tensor(name, shape, dtype, q=None, data=None) -> Tensor:
 
 
 def check(case: Case, target: str = TARGET, on_npu: bool = True) -> None:
-    """Compile the case's graph, run its inputs, and compare with LiteRT for equality."""
+    """Compile the operator twice -- the hand-built IR graph, and the ``.tflite`` itself through
+    the importer -- run its inputs, and compare both with LiteRT for equality."""
     expected = run_reference(case.model, *case.inputs)
-    cm = pytest_npu.compile(case.graph, target)
-    if on_npu:
-        assert cm.unsupported() == [], cm.unsupported()
-    feed = {name: x.reshape(len(x), *cm.program.tensors[name].shape)
-            for name, x in zip(cm.program.inputs, case.inputs)}
-    (out,) = cm.program.outputs
-    got = cm.run_quantized(feed).outputs[out].reshape(expected.shape)
-    diff = np.abs(got.astype(np.int64) - expected.astype(np.int64))
-    assert diff.max() == 0, (f"{case.name}: {int((diff > 0).sum())} of {diff.size} outputs differ from "
-                             f"LiteRT BUILTIN_REF, max {int(diff.max())} LSB")
+    for source, model in (("IR graph", case.graph), ("imported .tflite", case.model)):
+        cm = pytest_npu.compile(model, target)
+        if on_npu:
+            assert cm.unsupported() == [], (source, cm.unsupported())
+        feed = {name: x.reshape(len(x), *cm.program.tensors[name].shape)
+                for name, x in zip(cm.program.inputs, case.inputs)}
+        (out,) = cm.program.outputs
+        got = cm.run_quantized(feed).outputs[out].reshape(expected.shape)
+        diff = np.abs(got.astype(np.int64) - expected.astype(np.int64))
+        assert diff.max() == 0, (f"{case.name} ({source}): {int((diff > 0).sum())} of {diff.size} outputs differ "
+                                 f"from LiteRT BUILTIN_REF, max {int(diff.max())} LSB")
 
 
 # ---------------------------------------------------------------------------------------- MAC ops
