@@ -26,6 +26,7 @@ OPTIONS = S.BuiltinOptions
 ACT = {"none": S.ActivationFunctionType.NONE, "relu": S.ActivationFunctionType.RELU,
        "relu6": S.ActivationFunctionType.RELU6}
 _TYPES = {"int8": S.TensorType.INT8, "int16": S.TensorType.INT16, "int32": S.TensorType.INT32,
+          "float32": S.TensorType.FLOAT32,
           "int64": S.TensorType.INT64}
 
 
