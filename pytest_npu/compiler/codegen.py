@@ -418,7 +418,7 @@ class CodeGen:
                           half_pixel_centers=p.get("half_pixel_centers", False))
         if kind == "softmax":
             return Softmax(ifm=ops[0], ofm=ofm, exp_table=p["exp_table"], requant=p["requant"], core=core,
-                           layer=layer)
+                           layer=layer, int16_scaling=tuple(p.get("int16_scaling", ())))
         raise CompileError(f"layer '{step.name}': no code generator for {kind}")  # pragma: no cover
 
 

@@ -513,9 +513,10 @@ class Legalizer:
                     params=params, host_inputs=operands)
 
     def _tflite_int16_softmax(self, node: Node) -> dict:
-        """On a TFLite-rounding target an int16 softmax runs on the host as TFLite's integer
-        ``SoftmaxInt16`` (what TFLite Micro runs on the CPU beside an Ethos-U), so it is exact;
-        the parameters are the ones its Prepare computes. Any other quantisation stays float."""
+        """TFLite's ``SoftmaxInt16`` parameters (its Prepare's input multiplier and shift) for an
+        int16 softmax quantised as TFLite requires, else nothing. The NPU runs it as Vela does; where
+        the target lacks the operations, the host runs the same integer kernel (TFLite Micro's), so
+        it is exact either way. Any other quantisation stays float on the host."""
         x, out = node.inputs[0], node.outputs[0]
         in_q, out_q = self.tensor(x).quant, self.tensor(out).quant
         if in_q is None or out_q is None or in_q.dtype != "int16" or out_q.dtype != "int16" or in_q.per_channel:
@@ -923,8 +924,16 @@ class Legalizer:
         its exact int8 stage; any other output quantisation (onnxruntime writes 1/255) requantises
         the probability in units of 2**-16."""
         x, out, in_q, out_q = self._unary_io(node)
+        if in_q.dtype == "int16" and self.tflite:
+            scaling = self._tflite_int16_softmax(node).get("tflite_int16")
+            if scaling is None:
+                raise _Refuse("int16 softmax whose quantisation is not TFLite's (zero points 0, output scale "
+                              "1/32768, over the last axis)")
+            return Step(node.name, node.op, "softmax", [x], [out],
+                        params=dict(exp_table=(), requant=None, dtype="int16", int16_scaling=scaling))
         if in_q.dtype != "int8":
-            raise _Refuse(f"softmax on {in_q.dtype} input (the NPU's softmax is TFLite's int8 one)")
+            raise _Refuse(f"softmax on {in_q.dtype} input (the NPU's softmax is TFLite's int8 one; "
+                          "TFLite's int16 one needs a rounding = \"tflite\" target)")
         s_in, _ = _per_tensor(in_q, "the input")
         s_out, z_out = _per_tensor(out_q, "the output")
         requant = None

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import EmulatorFault, NpuError, ProgramError
 from ..targets.model import Target
-from . import host, kernels
+from . import fixedpoint, host, kernels
 from .cost import Timing, time_program
 from .execution import Execution
 from .isa import (
@@ -233,6 +233,10 @@ def _check_shapes(index: int, ins: Instruction) -> None:
         h, w, c = ins.ifm.shape
         want = (*ins.size, c) if ins.size else (h * ins.scale[0], w * ins.scale[1], c)
         expect(ins.ofm.shape == want, "ofm", f"ofm must be {list(want)}, got {list(ins.ofm.shape)}")
+    elif isinstance(ins, Softmax) and ins.int16_scaling:
+        expect(ins.ifm.shape == ins.ofm.shape, "ofm", f"ofm {list(ins.ofm.shape)} must equal ifm {list(ins.ifm.shape)}")
+        expect(ins.ifm.dtype == ins.ofm.dtype == "int16" and ins.requant is None and len(ins.int16_scaling) == 2,
+               "int16_scaling", "an int16 SOFTMAX maps int16 to int16 (Q0.15) with (multiplier, shift) and no requant")
     elif isinstance(ins, Softmax):
         expect(ins.ifm.shape == ins.ofm.shape, "ofm", f"ofm {list(ins.ofm.shape)} must equal ifm {list(ins.ifm.shape)}")
         expect(ins.ifm.dtype == "int8" and (ins.ofm.dtype == "int8" or ins.requant is not None), "ifm",
@@ -685,6 +689,13 @@ def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str
         def resize() -> None:
             ofm[...] = kernels.resize(ifm, **geometry)
         return resize
+    if isinstance(ins, Softmax) and ins.int16_scaling:
+        ifm, ofm = view(ins.ifm), view(ins.ofm)
+        multiplier, shift = (int(v) for v in ins.int16_scaling)
+
+        def softmax_int16() -> None:
+            ofm[...] = fixedpoint.softmax_int16(ifm, multiplier, shift)
+        return softmax_int16
     if isinstance(ins, Softmax):
         ifm, ofm = view(ins.ifm), view(ins.ofm)
         exp_table = np.asarray(ins.exp_table, np.int64)

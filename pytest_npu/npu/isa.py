@@ -465,6 +465,9 @@ class Softmax(Instruction):
     ofm: Operand
     exp_table: tuple[int, ...] = ()
     requant: Requant | None = None
+    # int16 -> int16 instead: TFLite's SoftmaxInt16 (exp and 1/(1+x) tables with interpolation,
+    # output Q0.15) with its Prepare's (input_multiplier, input_left_shift); exp_table stays empty
+    int16_scaling: tuple[int, ...] = ()
     core: int = 0
     deps: tuple[int, ...] = ()
     layer: str = ""

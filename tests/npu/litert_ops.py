@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from pytest_npu.ir.graph import Graph, Node, QuantParams, Tensor
-
 import ai_edge_litert.interpreter as _interpreter
 import ai_edge_litert.schema_py_generated as S
 import flatbuffers
+import numpy as np
+
+from pytest_npu.ir.graph import Graph, Node, QuantParams, Tensor
 
 OP = S.BuiltinOperator
 OPTIONS = S.BuiltinOptions

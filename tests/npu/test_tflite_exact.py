@@ -322,6 +322,23 @@ def softmax_case(seed: int, extreme: str = "") -> Case:
     return Case(f"softmax seed {seed}", model, graph, [x])
 
 
+def softmax16_case(seed: int) -> Case:
+    """int16x8's softmax: symmetric int16 input, Q0.15 output (TFLite's SoftmaxInt16, on the NPU)."""
+    rng = np.random.default_rng(seed)
+    c = int(rng.integers(1, 40))
+    s_in = _scale(rng, -4.5, -2.5)
+    beta = float(rng.choice([1.0, 0.5, 2.0]))
+    x = _ints(rng, (BATCH, c), "int16")
+    opts = S.SoftmaxOptionsT()
+    opts.beta = beta
+    model = tflite_model(OP.SOFTMAX, [T(x.shape, "int16", s_in, 0)], [T(x.shape, "int16", 1 / 32768, 0)],
+                         OPTIONS.SoftmaxOptions, opts)
+    tensors = {"x": _tensor("x", (1, c), "int16", qp(s_in, 0, "int16")),
+               "y": _tensor("y", (1, c), "int16", qp(1 / 32768, 0, "int16"))}
+    graph = single_node_graph("softmax", "softmax", tensors, ["x"], ["y"], {"axis": 1, "beta": beta})
+    return Case(f"softmax int16 seed {seed}", model, graph, [x])
+
+
 @pytest.mark.parametrize("op", ["logistic", "tanh", "hardswish", "relu", "relu6"])
 def test_activations_on_every_int8_input(op):
     """The LUT (or rescale) of each activation on all 256 input values, for several scales."""
@@ -421,6 +438,7 @@ RANDOM_CASES = {
     "mean int16": lambda seed: mean_case(seed, "int16"),
     **{op: (lambda seed, op=op: unary_case(seed, op)) for op in ("logistic", "tanh", "hardswish", "relu", "relu6")},
     "softmax": softmax_case,
+    "softmax int16": softmax16_case,
     "resize_nearest": lambda seed: resize_case(seed, False),
     "resize_bilinear": lambda seed: resize_case(seed, True),
     "quantize int8->int8": lambda seed: requantize_case(seed, "int8"),
