@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,7 @@ class _Op:
     name: str                  # builtin name, e.g. "CONV_2D"
     inputs: list[int]
     outputs: list[int]
-    options: object            # the flatbuffer table, or None
+    options: Any               # the flatbuffer table (tflite.Table), or None
 
     def where(self, tensors) -> str:
         outs = ", ".join(f"'{tensors[i].name}'" for i in self.outputs if i >= 0)
@@ -144,8 +145,8 @@ class _Importer:
             self._declare_activation(name)
         graph = Graph(name=Path(self.source).stem if self.source != "<bytes>" else "tflite",
                       tensors=self.tensors, nodes=self.nodes, inputs=in_names, outputs=out_names,
-                      input_quant={n: io[n].quant for n in in_names if io[n].quant is not None},
-                      output_quant={n: io[n].quant for n in out_names if io[n].quant is not None},
+                      input_quant={n: q for n in in_names if (q := io[n].quant) is not None},
+                      output_quant={n: q for n in out_names if (q := io[n].quant) is not None},
                       source=self.source, metadata={"format": "tflite", "tflite_schema": int(m.Version())},
                       io=io)
         from .onnx_import import check_graph
@@ -319,6 +320,12 @@ class _Importer:
                              "computed one is not supported")
         return self.ts[op.inputs[k]]
 
+    def _data(self, op: _Op, k: int, what: str) -> np.ndarray:
+        """The values of constant input ``k`` (refused when it is computed)."""
+        data = self._constant(op, k, what).data
+        assert data is not None
+        return data
+
     def _add(self, op: _Op, ir_op: str, inputs: list[str], outputs: list[str], attrs: dict) -> None:
         self.nodes.append(Node(f"{op.name.lower()}_{op.index}", ir_op, inputs, outputs, attrs,
                                source_ops=[op.name]))
@@ -365,7 +372,7 @@ class _Importer:
         if in_c != cin:
             raise ModelError(f"{self.source}: {op.where(self.ts)} is a grouped convolution ({in_c} input channels, "
                              f"weights for {cin}); grouped CONV_2D is not supported")
-        data = np.ascontiguousarray(w.data.transpose(1, 2, 3, 0))
+        data = np.ascontiguousarray(self._data(op, 1, "weight tensor").transpose(1, 2, 3, 0))
         wq = self._weight_quant(op, w, cout, axis_from=0, ir_axis=3)
         self._conv(op, "conv2d", x, data, wq, y, out, opts, (kh, kw), cout)
 
@@ -382,10 +389,10 @@ class _Importer:
                              "channels; the model is inconsistent")
         wq = self._weight_quant(op, w, cout, axis_from=3, ir_axis=None)
         if multiplier == 1:
-            data = np.ascontiguousarray(w.data[0])                          # (KH, KW, C)
+            data = np.ascontiguousarray(self._data(op, 1, "weight tensor")[0])           # (KH, KW, C)
             ir_op = "depthwise_conv2d"
         elif in_c == 1:
-            data = np.ascontiguousarray(w.data[0].reshape(kh, kw, 1, cout))  # one input channel: a convolution
+            data = np.ascontiguousarray(self._data(op, 1, "weight tensor")[0].reshape(kh, kw, 1, cout))  # a conv
             ir_op = "conv2d"
         else:
             raise ModelError(f"{self.source}: {op.where(self.ts)} has depth multiplier {multiplier} on {in_c} "
@@ -420,7 +427,7 @@ class _Importer:
             if b.dtype not in ("int32", "int64") or b.shape != (channels,):
                 raise ModelError(f"{self.source}: {op.where(self.ts)} has a {b.dtype} bias of shape {list(b.shape)}; "
                                  f"TFLite's integer kernels take an int32 (int64 for 16x8) bias of {channels}")
-            data = b.data
+            data = self._data(op, k, "bias")
         else:
             data = np.zeros(channels, np.int64 if wide else np.int32)
         name = f"{op.name.lower()}_{op.index}/bias"
@@ -468,7 +475,7 @@ class _Importer:
             self.nodes.append(Node(f"{op.name.lower()}_{op.index}_reshape", "reshape", [x], [flat],
                                    {"shape": (rows, k)}, source_ops=["FULLY_CONNECTED"]))
         w_name = f"{op.name.lower()}_{op.index}/weights"
-        data = np.ascontiguousarray(w.data.T)
+        data = np.ascontiguousarray(self._data(op, 1, "weight tensor").T)
         self.tensors[w_name] = Tensor(w_name, data.shape, str(data.dtype), wq, data)
         b_name = self._bias(op, 2, x, wq, n)
         attrs = self._clamp(op, opts.FusedActivationFunction() if opts is not None else 0, out)
