@@ -220,6 +220,9 @@ class CodeGen:
                              attrs=step.params["attrs"], reason=step.reason, layer=step.name))
 
     def _transpose(self, step: Step, index: int) -> None:
+        if step.params.get("npu_copy"):
+            self._transpose_on_npu(step, index)
+            return
         src_t = self.graph.tensors[step.inputs[0]]
         in_shape = sample_shape(tuple(src_t.shape))
         perm = step.params["perm"]
@@ -237,6 +240,35 @@ class CodeGen:
         self.out.emit(DmaIn(src=src, dst=tmp, layer=step.name))
         self.out.emit(DmaOut(src=tmp, dst=Operand("dram", out_loc.offset, src.shape, src.dtype, None,
                                                   step.output), layer=step.name))
+
+    def _transpose_on_npu(self, step: Step, index: int) -> None:
+        """The whole input in SRAM (DMA'd in when it lives in DRAM), read by an identity RESCALE
+        through permuted strides into the output (in SRAM, or a scratch buffer DMA'd out)."""
+        name = step.inputs[0]
+        t = self.graph.tensors[name]
+        in_shape = sample_shape(tuple(t.shape))
+        tp = self.plan.tiles[index]
+        loc = self.locs[self.root(name)]
+        if loc.mem == "sram":
+            src = Operand("sram", loc.offset, in_shape, t.dtype, None, name)
+        else:
+            src = self._scratch(index, ("in", 0, 0), in_shape, t.dtype, name)
+            self.out.emit(DmaIn(src=self._dram_operand(name), dst=src, layer=step.name))
+        perm = step.params["perm"]
+        strides = src.byte_strides()
+        view = Operand("sram", src.offset, tuple(in_shape[p] for p in perm), t.dtype,
+                       tuple(strides[p] for p in perm), name)
+        out_loc = self.locs[self.root(step.output)]
+        if out_loc.mem == "sram":
+            dst = Operand("sram", out_loc.offset, view.shape, t.dtype, None, step.output)
+        else:
+            off, _ = tp.layout[("out", 0)]
+            dst = Operand("sram", self.plan.scratch[index] + off, view.shape, t.dtype, None, step.output)
+        self.out.emit(Rescale(ifm=view, ofm=dst, ifm_zp=step.params["ifm_zp"], requant=step.params["requant"],
+                              layer=step.name))
+        if out_loc.mem != "sram":
+            self.out.emit(DmaOut(src=dst, dst=Operand("dram", out_loc.offset, view.shape, t.dtype, None,
+                                                      step.output), layer=step.name))
 
     # ---- tiled NPU steps ----------------------------------------------------------------------
     def _scratch(self, index: int, key: tuple, shape, dtype: str, name: str) -> Operand:

@@ -1002,7 +1002,16 @@ class Legalizer:
             perm = [p - 1 for p in perm[1:]]
         if len(perm) > 3:
             raise _Refuse(f"rank-{len(perm)} transpose (the DMA moves 3-D blocks)")
-        return Step(node.name, node.op, "transpose", [x], [out], params=dict(perm=perm, dtype=dtype))
+        params: dict[str, Any] = dict(perm=perm, dtype=dtype)
+        if tin.quant is not None and self.target.supports("rescale"):
+            # The NPU reads the input through permuted strides and writes it in order (an identity
+            # RESCALE), as Vela runs a TRANSPOSE: a strided DMA would move one element per burst.
+            q = self.quant(x, node)
+            s_in, z_in = _per_tensor(q, "the input")
+            lo, hi = dtype_range(dtype)
+            params.update(npu_copy=True, ifm_zp=z_in, requant=self._requant_bounded(
+                node, np.array([s_in]), q, lo, hi, dtype, self._input_span(dtype, z_in), tflite_bits=32))
+        return Step(node.name, node.op, "transpose", [x], [out], params=params)
 
 
 # What would move a host layer to the NPU, by the rule that sent it there (first match wins).

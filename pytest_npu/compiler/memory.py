@@ -88,8 +88,8 @@ class Planner:
         for step in self.steps:
             if step.where == "host":
                 forced_dram.update(self.root(n) for n in step.inputs + step.outputs)
-            elif step.kind == "transpose":       # a permuted-stride DMA reads DRAM
-                forced_dram.add(self.root(step.inputs[0]))
+            elif step.kind == "transpose" and not step.params.get("npu_copy"):
+                forced_dram.add(self.root(step.inputs[0]))      # a permuted-stride DMA reads DRAM
         for step in self.steps:
             for name in step.inputs + step.outputs:
                 r = self.root(name)
@@ -220,7 +220,7 @@ class Planner:
         from .tiling import Tile, TilePlan
         layout: dict[tuple, tuple[int, int]] = {}
         cursor = 0
-        if step.kind == "matmul":
+        if step.kind == "matmul" or step.params.get("npu_copy"):
             for i, streamed in enumerate(streamed_in):
                 if streamed:
                     n = int(np.prod(ins[i])) * sizes[i]
