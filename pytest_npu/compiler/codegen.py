@@ -172,6 +172,8 @@ class CodeGen:
                 self._host(step)
             elif step.kind == "transpose":
                 self._transpose(step, index)
+            elif step.kind == "pad":
+                self._pad(step, index)
             else:
                 self._tiled(step, index)
         constants = self.consts.image()
@@ -241,34 +243,74 @@ class CodeGen:
         self.out.emit(DmaOut(src=tmp, dst=Operand("dram", out_loc.offset, src.shape, src.dtype, None,
                                                   step.output), layer=step.name))
 
-    def _transpose_on_npu(self, step: Step, index: int) -> None:
-        """The whole input in SRAM (DMA'd in when it lives in DRAM), read by an identity RESCALE
-        through permuted strides into the output (in SRAM, or a scratch buffer DMA'd out)."""
+    def _whole_in_sram(self, step: Step, index: int) -> tuple[Operand, Operand]:
+        """A step planned whole (``MemoryPlan._whole``): its input and output as SRAM operands --
+        the input DMA'd into scratch when it lives in DRAM, the output in scratch when it does
+        (:meth:`_whole_out` DMAs it there)."""
         name = step.inputs[0]
         t = self.graph.tensors[name]
-        in_shape = sample_shape(tuple(t.shape))
-        tp = self.plan.tiles[index]
         loc = self.locs[self.root(name)]
+        in_shape = sample_shape(tuple(t.shape))
         if loc.mem == "sram":
             src = Operand("sram", loc.offset, in_shape, t.dtype, None, name)
         else:
             src = self._scratch(index, ("in", 0, 0), in_shape, t.dtype, name)
             self.out.emit(DmaIn(src=self._dram_operand(name), dst=src, layer=step.name))
-        perm = step.params["perm"]
-        strides = src.byte_strides()
-        view = Operand("sram", src.offset, tuple(in_shape[p] for p in perm), t.dtype,
-                       tuple(strides[p] for p in perm), name)
+        out_t = self.graph.tensors[step.output]
+        out_shape = sample_shape(tuple(out_t.shape))
         out_loc = self.locs[self.root(step.output)]
         if out_loc.mem == "sram":
-            dst = Operand("sram", out_loc.offset, view.shape, t.dtype, None, step.output)
+            dst = Operand("sram", out_loc.offset, out_shape, out_t.dtype, None, step.output)
         else:
-            off, _ = tp.layout[("out", 0)]
-            dst = Operand("sram", self.plan.scratch[index] + off, view.shape, t.dtype, None, step.output)
+            off, _ = self.plan.tiles[index].layout[("out", 0)]
+            dst = Operand("sram", self.plan.scratch[index] + off, out_shape, out_t.dtype, None, step.output)
+        return src, dst
+
+    def _whole_out(self, step: Step, dst: Operand) -> None:
+        out_loc = self.locs[self.root(step.output)]
+        if out_loc.mem != "sram":
+            self.out.emit(DmaOut(src=dst, dst=Operand("dram", out_loc.offset, dst.shape, dst.dtype, None,
+                                                      step.output), layer=step.name))
+
+    def _transpose_on_npu(self, step: Step, index: int) -> None:
+        """The whole input in SRAM, read by an identity RESCALE through permuted strides into the
+        output."""
+        src, dst = self._whole_in_sram(step, index)
+        perm = step.params["perm"]
+        strides = src.byte_strides()
+        view = Operand("sram", src.offset, tuple(src.shape[p] for p in perm), src.dtype,
+                       tuple(strides[p] for p in perm), src.name)
+        dst = Operand(dst.mem, dst.offset, view.shape, dst.dtype, None, dst.name)
         self.out.emit(Rescale(ifm=view, ofm=dst, ifm_zp=step.params["ifm_zp"], requant=step.params["requant"],
                               layer=step.name))
-        if out_loc.mem != "sram":
-            self.out.emit(DmaOut(src=dst, dst=Operand("dram", out_loc.offset, view.shape, t.dtype, None,
-                                                      step.output), layer=step.name))
+        self._whole_out(step, dst)
+
+    def _pad(self, step: Step, index: int) -> None:
+        """RESCALEs with multiplier 0 write the pad value over each border slab of the output (their
+        input a zero-stride view of one input element), then an identity RESCALE copies the input
+        into the interior through the output's strides."""
+        src, dst = self._whole_in_sram(step, index)
+        pads = step.params["pads"]
+        strides = dst.byte_strides()
+        inner = [(lo, lo + n) for (lo, _), n in zip(pads, src.shape)]
+        for axis, (lo, hi) in enumerate(pads):
+            for start, stop in ((0, lo), (inner[axis][1], dst.shape[axis])):
+                if stop <= start:
+                    continue
+                # the slab: this axis's border rows, the earlier axes' interior (their borders are done)
+                ranges = [inner[a] if a < axis else (0, dst.shape[a]) for a in range(len(pads))]
+                ranges[axis] = (start, stop)
+                shape = tuple(b - a for a, b in ranges)
+                offset = dst.offset + sum(a * st for (a, _), st in zip(ranges, strides))
+                slab = Operand("sram", offset, shape, dst.dtype, strides, dst.name)
+                zeros = Operand("sram", src.offset, shape, src.dtype, (0,) * len(shape), src.name)
+                self.out.emit(Rescale(ifm=zeros, ofm=slab, ifm_zp=step.params["ifm_zp"],
+                                      requant=step.params["fill"], layer=step.name))
+        offset = dst.offset + sum(lo * st for (lo, _), st in zip(pads, strides))
+        interior = Operand("sram", offset, src.shape, dst.dtype, strides, dst.name)
+        self.out.emit(Rescale(ifm=src, ofm=interior, ifm_zp=step.params["ifm_zp"],
+                              requant=step.params["requant"], layer=step.name))
+        self._whole_out(step, dst)
 
     # ---- tiled NPU steps ----------------------------------------------------------------------
     def _scratch(self, index: int, key: tuple, shape, dtype: str, name: str) -> Operand:

@@ -30,7 +30,7 @@ _OPERATION_FOR = {
     "add": "add", "sub": "sub", "mul": "mul", "min": "min", "max": "max", "resize": "resize",
     "sigmoid": "lut", "tanh": "lut", "hardswish": "lut", "hardsigmoid": "lut", "gelu": "lut",
     "leaky_relu": "lut", "relu": "rescale", "clip": "rescale", "rescale": "rescale", "concat": "rescale",
-    "transpose": "dma", "softmax": Softmax.STEPS,
+    "transpose": "dma", "softmax": Softmax.STEPS, "pad": "rescale",
 }
 ALIAS_OPS = frozenset({"reshape"})
 _RAW_MOVES = frozenset({"reshape", "transpose", "concat", "pad"})   # exact on integers with no scale
@@ -954,6 +954,36 @@ class Legalizer:
             raise _Refuse(str(exc)) from None
         return Step(node.name, node.op, "softmax", [x], [out],
                     params=dict(exp_table=table, requant=requant, dtype="int8"))
+
+    def _lower_pad(self, node: Node) -> Step:
+        """A constant pad of an image or vector: RESCALEs with multiplier 0 write the pad value over
+        the border, an identity RESCALE copies the input into the interior (as Vela's MemoryCopy of a
+        padded tensor; a pad feeding a convolution folds into its padding instead)."""
+        x, out = node.inputs[0], node.outputs[0]
+        if self.tensor(x).quant is None:
+            raise _Refuse("pad of raw integers (no scale): the DMA-less NPU copy needs a quantised tensor")
+        _, _, in_q, out_q = self._unary_io(node)
+        if not self._same_quant(x, out):
+            raise _Refuse("pad that also changes the quantisation")
+        s_in, z_in = _per_tensor(in_q, "the input")
+        pads = [tuple(int(v) for v in p) for p in node.attrs.get("pads", ())]
+        full = tuple(self.tensor(x).shape)
+        if len(pads) != len(full) or any(lo < 0 or hi < 0 for lo, hi in pads):
+            raise _Refuse(f"pads {pads} for a rank-{len(full)} tensor (constant, non-negative, one per axis)")
+        if len(full) >= 2 and full[0] == 1:
+            if pads[0] != (0, 0):
+                raise _Refuse("pad of the batch axis")
+            pads = pads[1:]
+        if len(pads) > 3:
+            raise _Refuse(f"rank-{len(pads)} pad (the NPU's feature maps have 3 axes)")
+        dtype = in_q.dtype
+        lo, hi = dtype_range(dtype)
+        value = int(node.attrs.get("value", z_in))
+        copy = self._requant_bounded(node, np.array([s_in]), in_q, lo, hi, dtype,
+                                     self._input_span(dtype, z_in), tflite_bits=32)
+        fill = dataclasses.replace(copy, multiplier=(0,), shift=(copy.shift[0],), ofm_zp=min(max(value, lo), hi))
+        return Step(node.name, node.op, "pad", [x], [out],
+                    params=dict(pads=pads, dtype=dtype, ifm_zp=z_in, requant=copy, fill=fill, npu_copy=True))
 
     def _lower_concat(self, node: Node) -> list[Step]:
         out = node.outputs[0]

@@ -151,7 +151,7 @@ class Planner:
             sizes = [itemsize(self.graph.tensors[n].dtype) for n in step.inputs + [step.output]]
             budget = self.sram_limit - resident_at[i]
             try:
-                if step.kind in ("transpose", "matmul"):
+                if step.kind in ("transpose", "matmul", "pad"):
                     tiles[i] = self._whole(step, ins, out, streamed_in, streamed_out, sizes, budget)
                 else:
                     tiles[i] = plan_tiles(step, ins, out, streamed_in, streamed_out, budget,
@@ -216,7 +216,7 @@ class Planner:
         return self.cores if work / self.cores >= self.target.overhead_cycles / 2 else 1
 
     def _whole(self, step, ins, out, streamed_in, streamed_out, sizes, budget) -> TilePlan:
-        """One tile for steps that are not split (matmul, transpose)."""
+        """One tile for steps that are not split (matmul, transpose, pad)."""
         from .tiling import Tile, TilePlan
         layout: dict[tuple, tuple[int, int]] = {}
         cursor = 0

@@ -125,7 +125,7 @@ class Geometry:
                 return Region((0, h), chans)
             sy = p["scale"][0]
             return Region((rows[0] // sy, -(-rows[1] // sy)), chans)
-        if kind in ("fully_connected", "matmul", "transpose"):
+        if kind in ("fully_connected", "matmul", "transpose", "pad"):
             return Region((0, h), (0, c))
         if kind == "elementwise" and i == 1 and p.get("b_mode") != "full":
             return Region((0, h), chans if p["b_mode"] == "channel" else (0, c))   # broadcast operand
@@ -244,7 +244,7 @@ def plan_tiles(step: Step, in_shapes, out_shape, streamed_in: list[bool], stream
 def step_shapes(step: Step, tensor_shape) -> tuple[list[tuple[int, int, int]], tuple[int, int, int]]:
     """(rows, width, channels) views of a step's inputs and output."""
     ins = [fmap_shape(tensor_shape(n)) for n in step.inputs]
-    if step.kind == "transpose":
+    if step.kind in ("transpose", "pad"):
         return ins, fmap_shape(tensor_shape(step.output))
     out = fmap_shape(tensor_shape(step.output))
     if "out_c0" in step.params:          # writes a channel slice of a concat's buffer

@@ -236,6 +236,14 @@ def _clamped(requant, dtype: str) -> bool:
     return requant.lo > lo or requant.hi < hi
 
 
+def _vela_bilinear(ins) -> bool:
+    """A 2x bilinear upscale with half-pixel centres: Vela's four-depthwise-convolution form."""
+    if not (isinstance(ins, isa.Resize) and ins.mode == "bilinear" and ins.half_pixel_centers):
+        return False
+    (h, w, _), (oh, ow, _) = _hwc(ins.ifm.shape), _hwc(ins.ofm.shape)
+    return (oh, ow) == (2 * h, 2 * w) and min(h, w) >= 2
+
+
 def block_op(ins: Compute, linear: Linear = _never_linear) -> block_model.BlockOp:
     """The instruction as the block model sees it (shapes, kernel, output class, formats)."""
     bits = 8 * ins.ofm.itemsize
@@ -252,6 +260,22 @@ def block_op(ins: Compute, linear: Linear = _never_linear) -> block_model.BlockO
             "vector", (1, ifm.shape[0], ifm.shape[1]), (1, ins.ofm.shape[0], ins.ofm.shape[1]),
             ifm_bits=8 * ifm.itemsize, relu=_clamped(ins.requant, ins.ofm.dtype),
             bias=isinstance(ins, isa.FullyConnected), ifm_linear=linear(ifm), **common)
+    if isinstance(ins, isa.Pool) and ins.kind == "avg" and not ins.divide and _hwc(ins.ofm.shape)[:2] == (1, 1) \
+            and tuple(ins.kernel) == _hwc(ins.ifm.shape)[:2] and ins.kernel[0] * ins.kernel[1] > 1:
+        # a mean over the whole feature map (TFLite MEAN, a global average pool): Vela runs it as a
+        # depthwise convolution with an H x W kernel of ones, the scale in its output stage
+        return block_model.BlockOp(
+            "depthwise", _hwc(ins.ifm.shape), _hwc(ins.ofm.shape), kernel=_pair(ins.kernel), stride=(1, 1),
+            ifm_bits=8 * ins.ifm.itemsize, relu=_clamped(ins.requant, ins.ofm.dtype), bias=True,
+            ifm_linear=linear(ins.ifm), **common)
+    if _vela_bilinear(ins):
+        # one of the four 2 x 2 depthwise convolutions Vela writes a 2x half-pixel bilinear resize
+        # as: each runs over the (2H - 1) x (2W - 1) grid of the upscaled, edge-padded input and
+        # fills one phase of the output through doubled strides (Vela 5.2's per-layer figures)
+        oh, ow, c = _hwc(ins.ofm.shape)
+        return block_model.BlockOp(
+            "depthwise", (oh, ow, c), (oh - 1, ow - 1, c), kernel=(2, 2), stride=(1, 1),
+            ifm_bits=8 * ins.ifm.itemsize, bias=True, ifm_linear=linear(ins.ifm), **common)
     if isinstance(ins, isa.Pool):
         return block_model.BlockOp(
             "pool", _hwc(ins.ifm.shape), _hwc(ins.ofm.shape), kernel=_pair(ins.kernel), stride=_pair(ins.stride),
@@ -282,6 +306,8 @@ def _block_cycles(target: Target, ins: Compute, continues: bool, linear: Linear)
         sram_bytes_per_cycle=target.sram_bytes_per_cycle, sram_burst=target.sram_burst_bytes,
         weight_latency=target.dram_latency_cycles)
     npu = timed.continuing() if continues else timed.total
+    if _vela_bilinear(ins):        # four such convolutions, each its own operation
+        npu = timed.total + 3 * (timed.total + target.overhead_cycles)
     weights = getattr(ins, "weights", None)
     bias = getattr(ins, "bias", None)
     weight_bytes = sum(o.nbytes for o in (weights, bias) if isinstance(o, Operand) and o.mem == "sram")

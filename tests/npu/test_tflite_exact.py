@@ -457,9 +457,9 @@ def test_operator_equals_litert(name, seed):
 @SETTINGS
 @given(seed=st.integers(0, 2**32 - 1))
 def test_pad_with_the_zero_point(seed):
-    """A stand-alone PAD runs on the host (the NPU folds pads into the next convolution); it is
-    exact all the same."""
-    check(concat_pad_case(seed, "pad"), on_npu=False)
+    """A stand-alone PAD runs on the NPU as RESCALEs (the pad value over the border, the input
+    copied into the interior; a pad before a convolution folds into its padding instead)."""
+    check(concat_pad_case(seed, "pad"))
 
 
 def test_a_scale_too_large_to_represent_is_an_error_naming_the_layer():
