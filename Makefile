@@ -13,7 +13,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[torch,dev,html]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[torch,dev,html,postgres,vela]'
 	touch $(STAMP)
 
 demo: $(STAMP)

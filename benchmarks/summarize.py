@@ -45,6 +45,9 @@ COMPACT = {
                                                           "overhead_s"],
     "test_bench_plugin.py::test_collect_overhead_in_an_empty_directory": ["with_npu_s", "without_npu_s",
                                                                            "overhead_s"],
+    "test_bench_vela.py::test_vela_agreement": [
+        "cycles", "vela_cycles", "cycles_ratio", "worst_conv_ratio", "weight_bytes", "vela_weight_bytes",
+        "weight_ratio", "zero_weight_fraction", "sram_bytes", "vela_sram_bytes", "sram_ratio"],
 }
 
 

@@ -11,7 +11,6 @@ Run: `.venv/bin/pytest benchmarks/test_bench_harness.py -p no:randomly --benchma
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import subprocess
@@ -19,41 +18,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pytest
 
 pytest.importorskip("pytest_benchmark")
 pytest.importorskip("xdist")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "compiler"))
-logging.getLogger().setLevel(logging.ERROR)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from models import Builder, quantize  # noqa: E402
-
-import pytest_npu  # noqa: E402
+from budget_suite import write_budget_suite  # noqa: E402
 
 N_TESTS = 100
 XDIST_GOAL_S = 60.0
-SHAPE = (1, 1, 4, 4)
-
-BUDGET_MODULE = '''
-from pathlib import Path
-
-import numpy as np
-import pytest
-
-from pytest_npu.harness import ModelPair
-
-HERE = Path(__file__).parent
-PAIR = ModelPair(HERE / "tiny_qdq.onnx", HERE / "tiny_float.onnx")
-X = np.load(HERE / "inputs.npy")
-
-
-@pytest.mark.npu_budget(latency_ms={latency_ms!r}, energy_mj={energy_mj!r}, mse={mse!r})
-@pytest.mark.parametrize("case", range({n}))
-def test_budget(npu, case):
-    npu.run(PAIR, X[case % len(X):][:4], reference="float")
-'''
 
 PLAIN_MODULE = '''
 from pathlib import Path
@@ -72,23 +46,10 @@ def test_plain(case):
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory) -> Path:
-    """A directory holding the tiny float/QDQ pair, inputs and both generated modules.
-
-    The budgets are twice the figures the tiny model measures on the default target here (so every
-    test passes on budgets that a 2x regression would break) and the MSE the float model allows.
-    """
+    """A directory holding the tiny float/QDQ pair, inputs and both generated modules
+    (``budget_suite.py``: budgets twice what the tiny model measures)."""
     directory = tmp_path_factory.mktemp("harness-suite")
-    builder = Builder(SHAPE, seed=0).conv(2).flatten().fc(3)
-    float_model = builder.model()
-    x = np.random.default_rng(1).uniform(0.0, 1.0, (16, *SHAPE[1:])).astype(np.float32)
-    qdq = quantize(float_model, SHAPE, data=x)
-    onnx.save(float_model, directory / "tiny_float.onnx")
-    onnx.save(qdq, directory / "tiny_qdq.onnx")
-    np.save(directory / "inputs.npy", x)
-
-    summary = pytest_npu.compile(qdq, "u55-256").run(x[:4]).summary
-    (directory / "test_budgets.py").write_text(BUDGET_MODULE.format(
-        n=N_TESTS, latency_ms=2 * summary.latency_ms, energy_mj=2 * summary.energy_mj, mse=1e-2))
+    write_budget_suite(directory, N_TESTS)
     (directory / "test_plain.py").write_text(PLAIN_MODULE.format(n=N_TESTS))
     (directory / "pytest.ini").write_text("[pytest]\n")
     return directory

@@ -14,6 +14,7 @@ Run: ``.venv/bin/python -m pytest benchmarks/test_bench_models.py -p no:xdist --
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from functools import cache, lru_cache
@@ -95,11 +96,15 @@ def test_emulator_vs_onnxruntime_vs_reference(benchmark, model_name, batch):
     from onnx.reference import ReferenceEvaluator
 
     import pytest_npu
-    from pytest_npu import metrics
+    from pytest_npu import metrics, targets
 
     model, x = int8_model(model_name)
     x = x[:batch]
-    compiled = pytest_npu.compile(model, "u55-256")
+    # u55-256 with onnxruntime's own requantisation rule (single rounding, round half to even in
+    # float32 is within 1 LSB of it): an ONNX model is compared with onnxruntime here, and TFLite's
+    # double rounding -- what the built-in Ethos-U targets do -- compounds over the seeded
+    # MobileNet's gain > 1 layers into tens of LSB (tests/compiler/test_reference_models.py DRIFT)
+    compiled = pytest_npu.compile(model, dataclasses.replace(targets.load("u55-256"), rounding="single"))
     # Both sides get one thread: the emulator caps BLAS at 1 (Emulator(blas_threads=1)).
     options = ort.SessionOptions()
     options.log_severity_level = 3

@@ -61,5 +61,12 @@ class BaselineError(NpuError):
     """A baseline or history file is corrupt, too new, or cannot be written (names the file)."""
 
 
+class PeerError(NpuError):
+    """An outside estimator (Vela) is not installed, cannot read the model, or failed (names it)."""
+class HistoryError(BaselineError):
+    """A run history cannot be read or written: corrupt, too new, locked, unreachable, or a driver
+    is missing (names the database, with any password hidden, and what to do)."""
+
+
 class ReportError(NpuError):
     """A report cannot be written: an optional extra it needs is missing, or its file (names which)."""

@@ -252,11 +252,11 @@ def _model_bytes_and_graph(model) -> tuple[bytes, Graph | None, Any]:
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if not path.is_file():
-            raise CompileError(f"{path}: no such model file; pass an .onnx path, bytes, a ModelProto "
-                               "or an ir.Graph")
+            raise CompileError(f"{path}: no such model file; pass a .tflite or .onnx path, bytes, a "
+                               "ModelProto or an ir.Graph")
         return path.read_bytes(), None, None
-    raise CompileError(f"compile() got a {type(model).__name__} as the model; pass an .onnx path, bytes, "
-                       "an onnx.ModelProto or a pytest_npu.ir.Graph")
+    raise CompileError(f"compile() got a {type(model).__name__} as the model; pass a .tflite or .onnx path, "
+                       "bytes, an onnx.ModelProto or a pytest_npu.ir.Graph")
 
 
 def _graph_digest(graph: Graph) -> bytes:
@@ -324,9 +324,9 @@ def compile(model, target, **options) -> CompiledModel:  # noqa: A001 - the publ
         _CACHE.move_to_end(key)
         return cached
     if graph is None:
-        from ..ir import from_onnx
-        graph = from_onnx(proto if proto is not None else
-                          (Path(model) if isinstance(model, (str, os.PathLike)) else data))
+        from ..ir import import_model
+        graph = import_model(proto if proto is not None else
+                             (Path(model) if isinstance(model, (str, os.PathLike)) else data))
     if options.get("cores") is None and target.cores > 1:
         cm = _fastest_core_count(graph, target, opts, key)
     else:

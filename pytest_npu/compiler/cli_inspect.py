@@ -2,6 +2,8 @@
 
 Every figure comes from compiling the model and running it once on the emulator (timing is
 data-independent, so a seeded random batch gives the same per-layer numbers as real data).
+``--vela`` also runs Arm's Vela on the ``.tflite`` model for the same target (``peers.vela``) and
+prints both sets of figures side by side, per layer and in total, with their ratios.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from .report import csv_text, table
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="a quantised (QDQ/QOperator) .onnx file")
+    parser.add_argument("model", metavar="MODEL", help="a quantised .tflite or (QDQ/QOperator) .onnx file")
     parser.add_argument("--target", required=True, metavar="NAME|PATH", help="built-in target or .toml")
     parser.add_argument("--batch", type=int, default=1, metavar="N", help="inferences to run (default 1)")
     parser.add_argument("--cores", type=int, default=None, help="schedule on this many cores")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random input batch")
+    parser.add_argument("--vela", action="store_true",
+                        help="also run Arm's Vela on the .tflite model and show its figures beside ours "
+                             "(needs the [vela] extra)")
     parser.add_argument("--csv", metavar="FILE", default=None,
                         help="also write every per-layer column as CSV (Vela-like; exact figures, units in headers)")
 
@@ -52,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     rows = cm.layers(ex)
     npu_ops = sorted({r["op"] for r in rows if r["where"] == "npu"})
     print(f"model {args.model} on {cm.target.name} ({cm.options['cores']} core(s), "
-          f"SRAM plan peak {cm.memory.peak / 1024:.1f} of {cm.target.sram_bytes / 1024:.0f} KiB)")
+          f"SRAM used {cm.memory.peak / 1024:.1f} of {cm.target.sram_bytes / 1024:.0f} KiB)")
     print(f"supported on the NPU: {', '.join(npu_ops) or '(none)'}")
     unsupported = [s for s in cm.steps if s.where == "host"]
     if unsupported:
@@ -76,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         _write(args.csv, csv_text(rows, **derived))
         print(f"wrote {args.csv}")
+    if args.vela:
+        _print_vela(args.model, cm, rows, s)
     return 0
 
 
@@ -88,3 +95,16 @@ def _write(path: str, text: str) -> None:
         Path(path).write_text(text, encoding="utf-8")
     except OSError as exc:
         raise CompileError(f"--csv {path}: cannot write it ({exc.strerror})") from None
+
+
+def _print_vela(model, cm, rows, summary) -> None:
+    """Vela's estimate for the same model and target, beside ours (every Vela figure is one it printed)."""
+    from ..peers import vela
+    from .report import vela_table, vela_totals
+
+    estimate = vela.estimate(model, cm.target)
+    print()
+    print(f"Vela {estimate.version}: {estimate.accelerator}, {estimate.system_config}, {estimate.memory_mode}")
+    print(vela_table(vela.side_by_side(rows, estimate, cm.target), width=tables.terminal_width()))
+    print()
+    print(vela_totals(summary, cm.memory.peak, estimate))

@@ -1,10 +1,12 @@
 """Emit: walk the legalised steps tile by tile and write the NPU Program.
 
-Memory map: DRAM holds the graph inputs and outputs, tensors spilled by the SRAM planner and the
-tensors host fallback ops exchange, then the constants image (every weight block, bias and
+Memory map: DRAM holds the graph inputs and outputs (SRAM does, on a target with ``io_memory =
+"sram"``), tensors spilled by the SRAM planner and the tensors host fallback ops exchange, then
+the constants image (every weight block, bias and
 constant operand, stored in the order and slicing the tiles read them, so each load is one
 contiguous DMA). SRAM holds resident tensors and each step's scratch slots at the offsets the
-planner chose. Instructions get their deps and DMA channels from :class:`schedule.Emitter`;
+planner chose. A weight DMA carries the size of the encoded streams on a target that compresses
+weights (``compiler/weights.py``). Instructions get their deps and DMA channels from :class:`schedule.Emitter`;
 tiles go to cores round-robin (``Tile.core``).
 """
 
@@ -17,6 +19,7 @@ import numpy as np
 
 from ..errors import CompileError
 from ..ir.graph import Graph
+from ..npu.blocks import block_config
 from ..npu.isa import (
     Conv2D,
     DepthwiseConv2D,
@@ -38,7 +41,8 @@ from ..targets.model import Target
 from .legalize import Legalized, Step, fmap_shape, sample_shape
 from .memory import MemoryPlan
 from .schedule import Emitter
-from .tiling import Geometry, Region, Tile, TilePlan, align, itemsize, step_shapes
+from .tiling import Geometry, Region, Tile, TilePlan, align, itemsize, step_block_op, step_shapes
+from .weights import scale_stream_bytes, weight_stream_bytes
 
 DRAM_ALIGN = 64
 
@@ -106,6 +110,8 @@ class CodeGen:
         self.metadata = metadata
         self.locs: dict[str, Loc] = {}
         self.tensor_infos: dict[str, TensorInfo] = {}
+        self._weights: dict[int, list | None] = {}           # step -> its weight blocks (None: no weights)
+        self._preloaded: dict[int, dict[int, int]] = {}      # step -> {slot: block} loaded ahead
 
     # ---- memory map ---------------------------------------------------------------------------
     def root(self, name: str) -> str:
@@ -120,15 +126,15 @@ class CodeGen:
         for root, home in sorted(self.plan.homes.items(), key=lambda kv: (kv[0] not in io, kv[0])):
             t = self.graph.tensors[root]
             fshape = fmap_shape(tuple(t.shape))
-            if home == "sram":
+            kind = "input" if root in self.graph.inputs else "output" if root in self.graph.outputs \
+                else "intermediate"
+            if home == "sram":      # resident tensors, and graph I/O on a target that keeps it in SRAM
                 self.locs[root] = Loc("sram", self.plan.sram_offsets[root], fshape, t.dtype)
                 self.tensor_infos[root] = TensorInfo(root, "sram", self.plan.sram_offsets[root],
-                                                     sample_shape(tuple(t.shape)), t.dtype, "intermediate")
+                                                     sample_shape(tuple(t.shape)), t.dtype, kind)
                 continue
             cursor = align(cursor, DRAM_ALIGN)
             self.locs[root] = Loc("dram", cursor, fshape, t.dtype)
-            kind = "input" if root in self.graph.inputs else "output" if root in self.graph.outputs \
-                else "intermediate"
             self.tensor_infos[root] = TensorInfo(root, "dram", cursor, sample_shape(tuple(t.shape)),
                                                  t.dtype, kind)
             cursor += int(np.prod(sample_shape(tuple(t.shape)), dtype=np.int64)) * itemsize(t.dtype)
@@ -214,6 +220,9 @@ class CodeGen:
                              attrs=step.params["attrs"], reason=step.reason, layer=step.name))
 
     def _transpose(self, step: Step, index: int) -> None:
+        if step.params.get("npu_copy"):
+            self._transpose_on_npu(step, index)
+            return
         src_t = self.graph.tensors[step.inputs[0]]
         in_shape = sample_shape(tuple(src_t.shape))
         perm = step.params["perm"]
@@ -232,26 +241,105 @@ class CodeGen:
         self.out.emit(DmaOut(src=tmp, dst=Operand("dram", out_loc.offset, src.shape, src.dtype, None,
                                                   step.output), layer=step.name))
 
+    def _transpose_on_npu(self, step: Step, index: int) -> None:
+        """The whole input in SRAM (DMA'd in when it lives in DRAM), read by an identity RESCALE
+        through permuted strides into the output (in SRAM, or a scratch buffer DMA'd out)."""
+        name = step.inputs[0]
+        t = self.graph.tensors[name]
+        in_shape = sample_shape(tuple(t.shape))
+        tp = self.plan.tiles[index]
+        loc = self.locs[self.root(name)]
+        if loc.mem == "sram":
+            src = Operand("sram", loc.offset, in_shape, t.dtype, None, name)
+        else:
+            src = self._scratch(index, ("in", 0, 0), in_shape, t.dtype, name)
+            self.out.emit(DmaIn(src=self._dram_operand(name), dst=src, layer=step.name))
+        perm = step.params["perm"]
+        strides = src.byte_strides()
+        view = Operand("sram", src.offset, tuple(in_shape[p] for p in perm), t.dtype,
+                       tuple(strides[p] for p in perm), name)
+        out_loc = self.locs[self.root(step.output)]
+        if out_loc.mem == "sram":
+            dst = Operand("sram", out_loc.offset, view.shape, t.dtype, None, step.output)
+        else:
+            off, _ = tp.layout[("out", 0)]
+            dst = Operand("sram", self.plan.scratch[index] + off, view.shape, t.dtype, None, step.output)
+        self.out.emit(Rescale(ifm=view, ofm=dst, ifm_zp=step.params["ifm_zp"], requant=step.params["requant"],
+                              layer=step.name))
+        if out_loc.mem != "sram":
+            self.out.emit(DmaOut(src=dst, dst=Operand("dram", out_loc.offset, view.shape, t.dtype, None,
+                                                      step.output), layer=step.name))
+
     # ---- tiled NPU steps ----------------------------------------------------------------------
     def _scratch(self, index: int, key: tuple, shape, dtype: str, name: str) -> Operand:
         off, _ = self.plan.tiles[index].layout[key]
         return Operand("sram", self.plan.scratch[index] + off, tuple(shape), dtype, None, name)
 
+    def _step_weights(self, index: int):
+        """The weight blocks of NPU step ``index`` (None when it has none), added to the constants
+        image once."""
+        if index not in self._weights:
+            step = self.legal.steps[index]
+            blocks = None
+            if step.where == "npu" and index in self.plan.tiles and "weights" in step.consts:
+                ins, out_shape = step_shapes(step, lambda n: tuple(self.graph.tensors[n].shape))
+                blocks = self._weight_blocks(step, self.plan.tiles[index], ins, out_shape)
+            self._weights[index] = blocks
+        return self._weights[index]
+
+    def _load_weights(self, index: int, block: int, wslot: int) -> tuple[Operand, Operand]:
+        """DMA weight block ``block`` of step ``index`` (weights, then scale/bias) into slot ``wslot``."""
+        step = self.legal.steps[index]
+        (w_src, w_encoded), (b_src, b_encoded) = self._step_weights(index)[block]
+        weights = self._scratch(index, ("w", wslot), w_src.shape, "int8", w_src.name)
+        bias = self._scratch(index, ("bias", wslot), b_src.shape, "int32", b_src.name)
+        self.out.emit(DmaIn(src=w_src, dst=weights, layer=step.name, encoded_bytes=w_encoded))
+        self.out.emit(DmaIn(src=b_src, dst=bias, layer=step.name, encoded_bytes=b_encoded))
+        return weights, bias
+
+    def _prefetch_next(self, index: int) -> None:
+        """Queue the next step's first weight block now, so the DMA loads it while this step
+        computes (Vela prebuffers the next operation's weights the same way); its scratch is live
+        from this step on when the memory plan allows it (``MemoryPlan.prefetch``)."""
+        nxt = index + 1
+        if not self.plan.prefetch or nxt >= len(self.legal.steps) or nxt in self._preloaded \
+                or self._step_weights(nxt) is None:
+            return
+        self._load_weights(nxt, 0, 0)
+        self._preloaded[nxt] = {0: 0}
+
     def _tiled(self, step: Step, index: int) -> None:
         tp: TilePlan = self.plan.tiles[index]
         ins, out_shape = step_shapes(step, lambda n: tuple(self.graph.tensors[n].shape))
         geo = Geometry(step, ins, out_shape)
-        weight_blocks = self._weight_blocks(step, tp) if "weights" in step.consts else None
+        weight_blocks = self._step_weights(index)
+        if weight_blocks is None:
+            self._prefetch_next(index)
         b_const = None
         if "b" in step.consts:
             b_src = self.consts.add(f"{step.name}/b", step.consts["b"], step.params["dtype"])
             b_const = self._scratch(index, ("b",), b_src.shape, b_src.dtype, f"{step.name}/b")
             self.out.emit(DmaIn(src=b_src, dst=b_const, layer=step.name))
-        loaded: dict[int, int] = {}
+        preloaded = self._preloaded.pop(index, {})     # weight slot -> block, loaded by the step before
+        loaded: dict[int, int] = dict(preloaded)
+        preloaded_blocks = set(preloaded.values())
         out_loc = self.loc(step.output)
         out_c0 = step.params.get("out_c0", 0)
         for t, tile in enumerate(tp.tiles):
             slot = t % tp.nbuf
+            # Weights first: they depend on nothing computed, so a stripe waiting for the layer
+            # before (or for the host) does not hold them up on the in-order DRAM bus.
+            weights = bias = None
+            last_block_loaded = False
+            if weight_blocks is not None:
+                wslot = tile.block % tp.wbuf
+                (w_src, _), (b_src, _) = weight_blocks[tile.block]
+                weights = self._scratch(index, ("w", wslot), w_src.shape, "int8", w_src.name)
+                bias = self._scratch(index, ("bias", wslot), b_src.shape, "int32", b_src.name)
+                if loaded.get(wslot) != tile.block:
+                    self._load_weights(index, tile.block, wslot)
+                    loaded[wslot] = tile.block
+                    last_block_loaded = tile.block == len(weight_blocks) - 1
             operands, regions = [], []
             for i, name in enumerate(step.inputs):
                 reg = geo.input_region(i, tile.rows, tile.chans)
@@ -264,16 +352,8 @@ class CodeGen:
                     dst = self._scratch(index, ("in", i, slot), src.shape, src.dtype, name)
                     self.out.emit(DmaIn(src=src, dst=dst, layer=step.name))
                     operands.append(dst)
-            weights = bias = None
-            if weight_blocks is not None:
-                wslot = tile.block % tp.wbuf
-                w_src, b_src = weight_blocks[tile.block]
-                weights = self._scratch(index, ("w", wslot), w_src.shape, "int8", w_src.name)
-                bias = self._scratch(index, ("bias", wslot), b_src.shape, "int32", b_src.name)
-                if loaded.get(wslot) != tile.block:
-                    self.out.emit(DmaIn(src=w_src, dst=weights, layer=step.name))
-                    self.out.emit(DmaIn(src=b_src, dst=bias, layer=step.name))
-                    loaded[wslot] = tile.block
+            if last_block_loaded or (t == 0 and weight_blocks is not None and len(weight_blocks) - 1 in preloaded_blocks):
+                self._prefetch_next(index)     # this step's last weights are queued: the next step's go next
             out_chans = (tile.chans[0] + out_c0, tile.chans[1] + out_c0)
             final = out_loc.region(tile.rows, out_chans, step.output)
             ofm = final if out_loc.mem == "sram" else \
@@ -284,15 +364,35 @@ class CodeGen:
             if out_loc.mem != "sram":
                 self.out.emit(DmaOut(src=ofm, dst=final, layer=step.name))
 
-    def _weight_blocks(self, step: Step, tp: TilePlan) -> list[tuple[Operand, Operand]]:
+    def _weight_blocks(self, step: Step, tp: TilePlan, ins, out_shape) -> list[tuple[tuple[Operand, int], tuple[Operand, int]]]:
+        """Each output-channel block's weights and bias in the constants image, with the bytes a
+        DMA moves for them: the encoded streams on a target that compresses weights, else 0."""
         w, b = step.consts["weights"], step.consts["bias"]
         blocks = []
         for block, c0 in enumerate(range(0, w.shape[-1], tp.tc)):
             c1 = min(w.shape[-1], c0 + tp.tc)
             suffix = f"[{block}]" if tp.tc < w.shape[-1] else ""
-            blocks.append((self.consts.add(f"{step.name}/weights{suffix}", w[..., c0:c1], "int8"),
-                           self.consts.add(f"{step.name}/bias{suffix}", b[c0:c1], "int32")))
+            encoded = self._encoded(step, w[..., c0:c1], ins, (*out_shape[:2], c1 - c0))
+            blocks.append(((self.consts.add(f"{step.name}/weights{suffix}", w[..., c0:c1], "int8"), encoded[0]),
+                           (self.consts.add(f"{step.name}/bias{suffix}", b[c0:c1], "int32"), encoded[1])))
         return blocks
+
+    def _encoded(self, step: Step, weights: np.ndarray, ins, out_shape) -> tuple[int, int]:
+        """(weight stream, scale/bias stream) bytes of one weight block; (0, 0) uncompressed."""
+        target = self.target
+        if target.weight_compression != "ethos-u":
+            return 0, 0
+        sizes = [itemsize(self.graph.tensors[n].dtype) for n in step.inputs + [step.output]]
+        op = step_block_op(step, ins, out_shape, sizes)
+        depth, part = target.mac.ofm_lanes, False
+        if op is not None and target.blocks is not None:
+            cfg = block_config(target.blocks, target.mac.ofm_lanes, target.mac.ifm_lanes, op)
+            depth, part = cfg.ofm[2], cfg.part_kernel
+        stream = weight_stream_bytes(
+            weights, step.params.get("weight_zp", 0), depthwise=step.kind == "depthwise_conv2d", part_kernel=part,
+            ofm_block_depth=depth, ifm_bits=8 * sizes[0], ifm_micro_depth=target.mac.ifm_lanes,
+            ofm_micro_depth=target.mac.ofm_lanes, dilation=tuple(step.params.get("dilation", (1, 1))))
+        return stream, scale_stream_bytes(weights.shape[-1])
 
     def _compute(self, step: Step, tile: Tile, ops: list[Operand], regions: list[Region],
                  weights, bias, b_const, ofm: Operand):
@@ -350,7 +450,7 @@ class CodeGen:
                           half_pixel_centers=p.get("half_pixel_centers", False))
         if kind == "softmax":
             return Softmax(ifm=ops[0], ofm=ofm, exp_table=p["exp_table"], requant=p["requant"], core=core,
-                           layer=layer)
+                           layer=layer, int16_scaling=tuple(p.get("int16_scaling", ())))
         raise CompileError(f"layer '{step.name}': no code generator for {kind}")  # pragma: no cover
 
 

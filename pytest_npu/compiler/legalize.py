@@ -504,11 +504,30 @@ class Legalizer:
                                                                is None else int(v)) for v in clamp]
         attrs["in_quant"] = [quant_dict(self.tensor(n).quant) for n in operands]
         attrs["out_quant"] = [quant_dict(self.tensor(n).quant) for n in node.outputs]
+        if node.op == "softmax" and self.tflite:
+            attrs.update(self._tflite_int16_softmax(node))
         params: dict[str, Any] = {"attrs": attrs}
         if node.op in ("add", "sub", "mul", "min", "max", "concat"):
             params["consts_per_sample"] = True     # a constant operand broadcasts like an activation
         return Step(node.name, node.op, "host", operands, list(node.outputs), where="host", reason=reason,
                     params=params, host_inputs=operands)
+
+    def _tflite_int16_softmax(self, node: Node) -> dict:
+        """TFLite's ``SoftmaxInt16`` parameters (its Prepare's input multiplier and shift) for an
+        int16 softmax quantised as TFLite requires, else nothing. The NPU runs it as Vela does; where
+        the target lacks the operations, the host runs the same integer kernel (TFLite Micro's), so
+        it is exact either way. Any other quantisation stays float on the host."""
+        x, out = node.inputs[0], node.outputs[0]
+        in_q, out_q = self.tensor(x).quant, self.tensor(out).quant
+        if in_q is None or out_q is None or in_q.dtype != "int16" or out_q.dtype != "int16" or in_q.per_channel:
+            return {}
+        rank = len(self.tensor(x).shape)
+        if (int(node.attrs.get("axis", -1)) % rank != rank - 1 or int(np.asarray(in_q.zero_point)) != 0
+                or int(np.asarray(out_q.zero_point)) != 0 or abs(float(out_q.scale) * 32768 - 1) > 1e-6):
+            return {}
+        beta = float(node.attrs.get("beta", 1.0))
+        multiplier, shift = tflite_tables.quantize_multiplier(float(in_q.scale) * beta / (10.0 / 65535.0))
+        return {"tflite_int16": [multiplier, shift]}
 
     def _refuse_guessed_scale(self, node: Node, operands: list[str]) -> None:
         """A host layer computes on real values: an integer operand with no scale could only be
@@ -905,8 +924,16 @@ class Legalizer:
         its exact int8 stage; any other output quantisation (onnxruntime writes 1/255) requantises
         the probability in units of 2**-16."""
         x, out, in_q, out_q = self._unary_io(node)
+        if in_q.dtype == "int16" and self.tflite:
+            scaling = self._tflite_int16_softmax(node).get("tflite_int16")
+            if scaling is None:
+                raise _Refuse("int16 softmax whose quantisation is not TFLite's (zero points 0, output scale "
+                              "1/32768, over the last axis)")
+            return Step(node.name, node.op, "softmax", [x], [out],
+                        params=dict(exp_table=(), requant=None, dtype="int16", int16_scaling=scaling))
         if in_q.dtype != "int8":
-            raise _Refuse(f"softmax on {in_q.dtype} input (the NPU's softmax is TFLite's int8 one)")
+            raise _Refuse(f"softmax on {in_q.dtype} input (the NPU's softmax is TFLite's int8 one; "
+                          "TFLite's int16 one needs a rounding = \"tflite\" target)")
         s_in, _ = _per_tensor(in_q, "the input")
         s_out, z_out = _per_tensor(out_q, "the output")
         requant = None
@@ -975,7 +1002,16 @@ class Legalizer:
             perm = [p - 1 for p in perm[1:]]
         if len(perm) > 3:
             raise _Refuse(f"rank-{len(perm)} transpose (the DMA moves 3-D blocks)")
-        return Step(node.name, node.op, "transpose", [x], [out], params=dict(perm=perm, dtype=dtype))
+        params: dict[str, Any] = dict(perm=perm, dtype=dtype)
+        if tin.quant is not None and self.target.supports("rescale"):
+            # The NPU reads the input through permuted strides and writes it in order (an identity
+            # RESCALE), as Vela runs a TRANSPOSE: a strided DMA would move one element per burst.
+            q = self.quant(x, node)
+            s_in, z_in = _per_tensor(q, "the input")
+            lo, hi = dtype_range(dtype)
+            params.update(npu_copy=True, ifm_zp=z_in, requant=self._requant_bounded(
+                node, np.array([s_in]), q, lo, hi, dtype, self._input_span(dtype, z_in), tflite_bits=32))
+        return Step(node.name, node.op, "transpose", [x], [out], params=params)
 
 
 # What would move a host layer to the NPU, by the rule that sent it there (first match wins).

@@ -1,10 +1,16 @@
 """Per-layer figures of a compiled model, computed from an emulator trace (never estimated).
 
-A layer's ``cycles`` is the busy time of its critical engine: for each engine, the sum of the
-spans of the layer's instructions on it; the largest of those sums (``compute_cycles`` and
-``dma_cycles`` split it into the busiest compute engine and the busiest DMA channel). Its roofline is
-``max(MACs / peak MACs per cycle, DRAM bytes / DRAM bytes per cycle)`` over the cores it ran on,
-and ``efficiency = roofline / cycles``.
+A layer's ``cycles`` is the time charged to it: the sum of ``TraceRow.charged`` over its
+instructions (``npu.cost.charge``: each cycle of the run goes to the compute or host instruction
+running then, the first in program order if several, else to the DMA on the critical path the
+NPU is waiting for). The layers' cycles therefore add up to the model's total, a host fallback's
+hand-over is charged to the host layer, and work hidden under another layer (a weight prefetch)
+costs its own layer nothing. ``busy_cycles`` is what the layer
+keeps its busiest engine busy (``compute_cycles`` and ``dma_cycles`` split it into the busiest
+compute engine and the busiest DMA channel), overlap or not; ``span_cycles`` from its first
+instruction's start to its last one's end. Its roofline is ``max(MACs / peak MACs per cycle,
+DMA bytes / DRAM bytes per cycle)`` over the cores it ran on (as the summary's), and
+``efficiency = roofline / busy_cycles`` (how well the layer uses the engines while it runs).
 """
 
 from __future__ import annotations
@@ -39,36 +45,43 @@ def layer_rows(cm, execution) -> list[dict]:
         busy: dict[str, int] = defaultdict(int)
         for r in trace:
             busy[r.engine] += r.cycles
-        cycles = max(busy.values(), default=0)
+            if r.engine.startswith("dma"):    # the DRAM bus the channels share
+                busy["dram_bus"] += math.ceil((r.dram_read + r.dram_write) / target.dram_bytes_per_cycle)
+        cycles = sum(r.charged for r in trace)
+        busy_cycles = max(busy.values(), default=0)
         compute = max((v for e, v in busy.items() if not e.startswith("dma")), default=0)
-        dma = max((v for e, v in busy.items() if e.startswith("dma")), default=0)
+        dma = max((v for e, v in busy.items() if e.startswith("dma") or e == "dram_bus"), default=0)
         macs = sum(r.macs for r in trace)
         dram = sum(r.dram_read + r.dram_write for r in trace)
         sram = sum(r.sram_read + r.sram_write for r in trace)
         energy_pj = sum(r.energy_pj for r in trace)
         roofline = 0
         if step.where == "npu":
+            dma_bytes = sum(r.dram_read + r.dram_write for r in trace if r.engine.startswith("dma"))
             roofline = math.ceil(max(macs / (target.mac.macs_per_cycle * cores),
-                                     dram / target.dram_bytes_per_cycle))
+                                     dma_bytes / target.dram_bytes_per_cycle))
         idx = step_index[step.name]
         inputs = [n for i in idx for n in cm.steps[i].inputs]
         rows.append({
             "layer": step.name, "op": step.op, "where": step.where, "reason": step.reason,
             "in_shapes": [sample_shape(tuple(cm.graph.tensors[n].shape)) for n in inputs],
             "out_shapes": [sample_shape(tuple(cm.graph.tensors[n].shape)) for n in step.outputs],
-            "macs": macs, "cycles": cycles, "compute_cycles": compute, "dma_cycles": dma,
+            "outputs": list(step.outputs),
+            "macs": macs, "cycles": cycles, "busy_cycles": busy_cycles, "compute_cycles": compute,
+            "dma_cycles": dma,
             "span_cycles": (max(r.end for r in trace) - min(r.start for r in trace)) if trace else 0,
             "instructions": len(trace), "dram_bytes": dram, "sram_bytes": sram,
             "energy_mj": energy_pj * 1e-9,
             "sram_peak": max((cm.memory.step_peak.get(i, 0) for i in idx), default=0),
             "roofline_cycles": roofline,
-            "efficiency": (roofline / cycles) if cycles and roofline else None,
+            "efficiency": (roofline / busy_cycles) if busy_cycles and roofline else None,
         })
     for step in cm.alias_steps:
         rows.append({"layer": step.name, "op": step.op, "where": step.where, "reason": step.reason,
                      "in_shapes": [sample_shape(tuple(cm.graph.tensors[n].shape)) for n in step.inputs],
                      "out_shapes": [sample_shape(tuple(cm.graph.tensors[n].shape)) for n in step.outputs],
-                     "macs": 0, "cycles": 0, "compute_cycles": 0, "dma_cycles": 0, "span_cycles": 0, "instructions": 0, "dram_bytes": 0,
+                     "outputs": list(step.outputs), "macs": 0, "cycles": 0, "busy_cycles": 0, "compute_cycles": 0, "dma_cycles": 0,
+                     "span_cycles": 0, "instructions": 0, "dram_bytes": 0,
                      "sram_bytes": 0, "energy_mj": 0.0, "sram_peak": 0, "roofline_cycles": 0,
                      "efficiency": None})
     position = {node.name: i for i, node in enumerate(cm.graph.nodes)}
@@ -134,6 +147,8 @@ LAYER_COLUMNS: tuple[LayerColumn, ...] = (
     LayerColumn("in_shapes", "in", "in_shapes", tables.shapes, tables.shapes, right=False, terminal=4),
     LayerColumn("out_shapes", "out", "out_shapes", tables.shapes, tables.shapes, right=False, terminal=4),
     LayerColumn("reason", "why on the host", "host_reason", right=False),
+    LayerColumn("outputs", "output tensors", "output_tensors", lambda v: ", ".join(v or ()),
+                lambda v: " ".join(v or ()), right=False),
 )
 _BY_KEY = {column.key: column for column in LAYER_COLUMNS}
 _SHARES = {"cycles_share": "cycles", "macs_share": "macs"}
@@ -225,3 +240,47 @@ def text_report(cm) -> str:
                      f"({cm.target.cycles_to_ms(row.get('cycles', 0)):.4f} ms), "
                      f"{row.get('energy_mj', 0.0) * 1e3:.3f} uJ")
     return "\n".join(lines)
+
+
+def _ratio(ours: float, theirs: float) -> str:
+    return f"{ours / theirs:.2f}" if theirs else ""
+
+
+def _kib(value: float | None) -> str:
+    return "" if value is None else tables.decimal(value / 1024, 3)
+
+
+def vela_table(rows: list[dict], width: int | None = None) -> str:
+    """Per layer, pytest-npu's figures beside Vela's (rows from ``peers.vela.side_by_side``), fitted
+    to ``width`` characters like the layer table."""
+    headers = ["layer", "op", "where", "MACs", "Vela MACs", "cycles", "Vela cycles", "ratio", "SRAM peak KiB",
+               "Vela SRAM KiB", "DRAM KiB", "Vela off-chip KiB", "Vela operations"]
+    body = []
+    for r in rows:
+        has = "vela_cycles" in r
+        body.append([r["layer"], r["op"], r["where"], tables.integer(r["macs"]),
+                     tables.integer(r.get("vela_macs")) if has else "", tables.integer(r["cycles"]),
+                     tables.integer(r["vela_cycles"]) if has else "",
+                     _ratio(r["cycles"], r["vela_cycles"]) if has else "",
+                     _kib(r.get("sram_peak")), _kib(r.get("vela_sram_bytes")) if has else "",
+                     _kib(r.get("dram_bytes")), _kib(r.get("vela_off_chip_bytes")) if has else "",
+                     r.get("vela_ops", "")])
+    drop = ["Vela operations", "Vela off-chip KiB", "DRAM KiB", "Vela SRAM KiB", "SRAM peak KiB", "Vela MACs", "MACs"]
+    text, dropped = tables.fit(headers, body, width, drop_order=drop,
+                               right=[h not in ("layer", "op", "where", "Vela operations") for h in headers])
+    note = tables.left_out_note(dropped, "widen the terminal to see them", width)
+    return text + ("\n" + note if note else "")
+
+
+def vela_totals(summary, sram_used: int, estimate) -> str:
+    """Whole-network figures of both estimators, with pytest-npu / Vela ratios."""
+    off_chip = summary.dram_read_bytes + summary.dram_write_bytes
+    vela_off_chip = estimate.off_chip_read_bytes + estimate.off_chip_write_bytes
+    body = [["cycles", tables.integer(summary.cycles), tables.integer(estimate.cycles),
+             _ratio(summary.cycles, estimate.cycles)],
+            ["MACs", tables.integer(summary.macs), tables.integer(estimate.macs), _ratio(summary.macs, estimate.macs)],
+            ["SRAM used (KiB)", _kib(sram_used), _kib(estimate.sram_used_bytes),
+             _ratio(sram_used, estimate.sram_used_bytes)],
+            ["off-chip bytes", tables.integer(off_chip), tables.integer(vela_off_chip), _ratio(off_chip, vela_off_chip)]]
+    text, _ = tables.fit(["total", "pytest-npu", "Vela", "ratio"], body, None, right=[False, True, True, True])
+    return text

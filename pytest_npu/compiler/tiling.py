@@ -4,16 +4,22 @@ A tile's working set is every streamed input stripe, the weight/bias slice it ne
 operand and the streamed output stripe. Inputs and outputs kept resident in SRAM by the memory
 planner are read/written in place and cost the tile nothing. With ``nbuf`` > 1 consecutive tiles
 alternate between buffer slots so the DMA of tile i+1 overlaps the compute of tile i (and cores
-work on different slots at the same time).
+work on different slots at the same time). On a block-model target a layer's output channels are
+also cut into weight slices (:func:`weight_slice`, as Vela streams weights), so the weights of
+one slice load while the MAC array works on the one before.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..npu import blocks as block_model
 from ..npu.isa import DTYPES
+from ..targets.model import Target
 from .legalize import Step, fmap_shape
 
 ALIGN = 16
@@ -101,6 +107,8 @@ class Geometry:
             pt = p["padding"][0]
             start = rows[0] * sy - pt
             end = (rows[1] - 1) * sy - pt + (kh - 1) * dy + 1
+            if rows == (0, self.out_shape[0]) and end < h and (h - 1 - start - (kh - 1) * dy) // sy + 1 == rows[1]:
+                end = h    # the whole output reads the whole input (rows past the last window unused)
             y0, y1 = max(0, start), min(h, end)
             if kind != "conv2d":      # depthwise conv and pooling: channel c reads channel c
                 in_chans = chans
@@ -185,12 +193,16 @@ def working_set(geo: Geometry, th: int, tc: int, nbuf: int, wbuf: int, streamed_
 
 
 def plan_tiles(step: Step, in_shapes, out_shape, streamed_in: list[bool], streamed_out: bool,
-               budget: int, cores: int, double_buffer: bool, dtype_sizes: list[int]) -> TilePlan:
-    """Pick the largest tiles that fit ``budget`` bytes, then split for cores and double buffering."""
+               budget: int, cores: int, double_buffer: bool, dtype_sizes: list[int],
+               max_chans: int | None = None) -> TilePlan:
+    """Pick the largest tiles that fit ``budget`` bytes (at most ``max_chans`` output channels:
+    the weight slice), then split for cores and double buffering."""
     geo = Geometry(step, in_shapes, out_shape)
     oh, _, oc = out_shape
     rows_c = _candidates(oh, geo.row_step) if geo.row_tiling else [oh]
     chans_c = _candidates(oc, geo.chan_step) if geo.chan_tiling else [oc]
+    if max_chans is not None and geo.chan_tiling and geo.chan_step == 1 and max_chans < oc:
+        chans_c = sorted({c for c in chans_c if c <= max_chans} | {max_chans}, reverse=True)
 
     def fits(th, tc, nbuf, wbuf):
         need, layout = working_set(geo, th, tc, nbuf, wbuf, streamed_in, streamed_out, dtype_sizes)
@@ -238,3 +250,57 @@ def step_shapes(step: Step, tensor_shape) -> tuple[list[tuple[int, int, int]], t
     if "out_c0" in step.params:          # writes a channel slice of a concat's buffer
         out = (out[0], out[1], step.params["channels"])
     return ins, out
+
+
+_BLOCK_KINDS = {"conv2d": "conv", "depthwise_conv2d": "depthwise", "fully_connected": "vector"}
+
+
+def step_block_op(step: Step, in_shapes, out_shape, dtype_sizes) -> block_model.BlockOp | None:
+    """A MAC step as the block model sees it (None for steps without weights)."""
+    kind = _BLOCK_KINDS.get(step.kind)
+    if kind is None or "weights" not in step.consts or step.params.get("groups", 1) > 1:
+        return None
+    p = step.params
+    ifm, ofm = tuple(in_shapes[0]), tuple(out_shape)
+    if kind == "vector":             # (M, 1, K) rows -> the (1, M, K) row of pixels FC runs as
+        ifm, ofm = (1, ifm[0] * ifm[1], ifm[2]), (1, ofm[0] * ofm[1], ofm[2])
+    return block_model.BlockOp(kind, ifm, ofm, kernel=tuple(p.get("kernel", (1, 1))),
+                               stride=tuple(p.get("stride", (1, 1))), dilation=tuple(p.get("dilation", (1, 1))),
+                               ifm_bits=8 * dtype_sizes[0], ofm_bits=8 * dtype_sizes[-1], bias=True)
+
+
+def weight_slice(step: Step, in_shapes, out_shape, dtype_sizes, target: Target | None) -> int | None:
+    """Output channels per weight DMA on a block-model target (None: as many as fit).
+
+    Vela streams a layer's weights from flash in depth slices, double buffered, so the MAC array
+    works on one slice while the next arrives (``ProposeSlicedWeightBuffering``). Of the slice
+    depths it uses (multiples of 16 up to the OFM block depth, or the whole layer) the tiler takes
+    the one the two-stage pipeline says is fastest: the first slice's load, then each step the
+    slower of computing one slice and loading the next, then the last slice's compute (a slice
+    re-reads the whole IFM, so thin slices of a wide layer lose)."""
+    if target is None or target.blocks is None:
+        return None
+    op = step_block_op(step, in_shapes, out_shape, dtype_sizes)
+    if op is None:
+        return None
+    channels = op.ofm[2]
+    block_depth = block_model.block_config(target.blocks, target.mac.ofm_lanes, target.mac.ifm_lanes, op).ofm[2]
+    load_per_channel = (step.consts["weights"].nbytes / channels + block_model.BIAS_BYTES_PER_CHANNEL) \
+        / target.dram_bytes_per_cycle
+    best, best_time = None, math.inf
+    for depth in sorted({*range(block_model.OFM_SPLIT_DEPTH, min(block_depth, channels) + 1,
+                                block_model.OFM_SPLIT_DEPTH), channels}):
+        sliced = dataclasses.replace(op, ofm=(*op.ofm[:2], depth))
+        compute = block_model.op_cycles(
+            target.blocks, target.mac.ofm_lanes, target.mac.ifm_lanes, sliced,
+            sram_latency=target.sram_latency_cycles, sram_bytes_per_cycle=target.sram_bytes_per_cycle,
+            sram_burst=target.sram_burst_bytes, weight_latency=target.dram_latency_cycles)
+        per_slice = max(compute.continuing(), math.ceil(block_model.sram_bytes(
+            sliced, compute.config, int(load_per_channel * depth), target.sram_burst_bytes)
+            / target.sram_bytes_per_cycle))
+        load = target.dram_latency_cycles + load_per_channel * depth
+        slices = -(-channels // depth)
+        time = load + (slices - 1) * max(per_slice, load) + per_slice
+        if time < best_time:
+            best, best_time = depth, time
+    return None if best == channels else best

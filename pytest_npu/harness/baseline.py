@@ -179,14 +179,14 @@ def load_baseline(path: str | os.PathLike[str], module: str = "") -> BaselineFil
                                     f"({entry['provenance']!r}); it must be an object of key -> value. The file "
                                     f"was left untouched: fix the entry or delete it and re-record it")
             for name, value in sorted(entry["metrics"].items()):
-                problem = _bad_figure(name, value)
+                problem = bad_figure(name, value)
                 if problem:
                     raise BaselineError(f"{where}: metric {name} = {value!r} {problem}; the file was left "
                                         f"untouched: fix the entry or delete it and re-record it")
     return BaselineFile(path, str(document.get("module", module)), tests)
 
 
-def _bad_figure(name: str, value: Any) -> str:
+def bad_figure(name: str, value: Any) -> str:
     """Why a stored figure cannot be compared with ('' when it can)."""
     from .markers import METRICS
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import BaselineError
+from ..tables import without_target
 from .baseline import atomic_write_text, split_nodeid
 from .tolerances import higher_is_better
 
@@ -40,7 +41,15 @@ def _numeric(metrics: dict) -> dict[str, float]:
 
 
 def _label(record: Any) -> str:
-    return split_nodeid(record.nodeid)[1] if "::" in record.nodeid else record.name
+    """pytest-benchmark's short name (``TestP.test_port[u55-256]``): its ``fullname`` is the node id."""
+    name = split_nodeid(record.nodeid)[1] if "::" in record.nodeid else record.name
+    return f"{without_target(name, record.target)}[{record.target}]"
+
+
+def _series(record: Any, metric: str) -> str:
+    """github-action-benchmark keys a chart by name alone: the full node id, so two modules'
+    ``test_port`` stay two charts (``tests/test_a.py::test_port [u55-256] cycles``)."""
+    return f"{without_target(record.nodeid or record.name, record.target)} [{record.target}] {metric}"
 
 
 def benchmark_json(records: Iterable[Any], run: Any) -> dict:
@@ -59,7 +68,7 @@ def benchmark_json(records: Iterable[Any], run: Any) -> dict:
         stats.update(stddev=0.0, iqr=0.0, rounds=rounds, iterations=1, outliers="0;0", iqr_outliers=0,
                      stddev_outliers=0, total=seconds * rounds, ops=(1.0 / seconds) if seconds > 0 else 0.0)
         benchmarks.append({
-            "group": record.target, "name": f"{_label(record)}[{record.target}]", "fullname": record.nodeid,
+            "group": record.target, "name": _label(record), "fullname": record.nodeid,
             "params": None, "param": record.target, "options": {"timer": "npu-emulator (modelled)"},
             "extra_info": {**metrics, "target": record.target, "provenance": record.provenance},
             "stats": stats,
@@ -82,7 +91,7 @@ def github_benchmark(records: Iterable[Any], *, bigger: bool) -> list[dict]:
         for metric, value in _numeric(record.metrics).items():
             if higher_is_better(metric) != bigger or metric in ("host_ms", "speedup"):
                 continue            # host timings are noise on shared runners: never charted as a gate
-            entries.append({"name": f"{_label(record)} [{record.target}] {metric}", "unit": unit_of(metric),
+            entries.append({"name": _series(record, metric), "unit": unit_of(metric),
                             "value": value, "extra": f"{record.nodeid}\nmodelled on {record.target}"})
     return entries
 

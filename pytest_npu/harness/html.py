@@ -249,7 +249,7 @@ def render_history(points: Sequence[Point], layers: dict[tuple[str, str], list[d
 
     regressed = {(p.run_id, p.test, p.target, p.metric) for p, _ in regressions}
     step_of = {(p.run_id, p.test, p.target, p.metric): c for p, c in [*steps, *regressions]}
-    ordered = sorted(points, key=lambda p: p.run_id)
+    ordered = sorted(points, key=lambda p: p.order)     # runs in time order (merged ids are not)
     labels = list(dict.fromkeys(p.label for p in ordered))
     page = Page("pytest-npu history")
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -57,7 +57,14 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("dram_kib", "KiB", False, "DRAM traffic per inference (read + write)", lo=_COST),
     Metric("model_kib", "KiB", False, "size of the quantised model (constants image or ONNX bytes)", lo=_COST),
     Metric("macs", "MACs", False, "multiply-accumulates per inference", lo=_COST),
+    # Arm Vela's estimate of the same .tflite model on the target's Vela accelerator (peers.vela):
+    # a second opinion a budget can hold either estimator to
+    Metric("vela_cycles", "cycles", False, "Vela's cycles per inference", lo=_COST),
+    Metric("vela_latency_ms", "ms", False, "Vela's latency per inference", lo=_COST),
+    Metric("vela_sram_kib", "KiB", False, "Vela's SRAM used", lo=_COST),
+    Metric("vela_dram_kib", "KiB", False, "Vela's off-chip traffic per inference (read + write)", lo=_COST),
 )}
+VELA_PREFIX = "vela_"
 
 # Reported beside the budgets, never gated: host wall time depends on the machine running the tests.
 REPORT_ONLY = ("host_ms", "speedup")

@@ -13,7 +13,7 @@ from . import markers, xdist
 from .session import NpuRecord, NpuRunner, RunnerOptions, TestContext
 
 # baselines, history and exports join through the hooks in hookspec.py
-pytest_plugins = ["pytest_npu.harness.plugin_baseline"]
+pytest_plugins = ["pytest_npu.harness.plugin_baseline", "pytest_npu.harness.plugin_history"]
 
 RUNNER = pytest.StashKey[NpuRunner]()
 RECORDS = pytest.StashKey[list]()
@@ -55,6 +55,10 @@ def pytest_addoption(parser):
     group.addoption("--npu-host-runs", type=int, default=None, metavar="N",
                     help="time the float model on the host CPU N times for the speedup column (0: off). "
                          "ini: npu_host_runs. Default: 5")
+    group.addoption("--npu-vela", action="store_true", default=False,
+                    help="also record Arm Vela's estimate (vela_cycles, vela_sram_kib, ...) for .tflite models on "
+                         "targets that name a Vela accelerator (needs the [vela] extra); automatic for a test "
+                         "whose npu_budget names a vela_ metric")
     parser.addini("npu_targets", "NPU targets to run on (names or .toml paths)", type="args", default=[])
     parser.addini("npu_json", "path of the JSON run record", default="")
     parser.addini("npu_markdown", "path the Markdown summary is appended to", default="")
@@ -79,7 +83,7 @@ def pytest_configure(config):
         batch=config.getoption("npu_batch") or _ini_int(config, "npu_batch", 1),
         host_runs=(config.getoption("npu_host_runs") if config.getoption("npu_host_runs") is not None
                    else _ini_int(config, "npu_host_runs", 0)),
-        enforce=not config.getoption("npu_no_budgets"))
+        enforce=not config.getoption("npu_no_budgets"), vela=config.getoption("npu_vela"))
     config.stash[RUNNER] = NpuRunner(options)
     config.stash[RECORDS] = []
     config.pluginmanager.register(_RecordCollector(config.stash[RECORDS]), "npu-records")

@@ -1,4 +1,4 @@
-"""pytest hooks for committed baselines, run history and benchmark exports.
+"""pytest hooks for committed baselines and benchmark exports (the run history: ``plugin_history.py``).
 
 Loaded by ``plugin.py`` through ``pytest_plugins``. Checks run where the test runs (an xdist worker
 only reads baseline files); every file is written by the controller alone, in
@@ -22,7 +22,6 @@ from . import baseline as bl
 from .tolerances import Comparison, Tolerances, compare_metrics, option_help
 
 SESSION_KEY: pytest.StashKey[BaselineSession] = pytest.StashKey()
-OFF = ("", "off", "false", "no", "0", "none")
 HEADLINE_METRICS = ("cycles", "latency_ms", "energy_mj", "mse")
 UPDATE_ALL, UPDATE_NEW = "--npu-update-baseline", "--npu-update-baseline-new"
 PRUNE = "--npu-prune-baseline"
@@ -49,12 +48,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "ini: npu_fail_on_improvement")
     group.addoption("--npu-no-baseline", action="store_true", default=False,
                     help="do not compare against (or require) baselines; ini: npu_baseline = false")
-    group.addoption("--npu-history", metavar="PATH", default=None,
-                    help="SQLite run history (default .npu/history.sqlite under rootdir); ini: npu_history")
-    group.addoption("--npu-no-history", action="store_true", default=False,
-                    help="do not record this run in the history database; ini: npu_history = off")
-    group.addoption("--npu-release", metavar="LABEL", default=None,
-                    help="label this run in the history as a release (e.g. v1.2)")
     group.addoption("--npu-benchmark-json", metavar="PATH", default=None,
                     help="write the figures as pytest-benchmark JSON (for github-action-benchmark tool: pytest)")
     group.addoption("--npu-github-benchmark", metavar="PATH", default=None,
@@ -66,7 +59,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default=[])
     parser.addini("npu_fail_on_improvement", "fail on improvements beyond tolerance", type="bool", default=False)
     parser.addini("npu_baseline", "compare against committed baselines", type="bool", default=True)
-    parser.addini("npu_history", "SQLite run history path, or 'off'", default=str(Path(".npu", "history.sqlite")))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -106,8 +98,7 @@ class BaselineSession:
     prune: bool
     fail_on_improvement: bool
     enabled: bool
-    history: Path | None
-    release: str
+    release: str                                                     # for the exports' run facts
     exports: dict[str, str | None]
     is_worker: bool
     invocation: list[str] = field(default_factory=list)              # the command-line arguments
@@ -125,14 +116,6 @@ class BaselineSession:
                                    f"entries: give one of them")
         tolerances = Tolerances.parse(option.npu_compare_fail or [], where="--npu-compare-fail").over(
             Tolerances.parse(config.getini("npu_compare_fail"), where="ini npu_compare_fail"))
-        history_ini = str(config.getini("npu_history") or "").strip()
-        history: Path | None = None
-        if option.npu_no_history:
-            history = None
-        elif option.npu_history:                                  # a command-line path: from the cwd
-            history = Path(option.npu_history).absolute()
-        elif history_ini.lower() not in OFF:                      # an ini path: from the rootdir
-            history = Path(history_ini) if Path(history_ini).is_absolute() else Path(config.rootpath) / history_ini
         fail_on_improvement = option.npu_fail_on_improvement
         session = cls(
             rootdir=Path(config.rootpath),
@@ -143,8 +126,7 @@ class BaselineSession:
             fail_on_improvement=bool(config.getini("npu_fail_on_improvement")
                                      if fail_on_improvement is None else fail_on_improvement),
             enabled=not option.npu_no_baseline and bool(config.getini("npu_baseline")),
-            history=history,
-            release=option.npu_release or "",
+            release=option.npu_release or "",  # registered by plugin_history
             exports={"benchmark_json": option.npu_benchmark_json, "github": option.npu_github_benchmark,
                      "github_bigger": option.npu_github_benchmark_bigger},
             is_worker=hasattr(config, "workerinput"),
@@ -385,12 +367,9 @@ class BaselineSession:
     def _export(self, records: list, args: Sequence[str]) -> None:
         from . import exports, history
 
-        if not records:
+        if not records or not any(self.exports.values()):
             return
         run = history.current_run(self.rootdir, self.release, extra={"args": [str(arg) for arg in args]})
-        if self.history is not None:
-            run_id = history.record_run(self.history, run, records)
-            self.lines.append(f"history: run #{run_id} ({run.label}) recorded in {_rel(self.history, self.rootdir)}")
         for kind, path in self.exports.items():
             if path:
                 exports.write(kind, path, records, run)
@@ -540,7 +519,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     state = config.stash.get(SESSION_KEY, None)
     if state is None or state.is_worker or not state.lines:
         return
-    terminalreporter.write_sep("-", "npu baselines and history")
+    terminalreporter.write_sep("-", "npu baselines")
     width = getattr(getattr(terminalreporter, "_tw", None), "fullwidth", 80)
     for line in state.lines:
         for part in _wrapped(line, width):

@@ -138,14 +138,42 @@ class _Model:
             raise ModelError(f"{self.label}: not a readable ONNX model ({exc}); re-export it or check "
                              f"the path.") from None
 
+    @property
+    def is_tflite(self) -> bool:
+        from ..ir.tflite_import import is_tflite
+
+        return is_tflite(self.blob[:8])
+
+    @cached_property
+    def tflite_graph(self):
+        """The imported graph of a .tflite model: its inputs and their boundaries (shape, dtype)."""
+        from ..ir import from_tflite
+
+        return from_tflite(self.source)
+
     @cached_property
     def input_names(self) -> list[str]:
+        if self.is_tflite:
+            return list(self.tflite_graph.inputs)
         graph = self.proto.graph
         constants = {init.name for init in graph.initializer}
         return [value.name for value in graph.input if value.name not in constants]
 
+    def input_spec(self, name: str) -> tuple[bool, int]:
+        """(takes integers as they are, rank) of graph input ``name``, as the model declares it."""
+        if self.is_tflite:
+            boundary = self.tflite_graph.boundary(name)
+            return boundary.dtype != "float32", len(boundary.shape)
+        import onnx
+
+        value = next(v for v in self.proto.graph.input if v.name == name)
+        integer = value.type.tensor_type.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.UNDEFINED)
+        return integer, len(value.type.tensor_type.shape.dim)
+
     @cached_property
     def is_quantized(self) -> bool:
+        if self.is_tflite:
+            return True          # the importer takes integer TFLite models only
         return any(node.op_type in _QUANT_OPS or node.op_type.startswith("QLinear")
                    for node in self.proto.graph.node)
 
@@ -247,6 +275,7 @@ class RunnerOptions:
     batch: int = 64
     host_runs: int = 5
     enforce: bool = True
+    vela: bool = False           # record Vela's estimate for every .tflite run (--npu-vela)
 
 
 class NpuRunner:
@@ -263,6 +292,7 @@ class NpuRunner:
         self._compiled: dict[tuple, object] = {}
         self._sessions: dict[tuple[str, bool], object] = {}
         self._host_ms: dict[str, float] = {}
+        self._vela: dict[tuple, object] = {}
         self.compile_hits = 0
 
     # -- targets
@@ -322,6 +352,12 @@ class NpuRunner:
         float_ref = self._float_reference(qmodel, float_model, reference)
         expected = self._reference_outputs(float_ref, reference, feeds, outputs)
         metrics = _cost_metrics(execution.summary, compiled, qmodel)
+        estimate = self._vela_estimate(qmodel, tgt)
+        if estimate is not None:
+            from ..peers.vela import side_by_side
+
+            metrics.update(estimate.metrics())
+            layers = _builtin_rows(side_by_side(layers, estimate, tgt))
         if expected is not None:
             metrics.update(_accuracy_metrics(expected, outputs, labels))
         elif labels is not None:
@@ -342,6 +378,31 @@ class NpuRunner:
         result = NpuResult(tgt.name, outputs, metrics, expected, host, layers, execution, compiled)
         self._record(tgt.name, result, provenance, diagnose)
         return result
+
+    def _vela_estimate(self, model: _Model, target):
+        """Vela's estimate of a .tflite model on ``target`` (once per model and target), when
+        ``--npu-vela`` is on or the test's budget names a vela_ metric; else None."""
+        from .markers import VELA_PREFIX
+
+        asked = self.context is not None and any(k.startswith(VELA_PREFIX) for k in self.context.budget.limits)
+        is_tflite = model.blob[4:8] == b"TFL3"
+        if not (asked or (self.options.vela and is_tflite and target.vela_accelerator)):
+            return None
+        from ..errors import PeerError
+        from ..peers import vela
+
+        if not is_tflite:
+            raise PeerError(f"{model.label}: a vela_ budget needs a .tflite model (Vela reads TFLite), "
+                            "not an ONNX one")
+        key = (model.sha256, target.content_hash())
+        if key not in self._vela:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="pytest-npu-vela-") as scratch:
+                path = Path(scratch) / "model.tflite"
+                path.write_bytes(model.blob)
+                self._vela[key] = vela.estimate(path, target, Path(scratch) / "out")
+        return self._vela[key]
 
     def _record(self, target_name: str, result: NpuResult, provenance: dict, diagnose) -> None:
         context = self.context
@@ -418,7 +479,6 @@ class NpuRunner:
     # -- helpers
     def _feeds(self, model: _Model, inputs) -> dict:
         import numpy as np
-        import onnx
 
         from ..errors import ModelError
         from .markers import suggest
@@ -438,7 +498,6 @@ class NpuRunner:
                 raise ModelError(f"npu.run: {model.label} has {len(names)} inputs ({', '.join(names)}); "
                                  f"pass a dict name -> array.")
             feeds = {names[0]: inputs}
-        declared = {value.name: value for value in model.proto.graph.input}
         batch = None
         for name, value in feeds.items():
             try:
@@ -449,11 +508,9 @@ class NpuRunner:
             if array.dtype.kind not in "biuf":
                 raise ModelError(f"npu.run: input {name!r} of {model.label} holds {array.dtype} values; "
                                  f"pass a numeric array.")
-            integer_input = declared[name].type.tensor_type.elem_type not in (onnx.TensorProto.FLOAT,
-                                                                                 onnx.TensorProto.UNDEFINED)
+            integer_input, rank = model.input_spec(name)
             if not (integer_input and array.dtype.kind in "iu"):   # int8 inputs (tf2onnx) stay integers
                 array = array.astype(np.float32)
-            rank = len(declared[name].type.tensor_type.shape.dim)
             if rank and array.ndim != rank:
                 raise ModelError(f"npu.run: input {name!r} of {model.label} has rank {array.ndim} "
                                  f"(shape {array.shape}); the model expects rank {rank} with the batch first.")
@@ -485,6 +542,13 @@ class NpuRunner:
         if isinstance(reference, str) and reference == "float":
             if float_model is not None:
                 return _Model.load(float_model, "npu.run float model")
+            if qmodel.is_tflite:
+                from ..errors import ModelError
+
+                raise ModelError(
+                    f"npu.run(reference='float'): {qmodel.label} is an integer TFLite model and carries no "
+                    f"float model. Pass the pair npu.run((model.tflite, float_model.onnx), ...) with a float "
+                    f"ONNX model taking the same input layout, or reference=<expected output arrays>.")
             if not qmodel.is_quantized:
                 return qmodel
             from ..errors import ModelError
@@ -563,19 +627,56 @@ class NpuRunner:
             import statistics
             import time
 
-            session = self._session(model, timing=True)
-            wanted = {i.name for i in session.get_inputs()}
-            single = {k: v[:1] for k, v in feeds.items() if k in wanted}
-            session.run(None, single)                              # warm-up: allocations, kernels
+            if model.is_tflite:
+                invoke = _litert_invoker(model, feeds)
+            else:
+                session = self._session(model, timing=True)
+                wanted = {i.name for i in session.get_inputs()}
+                single = {k: v[:1] for k, v in feeds.items() if k in wanted}
+
+                def invoke():
+                    session.run(None, single)
+            invoke()                                               # warm-up: allocations, kernels
             times = []
             for _ in range(self.options.host_runs):
                 start = time.perf_counter()
-                session.run(None, single)
+                invoke()
                 times.append((time.perf_counter() - start) * 1e3)
             self._host_ms[model.sha256] = statistics.median(times)
         host_ms = self._host_ms[model.sha256]
         return {"host_ms": host_ms, "speedup": host_ms / npu_latency_ms if npu_latency_ms > 0 else None,
                 "host_model": "float" if not model.is_quantized else "quantized"}
+
+
+def _litert_invoker(model: _Model, feeds: dict):
+    """One inference of a .tflite model on LiteRT's default (optimised) kernels, for host timing:
+    the first sample of each input, quantised with the input's own parameters."""
+    import numpy as np
+
+    from ..errors import ModelError
+
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise ModelError(f"{model.label}: host timing of a .tflite model runs LiteRT; pip install "
+                         "ai-edge-litert, or pass --npu-host-runs 0") from None
+    interpreter = Interpreter(model_content=model.blob, num_threads=1)
+    interpreter.allocate_tensors()
+    details = interpreter.get_input_details()
+    graph = model.tflite_graph
+    values = []
+    for detail, name in zip(details, graph.inputs):
+        x = np.asarray(feeds[name][:1])
+        boundary = graph.boundary(name)
+        if x.dtype.kind == "f" and boundary.quant is not None:
+            x = boundary.quant.quantize(x)
+        values.append((detail["index"], x.astype(detail["dtype"]).reshape(detail["shape"])))
+
+    def invoke():
+        for index, x in values:
+            interpreter.set_tensor(index, x)
+        interpreter.invoke()
+    return invoke
 
 
 def _in_hypothesis() -> bool:
@@ -691,6 +792,9 @@ def _per_layer_accuracy(float_ref: _Model | None, qmodel: _Model, feeds: dict, e
     """
     if float_ref is None or float_ref.sha256 == qmodel.sha256:
         return None, "not available: no float reference model (pass a (quantized, float_model) pair)"
+    if qmodel.is_tflite:
+        return None, ("not available for a .tflite model (the per-layer comparison maps ONNX activations); "
+                      "pytest-npu inspect MODEL --target T shows its layers")
     from .diagnose import lowest_sqnr_layers
 
     return lowest_sqnr_layers(float_ref, qmodel, feeds, execution.extra.get("intermediates"), count)

@@ -1,6 +1,7 @@
 """The compiler's intermediate representation: a typed, quantised, NHWC dataflow graph.
 
-``ir.from_onnx`` produces it from float, QDQ or QOperator ONNX models; the compiler consumes it.
+``ir.from_onnx`` produces it from float, QDQ or QOperator ONNX models, ``ir.from_tflite`` from integer
+TFLite flatbuffers; the compiler consumes it.
 Conventions (the contract between a front end and the compiler):
 
 * Activations are NHWC with batch 1 (shape ``(1, H, W, C)``), 2-D activations ``(1, K)`` or

@@ -1,32 +1,53 @@
 """Cycles, counted actions and energy of an NPU program: an event-driven model of the target.
 
 Timing is data-independent, so it is computed once per (program, target) and every run of the
-program reuses it. The model (docs/guide/isa-and-cost-model.md derives each term):
+program reuses it. Where each term comes from (the figures themselves are in the target file,
+each with its source; docs/guide/isa-and-cost-model.md derives each term):
 
-* Engines: ``dma0..dma{k-1}``, the shared ``dram_bus``, per core ``core{c}.mac``,
-  ``core{c}.elementwise``, ``core{c}.lut``, and ``host``. Each engine runs its instructions in
-  program order; an instruction starts when its engine is free and all its deps have finished
-  (see :func:`schedule`: in-order queues make the event simulation a single pass).
-* DMA: a latency phase (``dram_latency_cycles``), then a data phase holding the shared DRAM bus
-  for ``ceil(bytes_touched / dram_bytes_per_cycle)`` cycles, where ``bytes_touched`` rounds every
-  contiguous run of the DRAM-side view up to whole bursts. Several channels overlap their latency
-  phases but share the bus bandwidth, served in program order.
-* Compute: ``overhead_cycles + max(array cycles, SRAM bytes / sram_bytes_per_cycle, output-stage
-  cycles)``; SRAM bytes count each operand once (ideal on-chip reuse of windows and weights). MAC array (Vela / SCALE-Sim style, lanes idle on ragged edges):
-  CONV2D ``ceil(Cout/ofm) * ceil(Cin/ifm) * ceil(OH*OW/pix) * KH*KW``; DEPTHWISE
-  ``ceil(C/ofm) * ceil(OH*OW/pix) * KH*KW`` (ifm lanes idle); FC/MATMUL rows M as pixels; int16
-  activations divide the rate by ``int16_factor``. The output stage requantises every output
-  element at ``elementwise_width`` per cycle (counted as element-wise ops). POOL (kernel elements
-  per output), ELEMENTWISE, RESCALE, RESIZE: ``ceil(elements / elementwise_width)``; LUT:
-  ``ceil(elements / lut_width)``.
-* HOST: ``host_overhead_us + npu.host.count_ops(...) / host_ops_per_second``, in cycles; a HOST
+* **Engines** (``engines``): ``dma0..dma{k-1}``, the shared ``dram_bus``, per core
+  ``core{c}.mac``, ``core{c}.elementwise``, ``core{c}.lut``, and ``host``. Each engine runs its
+  instructions in program order; an instruction starts when its engine is free and all its deps
+  have finished (:func:`schedule`: in-order queues make the event simulation a single pass).
+* **DMA**: a latency phase (``dram_latency_cycles``: vela.ini ``*_read_latency``), then a data
+  phase holding the shared DRAM bus for ``ceil(bytes / dram_bytes_per_cycle)`` cycles (Vela's
+  ``MemToMemCycles``: bytes over bandwidth plus latency). ``dma_channels`` DMAs are outstanding at
+  once (vela.ini ``*_max_reads``): they overlap their latencies and share the bus, served in
+  program order. Bytes: every contiguous run of the DRAM-side view rounded up to whole
+  ``dram_burst_bytes``; a weight DMA with ``encoded_bytes`` moves the encoded stream instead
+  (``weight_compression = "ethos-u"``: Vela's ``mlw_codec``, see ``compiler/weights.py``).
+* **Compute, lane formula** (targets without ``[blocks]``): ``overhead_cycles + max(array cycles,
+  SRAM bytes / sram_bytes_per_cycle, output-stage cycles)``; SRAM bytes count each operand once.
+  MAC array (SCALE-Sim style, lanes idle on ragged edges): CONV2D ``ceil(Cout/ofm) * ceil(Cin/ifm)
+  * ceil(OH*OW/pix) * KH*KW``; DEPTHWISE ``ceil(C/ofm) * ceil(OH*OW/pix) * KH*KW`` (ifm lanes
+  idle); FC/MATMUL rows M as pixels; int16 activations divide the rate by ``int16_factor``. The
+  output stage requantises every output element at ``elementwise_width`` per cycle. POOL (kernel
+  elements per output), ELEMENTWISE, RESCALE, RESIZE: ``ceil(elements / elementwise_width)``;
+  LUT: ``ceil(elements / lut_width)``.
+* **Compute, block model** (targets with ``[blocks]``, the Ethos-U ones): ``npu.blocks`` gives
+  Vela's per-operation cycles (OFM block search, MAC cycles per block, output-stage cycles,
+  command-issue floor, first-block fill); the instruction takes ``overhead_cycles + max(those,
+  SRAM bytes with re-fetches / sram_bytes_per_cycle)`` (Vela's operation time is the largest of
+  its NPU cycles and each memory's access cycles). Pools, LUTs, rescales and resizes run on the
+  MAC array as Vela runs them (pooling, 1 x 1 for the last three), element-wise ops on the output
+  unit. Consecutive instructions of one layer on one engine (the stripes and channel slices the
+  compiler cut) keep the pipeline full: only the first pays the first-block fill. A LUT loads its
+  256-byte table from DRAM (latency + bytes over bandwidth) unless it continues its layer.
+  Graph inputs and outputs are NHWC (``linear``) for the burst model; everything else is in bricks.
+* **HOST**: ``host_overhead_us + npu.host.count_ops(...) / host_ops_per_second``, in cycles; a HOST
   instruction right after another HOST instruction continues the same hand-over and pays no
   overhead. The host reads and writes DRAM through its own port, not the NPU's DMA bus.
-* Roofline: ``max(MACs / peak MACs per cycle, DMA bytes / dram_bytes_per_cycle)``; host DRAM
-  traffic is counted in the summary's DRAM bytes and energy but not in the bound (it does not
-  use the NPU's bus).
-* Energy: counted actions times the target's table (int16 MACs at ``mac_int16_pj``; DRAM read
-  and write both at ``dram_pj_per_byte``) plus ``static_mw`` x latency.
+* **Accounting** (:func:`charge`): every cycle of ``[0, makespan)`` is charged to exactly one
+  instruction (``TraceRow.charged``), so per layer they add up to the total: to the first compute
+  or host instruction in program order running at that cycle, else (the NPU waits) to the
+  instruction on the critical path (:func:`critical_path`: every start is the end of one
+  predecessor, the engine's previous instruction, a dependency, or for a DMA's data phase the
+  bus's previous transfer). A weight load hidden under another layer's compute costs nothing; a
+  host hand-over is charged to the host layer.
+* **Roofline**: ``max(MACs / peak MACs per cycle, DMA bytes / dram_bytes_per_cycle)``; host DRAM
+  traffic is counted in the summary's DRAM bytes and energy but not in the bound.
+* **Energy**: counted actions times the target's table (int16 MACs at ``mac_int16_pj``; DRAM read
+  and write both at ``dram_pj_per_byte``, on the bytes actually moved: the encoded stream of a
+  compressed weight DMA) plus ``static_mw`` x latency.
 """
 
 from __future__ import annotations
@@ -34,19 +55,22 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..errors import EmulatorFault
 from ..targets.model import Target
+from . import blocks as block_model
 from . import isa
 from .execution import Summary, TraceRow
 from .isa import Instruction, Operand
 from .program import Program, deps_of, layer_of, operand_span
 
 ENERGY_CLASSES = ("mac", "sram", "dram", "elementwise", "lut", "host", "static")
+LUT_TABLE_BYTES = 256
 
 
 @dataclass(frozen=True)
@@ -110,6 +134,17 @@ def _sram_bytes(ops: dict[str, Operand]) -> int:
     return sum(o.nbytes for o in ops.values() if o.mem == "sram")
 
 
+Linear = Callable[[Operand], bool]
+Compute = (isa.Conv2D | isa.DepthwiseConv2D | isa.FullyConnected | isa.MatMul | isa.Pool | isa.Elementwise
+           | isa.Lut | isa.Rescale | isa.Resize | isa.Softmax)
+COMPUTE = (isa.Conv2D, isa.DepthwiseConv2D, isa.FullyConnected, isa.MatMul, isa.Pool, isa.Elementwise, isa.Lut,
+           isa.Rescale, isa.Resize, isa.Softmax)
+
+
+def _never_linear(op: Operand) -> bool:
+    return False
+
+
 def _compute(target: Target, ins: Instruction, array_cycles: int, output_elements: int, **counts) -> InstructionCost:
     reads, writes = ins.reads(), ins.writes()
     sram_read, sram_write = _sram_bytes(reads), _sram_bytes(writes)
@@ -124,17 +159,175 @@ def _mac_rate(target: Target, cycles: int, ifm: Operand) -> tuple[int, bool]:
     return (int(math.ceil(cycles / target.int16_factor)) if int16 else cycles), int16
 
 
-def instruction_cost(target: Target, ins: Instruction, handover: bool = True) -> InstructionCost:
+def _counts(ins: Compute) -> dict:
+    """MACs and output-stage work of a compute instruction (the same under both timing models)."""
+    if isinstance(ins, isa.Conv2D):
+        kh, kw, cin, _ = ins.weights.shape
+        return {"macs": ins.ofm.size * kh * kw * cin, "elementwise_ops": ins.ofm.size,
+                "int16": ins.ifm.itemsize == 2}
+    if isinstance(ins, isa.DepthwiseConv2D):
+        kh, kw, _ = ins.weights.shape
+        return {"macs": ins.ofm.size * kh * kw, "elementwise_ops": ins.ofm.size, "int16": ins.ifm.itemsize == 2}
+    if isinstance(ins, (isa.FullyConnected, isa.MatMul)):
+        ifm = ins.ifm if isinstance(ins, isa.FullyConnected) else ins.a
+        return {"macs": ifm.shape[0] * ifm.shape[1] * ins.ofm.shape[-1], "elementwise_ops": ins.ofm.size,
+                "int16": ifm.itemsize == 2}
+    if isinstance(ins, isa.Pool):
+        return {"elementwise_ops": ins.ofm.size * ins.kernel[0] * ins.kernel[1]}
+    if isinstance(ins, isa.Lut):
+        return {"lut_lookups": ins.ofm.size}
+    if isinstance(ins, isa.Softmax):
+        rows = _softmax_rows(ins)
+        return {"elementwise_ops": isa.Softmax.FULL_PASSES * ins.ofm.size + isa.Softmax.ROW_STEPS * rows,
+                "lut_lookups": ins.ofm.size}
+    return {"elementwise_ops": ins.ofm.size}
+
+
+def _softmax_rows(ins: isa.Softmax) -> int:
+    return ins.ofm.size // max(ins.ofm.shape[-1], 1)
+
+
+def _lane_cycles(target: Target, ins: Compute) -> InstructionCost:
+    lanes = target.mac
+    counts = _counts(ins)
+    if isinstance(ins, isa.Conv2D):
+        kh, kw, cin, cout = ins.weights.shape
+        oh, ow, _ = ins.ofm.shape
+        cycles = (_ceil(cout, lanes.ofm_lanes) * _ceil(cin, lanes.ifm_lanes)
+                  * _ceil(oh * ow, lanes.pixel_lanes) * kh * kw)
+        return _compute(target, ins, _mac_rate(target, cycles, ins.ifm)[0], ins.ofm.size, **counts)
+    if isinstance(ins, isa.DepthwiseConv2D):
+        kh, kw, c = ins.weights.shape
+        oh, ow, _ = ins.ofm.shape
+        cycles = _ceil(c, lanes.ofm_lanes) * _ceil(oh * ow, lanes.pixel_lanes) * kh * kw
+        return _compute(target, ins, _mac_rate(target, cycles, ins.ifm)[0], ins.ofm.size, **counts)
+    if isinstance(ins, (isa.FullyConnected, isa.MatMul)):
+        ifm = ins.ifm if isinstance(ins, isa.FullyConnected) else ins.a
+        m, k = ifm.shape
+        n = ins.ofm.shape[-1]
+        cycles = _ceil(n, lanes.ofm_lanes) * _ceil(k, lanes.ifm_lanes) * _ceil(m, lanes.pixel_lanes)
+        return _compute(target, ins, _mac_rate(target, cycles, ifm)[0], ins.ofm.size, **counts)
+    if isinstance(ins, isa.Pool):
+        return _compute(target, ins, _ceil(counts["elementwise_ops"], target.elementwise_width), 0, **counts)
+    if isinstance(ins, isa.Lut):
+        return _compute(target, ins, _ceil(ins.ofm.size, target.lut_width), 0, **counts)
+    if isinstance(ins, isa.Softmax):     # the element-wise sequence it stands for, each step an instruction
+        steps = isa.Softmax.FULL_PASSES + isa.Softmax.ROW_STEPS
+        cycles = (_ceil(counts["elementwise_ops"], target.elementwise_width) + _ceil(ins.ofm.size, target.lut_width)
+                  + (steps - 1) * target.overhead_cycles)
+        return _compute(target, ins, cycles, 0, **counts)
+    return _compute(target, ins, _ceil(ins.ofm.size, target.elementwise_width), 0, **counts)
+
+
+def _pair(values) -> tuple[int, int]:
+    return int(values[0]), int(values[1])
+
+
+def _hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    dims = (1, 1, *shape)[-3:]
+    return int(dims[0]), int(dims[1]), int(dims[2])
+
+
+def _clamped(requant, dtype: str) -> bool:
+    """A fused ReLU-family activation: the requant clamps inside the output dtype's range."""
+    if requant is None:
+        return False
+    lo, hi = isa.dtype_range(dtype)
+    return requant.lo > lo or requant.hi < hi
+
+
+def block_op(ins: Compute, linear: Linear = _never_linear) -> block_model.BlockOp:
+    """The instruction as the block model sees it (shapes, kernel, output class, formats)."""
+    bits = 8 * ins.ofm.itemsize
+    common: dict[str, Any] = {"ofm_bits": bits, "ofm_linear": linear(ins.ofm)}
+    if isinstance(ins, (isa.Conv2D, isa.DepthwiseConv2D)):
+        return block_model.BlockOp(
+            "conv" if isinstance(ins, isa.Conv2D) else "depthwise", _hwc(ins.ifm.shape), _hwc(ins.ofm.shape),
+            kernel=_pair(ins.weights.shape), stride=_pair(ins.stride), dilation=_pair(ins.dilation),
+            ifm_bits=8 * ins.ifm.itemsize, relu=_clamped(ins.requant, ins.ofm.dtype), bias=True,
+            ifm_linear=linear(ins.ifm), **common)
+    if isinstance(ins, (isa.FullyConnected, isa.MatMul)):
+        ifm = ins.ifm if isinstance(ins, isa.FullyConnected) else ins.a
+        return block_model.BlockOp(
+            "vector", (1, ifm.shape[0], ifm.shape[1]), (1, ins.ofm.shape[0], ins.ofm.shape[1]),
+            ifm_bits=8 * ifm.itemsize, relu=_clamped(ins.requant, ins.ofm.dtype),
+            bias=isinstance(ins, isa.FullyConnected), ifm_linear=linear(ifm), **common)
+    if isinstance(ins, isa.Pool):
+        return block_model.BlockOp(
+            "pool", _hwc(ins.ifm.shape), _hwc(ins.ofm.shape), kernel=_pair(ins.kernel), stride=_pair(ins.stride),
+            ifm_bits=8 * ins.ifm.itemsize, output="max_pool" if ins.kind == "max" else "default",
+            relu=_clamped(ins.requant, ins.ofm.dtype), ifm_linear=linear(ins.ifm), **common)
+    if isinstance(ins, isa.Elementwise):
+        b_full = ins.b.size == ins.ofm.size
+        return block_model.BlockOp(
+            "elementwise", _hwc(ins.a.shape), _hwc(ins.ofm.shape), ifm_bits=8 * ins.a.itemsize,
+            output={"add": "add", "sub": "add", "mul": "mul"}.get(ins.op, "default"),
+            relu=_clamped(ins.requant, ins.ofm.dtype), ifm2=_hwc(ins.b.shape) if b_full else None,
+            scalar=ins.b.size == 1, ifm_linear=linear(ins.a), **common)
+    # LUT, RESCALE, RESIZE: a 1 x 1 pooling pass with the output stage doing the work (Vela's
+    # avg-pool NOP carrying the activation)
+    ifm = ins.ifm
+    return block_model.BlockOp("pool", _hwc(ifm.shape), _hwc(ins.ofm.shape), ifm_bits=8 * ifm.itemsize,
+                               ifm_linear=linear(ifm), **common)
+
+
+def _block_cycles(target: Target, ins: Compute, continues: bool, linear: Linear) -> InstructionCost:
+    blocks = target.blocks
+    assert blocks is not None
+    if isinstance(ins, isa.Softmax):
+        return _block_softmax(target, ins)
+    op = block_op(ins, linear)
+    timed = block_model.op_cycles(
+        blocks, target.mac.ofm_lanes, target.mac.ifm_lanes, op, sram_latency=target.sram_latency_cycles,
+        sram_bytes_per_cycle=target.sram_bytes_per_cycle, sram_burst=target.sram_burst_bytes,
+        weight_latency=target.dram_latency_cycles)
+    npu = timed.continuing() if continues else timed.total
+    weights = getattr(ins, "weights", None)
+    bias = getattr(ins, "bias", None)
+    weight_bytes = sum(o.nbytes for o in (weights, bias) if isinstance(o, Operand) and o.mem == "sram")
+    moved = block_model.sram_bytes(op, timed.config, weight_bytes, target.sram_burst_bytes)
+    cycles = target.overhead_cycles + max(npu, _ceil(moved, target.sram_bytes_per_cycle))
+    table = LUT_TABLE_BYTES if isinstance(ins, isa.Lut) and not continues else 0
+    if table:               # the LUT's table comes from off-chip memory, as Vela's MemToMemCycles
+        cycles += target.dram_latency_cycles + _ceil(table, target.dram_bytes_per_cycle)
+    reads, writes = ins.reads(), ins.writes()
+    return InstructionCost(ins.engine(), cycles, sram_read=_sram_bytes(reads), sram_write=_sram_bytes(writes),
+                           dram_read=table, **_counts(ins))
+
+
+def _block_softmax(target: Target, ins: isa.Softmax) -> InstructionCost:
+    """Vela's int8 softmax graph (``blocks.softmax_cycles``) plus its exp table's load from DRAM."""
+    assert target.blocks is not None
+    rows = _softmax_rows(ins)
+    steps = block_model.softmax_cycles(
+        target.blocks, target.mac.ofm_lanes, target.mac.ifm_lanes, rows, ins.ofm.shape[-1],
+        sram_latency=target.sram_latency_cycles, sram_bytes_per_cycle=target.sram_bytes_per_cycle,
+        sram_burst=target.sram_burst_bytes, weight_latency=target.dram_latency_cycles,
+        off_chip_bytes_per_cycle=target.dram_bytes_per_cycle)
+    constants = block_model.SOFTMAX_CONSTANT_BYTES * ins.ofm.size
+    cycles = target.overhead_cycles + steps + target.dram_latency_cycles + _ceil(LUT_TABLE_BYTES,
+                                                                                 target.dram_bytes_per_cycle)
+    reads, writes = ins.reads(), ins.writes()
+    return InstructionCost(ins.engine(), cycles, sram_read=_sram_bytes(reads), sram_write=_sram_bytes(writes),
+                           dram_read=LUT_TABLE_BYTES + constants, **_counts(ins))
+
+
+def instruction_cost(target: Target, ins: Instruction, continues: bool = False,
+                     linear: Linear = _never_linear) -> InstructionCost:
     """Cycles and counted actions of one instruction on ``target`` (shapes already validated).
 
-    ``handover=False``: a HOST instruction that continues the host's turn (see ``time_program``)
-    pays no ``host_overhead_us``."""
-    lanes = target.mac
+    ``continues``: the instruction carries on the work of the one before it on its engine (see
+    ``time_program``): a HOST instruction pays no hand-over, a block-model instruction no
+    first-block fill. ``linear(operand)``: the operand is stored NHWC (a graph input or output)."""
     if isinstance(ins, (isa.DmaIn, isa.DmaOut)):
         dram_side = ins.src if isinstance(ins, isa.DmaIn) else ins.dst
         sram_side = ins.dst if isinstance(ins, isa.DmaIn) else ins.src
-        padded = burst_bytes(dram_side, target.dram_burst_bytes)
-        nbytes = dram_side.nbytes
+        encoded = getattr(ins, "encoded_bytes", 0)
+        if encoded:          # one contiguous stream (16-byte aligned): no burst padding, as in Vela
+            nbytes = padded = encoded
+        else:
+            nbytes = dram_side.nbytes
+            padded = burst_bytes(dram_side, target.dram_burst_bytes)
         return InstructionCost(
             ins.engine(), _ceil(padded, target.dram_bytes_per_cycle), latency=target.dram_latency_cycles,
             bus_bytes=padded,
@@ -142,57 +335,20 @@ def instruction_cost(target: Target, ins: Instruction, handover: bool = True) ->
             dram_write=nbytes if isinstance(ins, isa.DmaOut) else 0,
             sram_write=sram_side.nbytes if isinstance(ins, isa.DmaIn) else 0,
             sram_read=sram_side.nbytes if isinstance(ins, isa.DmaOut) else 0)
-    if isinstance(ins, isa.Conv2D):
-        kh, kw, cin, cout = ins.weights.shape
-        oh, ow, _ = ins.ofm.shape
-        cycles = (_ceil(cout, lanes.ofm_lanes) * _ceil(cin, lanes.ifm_lanes)
-                  * _ceil(oh * ow, lanes.pixel_lanes) * kh * kw)
-        cycles, int16 = _mac_rate(target, cycles, ins.ifm)
-        out = ins.ofm.size
-        return _compute(target, ins, cycles, out, macs=out * kh * kw * cin, elementwise_ops=out, int16=int16)
-    if isinstance(ins, isa.DepthwiseConv2D):
-        kh, kw, c = ins.weights.shape
-        oh, ow, _ = ins.ofm.shape
-        cycles = _ceil(c, lanes.ofm_lanes) * _ceil(oh * ow, lanes.pixel_lanes) * kh * kw
-        cycles, int16 = _mac_rate(target, cycles, ins.ifm)
-        out = ins.ofm.size
-        return _compute(target, ins, cycles, out, macs=out * kh * kw, elementwise_ops=out, int16=int16)
-    if isinstance(ins, (isa.FullyConnected, isa.MatMul)):
-        ifm = ins.ifm if isinstance(ins, isa.FullyConnected) else ins.a
-        m, k = ifm.shape
-        n = ins.ofm.shape[-1]
-        cycles = _ceil(n, lanes.ofm_lanes) * _ceil(k, lanes.ifm_lanes) * _ceil(m, lanes.pixel_lanes)
-        cycles, int16 = _mac_rate(target, cycles, ifm)
-        out = ins.ofm.size
-        return _compute(target, ins, cycles, out, macs=m * k * n, elementwise_ops=out, int16=int16)
-    if isinstance(ins, isa.Pool):
-        elements = ins.ofm.size * ins.kernel[0] * ins.kernel[1]
-        return _compute(target, ins, _ceil(elements, target.elementwise_width), 0, elementwise_ops=elements)
-    if isinstance(ins, (isa.Elementwise, isa.Rescale, isa.Resize)):
-        elements = ins.ofm.size
-        return _compute(target, ins, _ceil(elements, target.elementwise_width), 0, elementwise_ops=elements)
-    if isinstance(ins, isa.Lut):
-        elements = ins.ofm.size
-        return _compute(target, ins, _ceil(elements, target.lut_width), 0, lut_lookups=elements)
-    if isinstance(ins, isa.Softmax):
-        # the element-wise sequence it stands for: each step is an instruction with its overhead
-        elements = ins.ofm.size
-        rows = elements // max(ins.ofm.shape[-1], 1)
-        ops = isa.Softmax.FULL_PASSES * elements + isa.Softmax.ROW_STEPS * rows
-        steps = isa.Softmax.FULL_PASSES + isa.Softmax.ROW_STEPS
-        cycles = (_ceil(ops, target.elementwise_width) + _ceil(elements, target.lut_width)
-                  + (steps - 1) * target.overhead_cycles)
-        return _compute(target, ins, cycles, 0, elementwise_ops=ops, lut_lookups=elements)
     if isinstance(ins, isa.HostOp):
         from . import host  # local: host imports onnxruntime lazily, keep cost importable alone
 
         ops = int(host.count_ops(ins.op, ins.attrs, [o.shape for o in ins.inputs],
                                  [o.shape for o in ins.outputs]))
-        seconds = (target.host_overhead_us * 1e-6 if handover else 0.0) + ops / target.host_ops_per_second
+        seconds = (0.0 if continues else target.host_overhead_us * 1e-6) + ops / target.host_ops_per_second
         cycles = max(1, int(math.ceil(seconds * target.clock_mhz * 1e6)))
         return InstructionCost("host", cycles, host_ops=ops,
                                dram_read=sum(o.nbytes for o in ins.inputs if o.mem == "dram"),
                                dram_write=sum(o.nbytes for o in ins.outputs if o.mem == "dram"))
+    if isinstance(ins, COMPUTE):
+        if target.blocks is not None:
+            return _block_cycles(target, ins, continues, linear)
+        return _lane_cycles(target, ins)
     raise EmulatorFault(f"no cost model for opcode {ins.opcode}", kind="unsupported")
 
 
@@ -206,8 +362,22 @@ class Timing:
     bus_windows: list[tuple[int, int]]   # per instruction: its DRAM-bus data phase (0, 0 if none)
 
 
-def schedule(program: Program, costs: list[InstructionCost]) -> tuple[list[int], list[int], list[tuple[int, int]]]:
-    """Start and end cycle of every instruction, and the DRAM-bus window of every DMA.
+@dataclass
+class Schedule:
+    """Start/end of every instruction, its bus window, and who it waited for.
+
+    ``waited[i]`` = (time i's critical part starts, the instruction whose end that is, or -1 for
+    the start of the program): the engine's previous instruction, a dependency, or (a DMA whose
+    data phase queued for the bus) the bus's previous transfer."""
+
+    start: list[int]
+    end: list[int]
+    bus: list[tuple[int, int]]
+    waited: list[tuple[int, int]]
+
+
+def schedule(program: Program, costs: list[InstructionCost]) -> Schedule:
+    """Start and end cycle of every instruction, the DRAM-bus window of every DMA, and the wait.
 
     Every engine runs its instructions in program order, and the DRAM bus serves DMA data phases
     in program order (the order the compiler issued them). Deps point backwards, so one pass in
@@ -219,31 +389,119 @@ def schedule(program: Program, costs: list[InstructionCost]) -> tuple[list[int],
     n = len(program.instructions)
     start, end = [0] * n, [0] * n
     bus = [(0, 0)] * n
-    engine_free: dict[str, int] = defaultdict(int)
-    bus_free = 0
+    waited = [(0, -1)] * n
+    engine_last: dict[str, int] = {}
+    bus_last = -1
     for i, (ins, c) in enumerate(zip(program.instructions, costs)):
-        begin = max([engine_free[c.engine], *(end[d] for d in deps_of(ins))])
+        begin, by = 0, -1
+        for j in (engine_last.get(c.engine, -1), *deps_of(ins)):
+            if j >= 0 and end[j] > begin:
+                begin, by = end[j], j
         if c.engine.startswith("dma"):
+            bus_free = end[bus_last] if bus_last >= 0 else 0
             data_start = max(begin + c.latency, bus_free)
-            bus_free = data_start + c.cycles
-            bus[i] = (data_start, bus_free)
-            finish = bus_free
+            if bus_free > begin + c.latency:
+                waited[i] = (bus_free, bus_last)
+            else:
+                waited[i] = (begin, by)
+            finish = data_start + c.cycles
+            bus[i] = (data_start, finish)
+            bus_last = i
         else:
             finish = begin + c.cycles
+            waited[i] = (begin, by)
         start[i], end[i] = begin, finish
-        engine_free[c.engine] = finish
-    return start, end, bus
+        engine_last[c.engine] = i
+    return Schedule(start, end, bus, waited)
+
+
+def critical_path(sched: Schedule) -> list[tuple[int, int, int]]:
+    """The segments ``(from, to, instruction)`` of the critical path, in time order: walking back
+    from the last instruction to finish through whatever each one waited for covers ``[0,
+    makespan)`` exactly once."""
+    n = len(sched.end)
+    if not n:
+        return []
+    segments = []
+    i = max(range(n), key=lambda k: (sched.end[k], -k))
+    while i >= 0:
+        since, before = sched.waited[i]
+        if sched.end[i] > since:
+            segments.append((since, sched.end[i], i))
+        i = before
+    return segments[::-1]
+
+
+def charge(sched: Schedule, working: list[bool]) -> list[int]:
+    """Cycles of the run charged to each instruction; they sum to the makespan.
+
+    While any working instruction (compute or host) runs, the time is charged to the first of them
+    in program order: a layer's compute owns its duration even when a later layer's weights load
+    underneath, as Vela charges an operation for the time its own work takes. When nothing works,
+    the NPU is waiting, and the time goes to the instruction on the critical path (the weight DMA
+    the next layer waits for, a host hand-over)."""
+    n = len(sched.end)
+    charged = [0] * n
+    segments = critical_path(sched)
+    events = sorted({0, *(t for i in range(n) if working[i] for t in (sched.start[i], sched.end[i])),
+                     *(t for a, b, _ in segments for t in (a, b))})
+    starts = sorted((sched.start[i], i) for i in range(n) if working[i] and sched.end[i] > sched.start[i])
+    active: list[int] = []          # heap of working instruction indices running now
+    k = seg = 0
+    for a, b in zip(events, events[1:]):
+        while k < len(starts) and starts[k][0] <= a:
+            heapq.heappush(active, starts[k][1])
+            k += 1
+        while active and sched.end[active[0]] <= a:
+            heapq.heappop(active)
+        if active:
+            owner = active[0]
+        else:
+            while seg < len(segments) and segments[seg][1] <= a:
+                seg += 1
+            owner = segments[seg][2]
+        charged[owner] += b - a
+    return charged
+
+
+def _continues(program: Program, costs_engine: list[str]) -> list[bool]:
+    """Does each instruction carry on its engine's previous instruction's work?
+
+    HOST: the previous instruction in program order is HOST too (one turn of the host pays one
+    hand-over). Compute: the engine's previous instruction is the same opcode of the same layer
+    (a stripe or channel slice the compiler cut from one operation)."""
+    out = [False] * len(program.instructions)
+    last: dict[str, Instruction] = {}
+    for i, (ins, engine) in enumerate(zip(program.instructions, costs_engine)):
+        if isinstance(ins, isa.HostOp):
+            out[i] = bool(i) and isinstance(program.instructions[i - 1], isa.HostOp)
+        elif ins.unit != "dma":
+            prev = last.get(engine)
+            out[i] = prev is not None and prev.opcode == ins.opcode and layer_of(prev) == layer_of(ins) != ""
+        last[engine] = ins
+    return out
+
+
+def _io_linear(program: Program) -> Linear:
+    """Graph inputs and outputs are NHWC (the application's layout); the block model stores every
+    other feature map in 16-channel bricks, as Vela does. Operands carry their tensor's name."""
+    names = set(program.inputs) | set(program.outputs)
+
+    def linear(op: Operand) -> bool:
+        return op.name in names
+    return linear
 
 
 def time_program(program: Program, target: Target) -> Timing:
     """Schedule, check hazards, and summarise (trace rows, energy, utilisation, roofline)."""
-    # A run of consecutive HOST instructions (a float tail, a dynamically quantised layer) is one
-    # turn of the host: the hand-over overhead is paid by the first of them only.
-    costs = [instruction_cost(target, ins, handover=not (i and isinstance(ins, isa.HostOp)
-                                                         and isinstance(program.instructions[i - 1], isa.HostOp)))
-             for i, ins in enumerate(program.instructions)]
-    start, end, bus = schedule(program, costs)
+    engine_of = [ins.engine() for ins in program.instructions]
+    continues = _continues(program, engine_of)
+    linear = _io_linear(program)
+    costs = [instruction_cost(target, ins, continues[i], linear) for i, ins in enumerate(program.instructions)]
+    sched = schedule(program, costs)
+    start, end, bus = sched.start, sched.end, sched.bus
     check_hazards(program, start, end, [c.engine for c in costs])
+    charged = charge(sched, [not c.engine.startswith("dma") for c in costs])
     rows = []
     totals = dict.fromkeys(ENERGY_CLASSES, 0.0)
     for i, (ins, c) in enumerate(zip(program.instructions, costs)):
@@ -253,7 +511,8 @@ def time_program(program: Program, target: Target) -> Timing:
         rows.append(TraceRow(i, ins.opcode, c.engine, layer_of(ins), start[i], end[i], macs=c.macs,
                              sram_read=c.sram_read, sram_write=c.sram_write, dram_read=c.dram_read,
                              dram_write=c.dram_write, elementwise_ops=c.elementwise_ops,
-                             lut_lookups=c.lut_lookups, host_ops=c.host_ops, energy_pj=sum(parts.values())))
+                             lut_lookups=c.lut_lookups, host_ops=c.host_ops, energy_pj=sum(parts.values()),
+                             charged=charged[i]))
     return Timing(rows, summarise(program, target, rows, costs, totals, bus), costs, bus)
 
 

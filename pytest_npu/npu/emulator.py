@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import EmulatorFault, NpuError, ProgramError
 from ..targets.model import Target
-from . import host, kernels
+from . import fixedpoint, host, kernels
 from .cost import Timing, time_program
 from .execution import Execution
 from .isa import (
@@ -233,6 +233,10 @@ def _check_shapes(index: int, ins: Instruction) -> None:
         h, w, c = ins.ifm.shape
         want = (*ins.size, c) if ins.size else (h * ins.scale[0], w * ins.scale[1], c)
         expect(ins.ofm.shape == want, "ofm", f"ofm must be {list(want)}, got {list(ins.ofm.shape)}")
+    elif isinstance(ins, Softmax) and ins.int16_scaling:
+        expect(ins.ifm.shape == ins.ofm.shape, "ofm", f"ofm {list(ins.ofm.shape)} must equal ifm {list(ins.ifm.shape)}")
+        expect(ins.ifm.dtype == ins.ofm.dtype == "int16" and ins.requant is None and len(ins.int16_scaling) == 2,
+               "int16_scaling", "an int16 SOFTMAX maps int16 to int16 (Q0.15) with (multiplier, shift) and no requant")
     elif isinstance(ins, Softmax):
         expect(ins.ifm.shape == ins.ofm.shape, "ofm", f"ofm {list(ins.ofm.shape)} must equal ifm {list(ins.ifm.shape)}")
         expect(ins.ifm.dtype == "int8" and (ins.ofm.dtype == "int8" or ins.requant is not None), "ifm",
@@ -301,14 +305,14 @@ def _memory_plan(program: Program, sizes: dict[str, int]) -> _MemoryPlan:
     preloaded = [program.tensors[name].operand() for name in program.inputs]
     constants_each_run = any(ins_op.mem == "dram" and operand_span(ins_op)[0] < hi and operand_span(ins_op)[1] > lo
                              for ins in program.instructions for ins_op in ins.writes().values()) or \
-        any(operand_span(op)[0] < hi and operand_span(op)[1] > lo for op in preloaded)
+        any(op.mem == "dram" and operand_span(op)[0] < hi and operand_span(op)[1] > lo for op in preloaded)
     writer["dram"][lo:hi] = -2
     for op in preloaded:
-        _byte_view(writer["dram"], op)[...] = -2
+        _byte_view(writer[op.mem], op)[...] = -2
     image = {mem: np.zeros(size, bool) for mem, size in sizes.items()}
     image["dram"][lo:hi] = True
     for op in preloaded:
-        _byte_view(image["dram"], op)[...] = False
+        _byte_view(image[op.mem], op)[...] = False
     fixed: set[int] = set()
     full: set[int] = set()
     dmas = {i for i, ins in enumerate(program.instructions) if isinstance(ins, DmaIn)}
@@ -361,9 +365,10 @@ class Emulator:
                 buffer[:, lo:hi] = 0
         if program.constants and memory.constants_each_run:
             _load_constants(dram, program)
-        for name in program.inputs:
+        memories = {"dram": dram, "sram": sram}
+        for name in program.inputs:      # the application writes inputs where the program reads them
             info = program.tensors[name]
-            self._view(dram, info.operand())[...] = inputs[name]
+            self._view(memories[info.mem], info.operand())[...] = inputs[name]
         for index, step in steps:
             try:
                 step()
@@ -378,7 +383,8 @@ class Emulator:
             except (ValueError, TypeError, IndexError, FloatingPointError) as exc:
                 ins = program.instructions[index]
                 raise _fault(index, ins, None, "kernel", f"failed: {exc}") from exc
-        outputs = {name: np.array(self._view(dram, program.tensors[name].operand())) for name in program.outputs}
+        outputs = {name: np.array(self._view(memories[program.tensors[name].mem], program.tensors[name].operand()))
+                   for name in program.outputs}
         return Execution(outputs, list(plan.timing.trace), plan.timing.summary, extra={"batch": batch})
 
     def plan(self, program: Program) -> _Plan:
@@ -403,9 +409,8 @@ class Emulator:
         target = self.target
         for name in list(program.inputs) + list(program.outputs):
             info = program.tensors.get(name)
-            if info is None or info.mem != "dram":
-                raise ProgramError(f"program input/output {name!r} must be a DRAM tensor of the memory map "
-                                   f"(found {info})")
+            if info is None:
+                raise ProgramError(f"program input/output {name!r} is not a tensor of the memory map")
         check_program(program, memory_sizes={"dram": target.dram_bytes, "sram": 1 << 62})
         dram_size = max(program.memory_needed("dram"), 1)
         if dram_size > target.dram_bytes:
@@ -684,6 +689,13 @@ def _step(ins: Instruction, view: Callable[[Operand], np.ndarray], rounding: str
         def resize() -> None:
             ofm[...] = kernels.resize(ifm, **geometry)
         return resize
+    if isinstance(ins, Softmax) and ins.int16_scaling:
+        ifm, ofm = view(ins.ifm), view(ins.ofm)
+        multiplier, shift = (int(v) for v in ins.int16_scaling)
+
+        def softmax_int16() -> None:
+            ofm[...] = fixedpoint.softmax_int16(ifm, multiplier, shift)
+        return softmax_int16
     if isinstance(ins, Softmax):
         ifm, ofm = view(ins.ifm), view(ins.ofm)
         exp_table = np.asarray(ins.exp_table, np.int64)

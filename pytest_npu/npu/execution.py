@@ -30,6 +30,7 @@ class TraceRow:
     lut_lookups: int = 0
     host_ops: int = 0
     energy_pj: float = 0.0   # dynamic energy of this instruction (static power is in the summary)
+    charged: int = 0         # cycles of [0, makespan) charged to it (npu.cost.charge): they sum to the total
 
     @property
     def cycles(self) -> int:

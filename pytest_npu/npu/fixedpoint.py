@@ -161,3 +161,70 @@ def get_reciprocal(x, integer_digits: int) -> tuple[np.ndarray, np.ndarray]:
     shifted_sum_minus_one = np.where(shifted_sum_minus_one > INT32_MAX, shifted_sum_minus_one - (1 << 32),
                                      shifted_sum_minus_one)
     return one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one), num_bits_over_unit
+
+
+def int16_lut(function, input_min: float, input_max: float) -> np.ndarray:
+    """TFLite's ``gen_lut<double, int16_t, int16_t>`` with output range [-1, 1]: 512 samples of
+    ``function`` in Q0.15, each biased by half the interpolation error at its midpoint, plus the
+    end point (513 values) for :func:`int16_table_lookup`'s slope."""
+    steps = 512
+    step = (input_max - input_min) / steps
+    scale = 65536.0 / 2.0
+
+    def rnd(v: float) -> float:                     # TfLiteRound: half away from zero
+        return float(np.copysign(np.floor(abs(v) + 0.5), v))
+
+    table = np.empty(steps + 1, np.int64)
+    for i in range(steps):
+        val = function(input_min + i * step)
+        mid = function(input_min + i * step + step / 2)
+        nxt = function(input_min + (i + 1) * step)
+        sample = rnd(val * scale)
+        interp = rnd((nxt * scale + rnd(val * scale)) / 2)
+        bias = rnd((interp - rnd(mid * scale)) / 2)
+        table[i] = min(max(sample - bias, INT16_MIN), INT16_MAX)
+    table[steps] = min(max(rnd(function(input_max) * scale), INT16_MIN), INT16_MAX)
+    return table
+
+
+def int16_table_lookup(value, table: np.ndarray) -> np.ndarray:
+    """TFLite's ``generic_int16_table_lookup``: the entry of the top 9 bits, plus the slope to the
+    next one times the low 7 bits, rounded."""
+    value = _i64(value)
+    index = 256 + (value >> 7)
+    offset = value & 0x7F
+    base = table[index]
+    slope = table[index + 1] - base
+    return base + ((slope * offset + 64) >> 7)
+
+
+def softmax_int16(x, input_multiplier: int, input_left_shift: int) -> np.ndarray:
+    """TFLite's reference ``SoftmaxInt16`` over the last axis of int16 ``x``: output Q0.15 in
+    [0, 32767] (scale 1/32768, zero point 0)."""
+    x = _i64(x)
+    exp_lut, one_over_lut = _int16_luts()
+    diff = x - x.max(axis=-1, keepdims=True)
+    scaled = multiply_by_quantized_multiplier(diff, input_multiplier, input_left_shift)
+    sym = np.clip(scaled + 32767, INT16_MIN, INT16_MAX)
+    exps = int16_table_lookup(sym, exp_lut)
+    total = exps.sum(axis=-1, keepdims=True)
+    headroom_plus_one = count_leading_zeros32(total)
+    shifted = ((total << (headroom_plus_one - 1)) + (1 << 13)) >> 14
+    sym_sum = np.clip(shifted - ((1 << 15) + (1 << 16)), INT16_MIN, INT16_MAX)
+    reciprocal = int16_table_lookup(sym_sum, one_over_lut)
+    right_shift = 31 - headroom_plus_one
+    result = (exps * reciprocal + (np.int64(1) << (right_shift - 1))) >> right_shift
+    return np.clip(result, 0, INT16_MAX)
+
+
+_LUTS: list[np.ndarray] = []
+
+
+def _int16_luts() -> list[np.ndarray]:
+    """exp on [-10, 0] and 1/(1+x) on [0, 1], as the int16 softmax's Prepare generates them."""
+    if not _LUTS:
+        import math
+
+        _LUTS.append(int16_lut(math.exp, -10.0, 0.0))
+        _LUTS.append(int16_lut(lambda v: 1.0 / (1.0 + v), 0.0, 1.0))
+    return _LUTS

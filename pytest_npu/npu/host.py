@@ -34,6 +34,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import EmulatorFault
+from . import fixedpoint
 from .isa import DTYPES, INTEGER_DTYPES, dtype_range
 
 # Cost of one exp/tanh/erf in float operations: a vectorised polynomial of degree ~6 plus range
@@ -405,6 +406,11 @@ def execute(op: str, attrs: dict[str, Any], inputs: list[np.ndarray]) -> list[np
     if ir_shapes is not None and len(ir_shapes.get("out", [])) != len(out_quant):
         raise EmulatorFault(f"host op {op!r}: attrs['ir_shapes'] lists {len(ir_shapes.get('out', []))} outputs "
                             f"for {len(out_quant)} out_quant entries", operand="ir_shapes", kind="host")
+    if op == "softmax" and attrs.get("tflite_int16"):
+        # TFLite's integer int16 softmax (the compiler set it for a TFLite-rounding target)
+        multiplier, shift = attrs["tflite_int16"]
+        y = fixedpoint.softmax_int16(raw[0], int(multiplier), int(shift)).astype(np.int16)
+        return [y.reshape(y.shape[0], *_sample_shape(y.shape[1:])) if ir_shapes is not None else y]
     try:
         if op in _UNARY:
             results = [_unary(op, xs[0], attrs)]

@@ -168,7 +168,10 @@ class DmaIn(Instruction):
     """Copy ``src`` (DRAM) to ``dst`` (SRAM) element by element: ``dst[i] = src[i]``.
 
     Shapes must be equal; either side may be strided (2-D/3-D blocks: row stripes with halo,
-    channel slices). No arithmetic, no conversion.
+    channel slices). No arithmetic, no conversion. ``encoded_bytes`` > 0: ``src`` is a weight
+    (or scale/bias) block the target stores encoded; the DMA reads that many bytes of the encoded
+    stream and the weight decoder delivers ``src`` unchanged (timing and energy count the encoded
+    bytes, the copy is exact).
     """
 
     src: Operand
@@ -176,6 +179,7 @@ class DmaIn(Instruction):
     channel: int = 0
     deps: tuple[int, ...] = ()
     layer: str = ""
+    encoded_bytes: int = 0
     opcode: ClassVar[str] = "DMA_IN"
     unit: ClassVar[str] = "dma"
 
@@ -461,6 +465,9 @@ class Softmax(Instruction):
     ofm: Operand
     exp_table: tuple[int, ...] = ()
     requant: Requant | None = None
+    # int16 -> int16 instead: TFLite's SoftmaxInt16 (exp and 1/(1+x) tables with interpolation,
+    # output Q0.15) with its Prepare's (input_multiplier, input_left_shift); exp_table stays empty
+    int16_scaling: tuple[int, ...] = ()
     core: int = 0
     deps: tuple[int, ...] = ()
     layer: str = ""

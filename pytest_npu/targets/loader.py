@@ -7,15 +7,24 @@ fixes a hand-written target in one pass instead of one error per run.
 
 TOML layout (the built-ins in ``builtin/`` document every key with a comment)::
 
-    name, description, sources, model_note, clock_mhz, cores, rounding, fallback
+    name, description, sources, model_note, clock_mhz, cores, rounding, fallback,
+             [vela_accelerator]
     [core]   ofm_lanes, ifm_lanes, pixel_lanes, macs_per_cycle, int16_factor,
              elementwise_width, lut_width, overhead_cycles
     [memory] sram_kib, sram_bytes_per_cycle, dram_mib, dram_bytes_per_cycle,
-             dram_latency_cycles, dram_burst_bytes, dma_channels
+             dram_latency_cycles, dram_burst_bytes, dma_channels,
+             [sram_latency_cycles, sram_burst_bytes, io_memory, prefetch_layers, weight_compression]
     [isa]    operations, dtypes, max_kernel, max_stride, max_dilation, max_channels, max_padding
     [host]   ops_per_second, overhead_us
     [energy] mac_int8_pj, mac_int16_pj, sram_read_pj_per_byte, sram_write_pj_per_byte,
              dram_pj_per_byte, elementwise_pj, lut_pj, host_pj_per_op, static_mw
+    [blocks] (optional table: block-based MAC timing) micro_block, max_block, buffer_banks,
+             ifm_granules, elementwise_ifm_granules, accumulator_granules, output_cycles,
+             output_cycles_max_pool, output_cycles_add, output_cycles_mul, output_cycles_int32,
+             activation_cycles_relu
+
+Keys in [brackets] are optional (their defaults keep older target files meaning what they meant);
+the ``[blocks]`` table is optional as a whole, and complete when present.
 """
 
 from __future__ import annotations
@@ -27,13 +36,13 @@ import math
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import TargetError
 from ..npu.isa import OPERATIONS, ROUNDINGS
-from .model import Energy, Limits, MacArray, Target
+from .model import BlockTiming, Energy, Limits, MacArray, Target
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,6 +54,12 @@ MIB = 1024 * 1024
 ACTIVATION_DTYPES = ("int8", "int16")
 ROUNDING_MODES = ROUNDINGS   # single | double (TOSA RESCALE) | tflite (LiteRT reference kernels, op by op)
 FALLBACKS = ("host", "error")
+IO_MEMORIES = ("dram", "sram")
+WEIGHT_COMPRESSIONS = ("none", "ethos-u")
+VELA_ACCELERATORS = ("ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256", "ethos-u65-256",
+                     "ethos-u65-512")
+OPTIONAL_TABLES = ("blocks",)
+_REQUIRED = object()
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 Check = Callable[[Any], "str | None"]
@@ -59,6 +74,11 @@ class Key:
 
     kind: str
     check: Check | None = None
+    default: Any = _REQUIRED      # a value: the key may be left out
+
+    @property
+    def optional(self) -> bool:
+        return self.default is not _REQUIRED
 
 
 def _positive(value: float) -> str | None:
@@ -98,6 +118,15 @@ def _subset_of(allowed: frozenset[str] | tuple[str, ...], required: str) -> Chec
     return check
 
 
+def _int_list(length: int, check: Check = _at_least_one) -> Check:
+    def inner(values: list[int]) -> str | None:
+        if len(values) != length:
+            return f"must list {length} integers, got {len(values)}"
+        problems = [check(v) for v in values]
+        return next((f"entries {p}" for p in problems if p), None)
+    return inner
+
+
 def _target_name(value: str) -> str | None:
     if NAME_PATTERN.fullmatch(value):
         return None
@@ -123,6 +152,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "cores": Key("int", _at_least_one),
         "rounding": Key("str", _one_of(*ROUNDING_MODES)),
         "fallback": Key("str", _one_of(*FALLBACKS)),
+        "vela_accelerator": Key("str", _one_of("", *VELA_ACCELERATORS), default=""),
     },
     "core": {
         "ofm_lanes": Key("int", _at_least_one),
@@ -142,6 +172,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "dram_latency_cycles": Key("int", _non_negative),
         "dram_burst_bytes": Key("int", _at_least_one),
         "dma_channels": Key("int", _at_least_one),
+        "sram_latency_cycles": Key("int", _non_negative, default=0),
+        "sram_burst_bytes": Key("int", _non_negative, default=0),
+        "io_memory": Key("str", _one_of(*IO_MEMORIES), default="dram"),
+        "prefetch_layers": Key("int", _non_negative, default=0),
+        "weight_compression": Key("str", _one_of(*WEIGHT_COMPRESSIONS), default="none"),
     },
     "isa": {
         "operations": Key("str_list", _subset_of(OPERATIONS, "dma")),
@@ -159,6 +194,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "energy": {name: Key("number", _non_negative) for name in (
         "mac_int8_pj", "mac_int16_pj", "sram_read_pj_per_byte", "sram_write_pj_per_byte",
         "dram_pj_per_byte", "elementwise_pj", "lut_pj", "host_pj_per_op", "static_mw")},
+    "blocks": {
+        "micro_block": Key("int_list", _int_list(2)),
+        "max_block": Key("int_list", _int_list(3)),
+        "buffer_banks": Key("int", _at_least_one),
+        "ifm_granules": Key("int_list", _int_list(3)),
+        "elementwise_ifm_granules": Key("int_list", _int_list(2)),
+        "accumulator_granules": Key("int_list", _int_list(3)),
+        **{name: Key("number", _non_negative) for name in (
+            "output_cycles", "output_cycles_max_pool", "output_cycles_add", "output_cycles_mul",
+            "output_cycles_int32", "activation_cycles_relu")},
+    },
 }
 
 # Physically meaningful ranges: a figure outside them is a typo (1e9 cores would allocate a schedule
@@ -198,7 +244,7 @@ def _out_of_bounds(dotted: str, value: Any) -> str | None:
 
 
 _KIND_TEXT = {"str": "a string", "int": "an integer", "number": "a number",
-              "str_list": "a list of strings"}
+              "str_list": "a list of strings", "int_list": "a list of integers"}
 
 
 def _dotted(section: str, key: str) -> str:
@@ -229,6 +275,8 @@ def _kind_ok(kind: str, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind == "int_list":
+        return isinstance(value, list) and all(_kind_ok("int", v) for v in value)
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
@@ -276,7 +324,7 @@ def _check_layout(data: dict[str, Any], problems: _Problems) -> dict[str, dict[s
                 problems.add(key, _unknown_key("", key))
     for section, keys in SCHEMA.items():
         if section not in tables:
-            if section not in data:  # a table written as a plain value is reported above
+            if section not in data and section not in OPTIONAL_TABLES:  # a plain value is reported above
                 problems.add(section, f"missing table [{section}] (keys: {', '.join(keys)})")
             continue
         table = tables[section]
@@ -290,7 +338,9 @@ def _check_layout(data: dict[str, Any], problems: _Problems) -> dict[str, dict[s
             elif message := _out_of_bounds(dotted, value):
                 problems.add(dotted, message)
         for key in keys:
-            if key not in table:
+            if key not in table and keys[key].optional:
+                table[key] = keys[key].default
+            elif key not in table:
                 problems.add(_dotted(section, key), f"missing; add `{key} = ...` under "
                              f"{'[' + section + ']' if section else 'the top level (before any table)'}")
     return tables
@@ -327,6 +377,7 @@ def from_dict(data: dict[str, Any], source: str = "<dict>", path: Path | None = 
                      f"is {core['macs_per_cycle']} but ofm_lanes x ifm_lanes x pixel_lanes = "
                      f"{mac.ofm_lanes} x {mac.ifm_lanes} x {mac.pixel_lanes} = {mac.macs_per_cycle}; "
                      "fix the lanes or set macs_per_cycle to their product")
+    blocks = _blocks(tables.get("blocks"), mac, problems)
     sram_bytes = _whole_bytes(problems, "memory.sram_kib", memory["sram_kib"], KIB)
     dram_bytes = _whole_bytes(problems, "memory.dram_mib", memory["dram_mib"], MIB)
     problems.raise_if_any()
@@ -345,8 +396,28 @@ def from_dict(data: dict[str, Any], source: str = "<dict>", path: Path | None = 
         fallback=top["fallback"], host_ops_per_second=float(host["ops_per_second"]),
         host_overhead_us=float(host["overhead_us"]),
         energy=Energy(**{k: float(v) for k, v in energy.items()}),
+        blocks=blocks, sram_latency_cycles=memory["sram_latency_cycles"],
+        sram_burst_bytes=memory["sram_burst_bytes"], io_memory=memory["io_memory"],
+        prefetch_layers=memory["prefetch_layers"],
+        weight_compression=memory["weight_compression"], vela_accelerator=top["vela_accelerator"],
         path=path, model_note=top["model_note"],
     )
+
+
+def _blocks(table: dict[str, Any] | None, mac: MacArray, problems: _Problems) -> BlockTiming | None:
+    """The [blocks] table as a BlockTiming; its micro-block must be the MAC array's pixel lanes."""
+    if table is None:
+        return None
+    height, width = table["micro_block"]
+    if height * width != mac.pixel_lanes:
+        problems.add("blocks.micro_block", f"is {height} x {width} = {height * width} output pixels but "
+                     f"core.pixel_lanes is {mac.pixel_lanes}; the micro-block is the array's pixel lanes")
+    return BlockTiming(
+        micro_block=(height, width), max_block=tuple(table["max_block"]), buffer_banks=table["buffer_banks"],
+        ifm_granules=tuple(table["ifm_granules"]), elementwise_ifm_granules=tuple(table["elementwise_ifm_granules"]),
+        accumulator_granules=tuple(table["accumulator_granules"]),
+        **{k: float(table[k]) for k in ("output_cycles", "output_cycles_max_pool", "output_cycles_add",
+                                        "output_cycles_mul", "output_cycles_int32", "activation_cycles_relu")})
 
 
 def _toml(text: str, source: str) -> dict[str, Any]:
@@ -451,7 +522,8 @@ def to_toml(target: Target) -> str:
     values: dict[str, dict[str, Any]] = {
         "": {"name": target.name, "description": target.description, "sources": list(target.sources),
              "model_note": target.model_note, "clock_mhz": target.clock_mhz, "cores": target.cores,
-             "rounding": target.rounding, "fallback": target.fallback},
+             "rounding": target.rounding, "fallback": target.fallback,
+             "vela_accelerator": target.vela_accelerator},
         "core": {"ofm_lanes": target.mac.ofm_lanes, "ifm_lanes": target.mac.ifm_lanes,
                  "pixel_lanes": target.mac.pixel_lanes, "macs_per_cycle": target.mac.macs_per_cycle,
                  "int16_factor": target.int16_factor, "elementwise_width": target.elementwise_width,
@@ -459,12 +531,19 @@ def to_toml(target: Target) -> str:
         "memory": {"sram_kib": target.sram_bytes / KIB, "sram_bytes_per_cycle": target.sram_bytes_per_cycle,
                    "dram_mib": target.dram_bytes / MIB, "dram_bytes_per_cycle": target.dram_bytes_per_cycle,
                    "dram_latency_cycles": target.dram_latency_cycles,
-                   "dram_burst_bytes": target.dram_burst_bytes, "dma_channels": target.dma_channels},
+                   "dram_burst_bytes": target.dram_burst_bytes, "dma_channels": target.dma_channels,
+                   "sram_latency_cycles": target.sram_latency_cycles,
+                   "sram_burst_bytes": target.sram_burst_bytes, "io_memory": target.io_memory,
+                   "prefetch_layers": target.prefetch_layers,
+                   "weight_compression": target.weight_compression},
         "isa": {"operations": target.operations, "dtypes": target.dtypes,
                 **{k: getattr(target.limits, k) for k in SCHEMA["isa"] if k.startswith("max_")}},
         "host": {"ops_per_second": target.host_ops_per_second, "overhead_us": target.host_overhead_us},
         "energy": {k: getattr(target.energy, k) for k in SCHEMA["energy"]},
     }
+    if target.blocks is not None:
+        values["blocks"] = {k: list(v) if isinstance(v, tuple) else v
+                            for k, v in asdict(target.blocks).items()}
     lines: list[str] = []
     for section, table in values.items():
         if section:

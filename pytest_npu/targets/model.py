@@ -42,6 +42,32 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class BlockTiming:
+    """Block-based MAC-array timing: the array works through the output in OFM blocks.
+
+    Follows Arm Vela's Ethos-U55 model (see ``npu/blocks.py``): an operation is cut into OFM
+    blocks of ``micro_block`` multiples, the largest a shared input/accumulator buffer of
+    ``buffer_banks`` 1 KiB banks holds (banks rounded to the ``*_granules``); each block costs MAC
+    cycles (micro-blocks x kernel steps x input-depth passes) against output-stage cycles (the
+    ``output_cycles*`` per element), and the slower of the two sets the pace. A target without a
+    ``[blocks]`` table uses the lane formula of ``MacArray`` instead.
+    """
+
+    micro_block: tuple[int, int]                   # OFM micro-block height, width (depth: ofm_lanes)
+    max_block: tuple[int, int, int]                # largest OFM block height, width, depth
+    buffer_banks: int                              # 1 KiB banks of the shared IFM/accumulator buffer
+    ifm_granules: tuple[int, int, int]             # banks an IFM buffer rounds to: 8-, 16-, 32-bit
+    elementwise_ifm_granules: tuple[int, int]      # the same for element-wise inputs: 8-, 16-bit
+    accumulator_granules: tuple[int, int, int]     # the same for accumulators: 16-, 32-, 40-bit
+    output_cycles: float                           # output stage, cycles/element: conv, FC, avg pool, LUT, rescale
+    output_cycles_max_pool: float
+    output_cycles_add: float                       # add and sub
+    output_cycles_mul: float                       # mul, and any MAC op with 40-bit accumulators
+    output_cycles_int32: float                     # binary element-wise on 32-bit operands (softmax's steps)
+    activation_cycles_relu: float                  # a fused ReLU-family clamp, cycles/element
+
+
+@dataclass(frozen=True)
 class Energy:
     """Energy per counted action (picojoules) and static power (milliwatts)."""
 
@@ -83,6 +109,13 @@ class Target:
     host_ops_per_second: float   # host CPU throughput for fallback ops (modelled, not measured)
     host_overhead_us: float      # fixed cost of handing a tensor to the host and back
     energy: Energy
+    blocks: BlockTiming | None = None   # block-based MAC timing ([blocks]); None: the lane formula
+    sram_latency_cycles: int = 0        # SRAM access latency, paid by the first block of an operation
+    sram_burst_bytes: int = 0           # SRAM burst length: shorter runs waste the rest (0: no penalty)
+    io_memory: str = "dram"             # where the graph's inputs and outputs live: "dram" | "sram"
+    prefetch_layers: int = 0            # layers ahead a layer's weights may load (0: as many as SRAM holds)
+    weight_compression: str = "none"    # "none" | "ethos-u": weight DMAs move the encoded stream
+    vela_accelerator: str = ""          # Vela --accelerator-config this target follows ("" = none)
     path: Path | None = field(default=None, compare=False)
     model_note: str = ""         # says plainly that this is a model following public figures
 

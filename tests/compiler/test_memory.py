@@ -21,7 +21,8 @@ def _dram_tensor_bytes(program, kinds):
 
 def test_chain_that_fits_moves_no_intermediate_through_dram():
     q, shape = qdq_model("chain")
-    cm = compiler.compile(q, "u55-256", double_buffer=False)
+    plain = dataclasses.replace(targets.load("u55-256"), io_memory="dram", weight_compression="none", blocks=None)
+    cm = compiler.compile(q, plain, double_buffer=False)
     ex = cm.run(inputs_for(shape, 2))
     p = cm.program
     read = sum(r.dram_read for r in ex.trace)
@@ -29,6 +30,26 @@ def test_chain_that_fits_moves_no_intermediate_through_dram():
     assert read == _dram_tensor_bytes(p, {"input", "constant"})
     assert written == _dram_tensor_bytes(p, {"output"})
     assert not [t for t in p.tensors.values() if t.kind == "intermediate" and t.mem == "dram"]
+
+
+def test_graph_io_in_sram_leaves_only_encoded_weights_on_the_dram_bus():
+    """u55-256 keeps the input and output in the SRAM arena (Vela's assumption) and stores weights
+    encoded: the only DRAM traffic is the weight and scale streams, counted at their encoded size,
+    and the sigmoid's 256-byte lookup table."""
+    q, shape = qdq_model("chain")
+    cm = compiler.compile(q, "u55-256")
+    p = cm.program
+    assert {p.tensors[n].mem for n in p.inputs + p.outputs} == {"sram"}
+    ex = cm.run(inputs_for(shape, 2))
+    dmas = [ins for ins in p.instructions if ins.opcode == "DMA_IN"]
+    assert all(ins.src.offset >= p.constants_offset and ins.encoded_bytes > 0 for ins in dmas)
+    tables = 256 * len({ins.layer for ins in p.instructions if ins.opcode == "LUT"})
+    assert sum(r.dram_read for r in ex.trace) == sum(ins.encoded_bytes for ins in dmas) + tables
+    assert sum(r.dram_write for r in ex.trace) == 0
+    plain = dataclasses.replace(cm.target, io_memory="dram", weight_compression="none")
+    reference = compiler.compile(q, plain)
+    for name, value in reference.run(inputs_for(shape, 2)).outputs.items():
+        np.testing.assert_array_equal(ex.outputs[name], value)
 
 
 def test_double_buffered_chain_only_rereads_the_input_halo():

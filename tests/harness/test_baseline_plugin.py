@@ -523,7 +523,7 @@ def test_the_summary_fits_a_narrow_terminal_and_states_provenance_once(suite, mo
     result = run(suite)
     result.assert_outcomes(failed=3, passed=1)
     lines = result.stdout.str().splitlines()
-    section = lines[next(i for i, line in enumerate(lines) if "npu baselines and history" in line) + 1:]
+    section = lines[next(i for i, line in enumerate(lines) if "npu baselines" in line) + 1:]
     section = section[:next(i for i, line in enumerate(section) if line.startswith("=="))]
     assert section and all(len(line) <= 80 or " " not in line.strip() for line in section), section
     assert sum("provenance changed for all 4 test x targets" in line for line in section) == 1
@@ -531,48 +531,7 @@ def test_the_summary_fits_a_narrow_terminal_and_states_provenance_once(suite, mo
 
 
 # --------------------------------------------------------------------------------------------------
-# history and exports from a pytest run
-
-
-def test_history_records_every_run_with_release_labels(suite):
-    recorded(suite)
-    db = suite.path / ".npu" / "history.sqlite"
-    assert not db.exists()                                # --npu-no-history in QUIET
-    suite.runpytest("-p", "no:randomly", "--npu-release", "v1.0").assert_outcomes(passed=4)
-    set_figures(suite, test_port={"cycles": 1100})
-    suite.runpytest("-p", "no:randomly", "--npu-release", "v1.1").assert_outcomes(failed=1, passed=3)
-    with sqlite3.connect(db) as connection:
-        runs = connection.execute("SELECT release, host FROM runs ORDER BY id").fetchall()
-        args = json.loads(connection.execute("SELECT extra FROM runs ORDER BY id").fetchone()[0])["args"]
-        cycles = connection.execute(
-            "SELECT runs.release, metrics.value FROM metrics JOIN records ON records.id = metrics.record_id "
-            "JOIN runs ON runs.id = records.run_id WHERE records.test = 'test_port' AND metrics.name = 'cycles'"
-        ).fetchall()
-        layers = connection.execute("SELECT COUNT(*) FROM layers").fetchone()[0]
-    assert [release for release, _ in runs] == ["v1.0", "v1.1"] and all(host for _, host in runs)
-    assert args[:4] == ["-p", "no:randomly", "--npu-release", "v1.0"]     # pytester adds --basetemp
-    assert cycles == [("v1.0", 1000.0), ("v1.1", 1100.0)] and layers == 8
-    custom = suite.path / "elsewhere.sqlite"
-    suite.runpytest("-p", "no:randomly", "--npu-history", str(custom), "--npu-no-baseline")
-    assert custom.is_file()
-    suite.makeini("[pytest]\nnpu_history = off\n")
-    db.unlink()
-    suite.runpytest("-p", "no:randomly").assert_outcomes(passed=3, failed=1)
-    assert not db.exists()
-    suite.makeini("[pytest]\nnpu_history = runs/h.sqlite\n")
-    suite.runpytest("-p", "no:randomly").assert_outcomes(passed=3, failed=1)
-    assert (suite.path / "runs" / "h.sqlite").is_file()
-
-
-def test_a_corrupt_history_database_fails_the_run_and_is_left_alone(suite):
-    recorded(suite)
-    junk = suite.path / "junk.sqlite"
-    junk.write_bytes(b"not sqlite at all" * 64)
-    result = suite.runpytest("-p", "no:randomly", "--npu-history", str(junk))
-    result.assert_outcomes(passed=4)
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([f"*error: history database {junk} is unreadable*left untouched*"])
-    assert junk.read_bytes() == b"not sqlite at all" * 64
+# exports from a pytest run (the history's own tests: tests/history/)
 
 
 def test_exports_from_a_run(suite):
@@ -584,8 +543,8 @@ def test_exports_from_a_run(suite):
     assert len(bench["benchmarks"]) == 4
     small = json.loads((suite.path / "out" / "small.json").read_text())
     big = json.loads((suite.path / "out" / "big.json").read_text())
-    assert {e["name"] for e in big} == {"test_port [u55-256] sqnr_db"}
-    assert "test_port [u55-256] cycles" in {e["name"] for e in small}
+    assert {e["name"] for e in big} == {"test_port.py::test_port [u55-256] sqnr_db"}
+    assert "test_port.py::test_port [u55-256] cycles" in {e["name"] for e in small}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -611,8 +570,8 @@ def test_xdist_writes_the_same_bytes_as_a_serial_run(suite):
     assert baseline_file(suite).read_bytes() == serial_bytes != before_bytes
     assert sorted(p.name for p in baseline_file(suite).parent.iterdir()) == ["test_port.json"]   # no temp files
     with sqlite3.connect(suite.path / "h.sqlite") as connection:
-        assert connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1          # controller only
-        assert connection.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 3
+        assert connection.execute("SELECT COUNT(*) FROM npu_runs").fetchone()[0] == 1      # controller only
+        assert connection.execute("SELECT COUNT(*) FROM npu_records").fetchone()[0] == 3
 
 
 # --------------------------------------------------------------------------------------------------
@@ -645,6 +604,6 @@ def test_real_figures_are_recorded_reproduced_and_gated(npu_dir):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["cycles*regressed by +1 (*), tolerance exact*"])
     with sqlite3.connect(npu_dir.path / ".npu" / "history.sqlite") as connection:
-        releases = connection.execute("SELECT release FROM runs ORDER BY id").fetchall()
-        layers = connection.execute("SELECT COUNT(*) FROM layers").fetchone()[0]
+        releases = connection.execute("SELECT release FROM npu_runs ORDER BY id").fetchall()
+        layers = connection.execute("SELECT COUNT(*) FROM npu_layers").fetchone()[0]
     assert releases == [("v1",), ("v2",)] and layers > 0

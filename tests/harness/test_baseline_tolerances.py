@@ -1,7 +1,7 @@
 """The tolerance language (``pytest_npu.harness.tolerances``): grammar, defaults, stacking, verdicts.
 
 The same rules drive ``--npu-compare-fail``, ``npu_budget(compare=...)`` and ``pytest-npu compare
---fail``; the pytester runs in test_baseline_plugin.py and the CLI runs in test_history.py use them
+--fail``; the pytester runs in test_baseline_plugin.py and the CLI runs in tests/history/test_history_cli.py use them
 end to end.
 """
 

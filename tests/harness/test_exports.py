@@ -38,9 +38,21 @@ def test_github_benchmark_splits_by_direction_with_units():
     assert {e["name"].rsplit(" ", 1)[1] for e in smaller} == {"latency_ms", "cycles", "energy_mj"}
     assert {e["name"].rsplit(" ", 1)[1] for e in bigger} == {"sqnr_db", "top1"}
     by_name = {e["name"]: e for e in smaller + bigger}
-    assert by_name["TestP.test_port[u55-256] [u55-256] latency_ms"]["unit"] == "ms"
-    assert by_name["TestP.test_port[u55-256] [u55-256] sqnr_db"]["unit"] == "dB"
+    assert by_name["tests/test_m.py::TestP::test_port [u55-256] latency_ms"]["unit"] == "ms"
+    assert by_name["tests/test_m.py::TestP::test_port [u55-256] sqnr_db"]["unit"] == "dB"
     assert all(set(e) == {"name", "unit", "value", "extra"} for e in smaller + bigger)
+
+
+def test_same_named_tests_of_two_modules_are_two_series_in_every_export():
+    twin = NpuRecord(nodeid="tests/test_n.py::TestP::test_port[u55-256]", name="test_port[u55-256]",
+                     module="tests/test_n.py", target="u55-256", metrics={"cycles": 3000})
+    records = [*_records(), twin]
+    names = [e["name"] for e in exports.github_benchmark(records, bigger=False) if e["name"].endswith(" cycles")]
+    assert sorted(names) == ["tests/test_m.py::TestP::test_port [u55-256] cycles",
+                             "tests/test_n.py::TestP::test_port [u55-256] cycles"]
+    benchmarks = exports.benchmark_json(records, RUN)["benchmarks"]
+    assert len({b["fullname"] for b in benchmarks}) == 2 and {b["name"] for b in benchmarks} == {
+        "TestP.test_port[u55-256]"}                 # pytest-benchmark's short name; fullname tells them apart
 
 
 def test_write_is_json_with_trailing_newline_and_rejects_unknown_kinds(tmp_path):

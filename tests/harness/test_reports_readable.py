@@ -70,17 +70,16 @@ def _points():
     points, regressions = [], []
     for run_id, (label, cycles, energy) in enumerate([("v1.0", 1000, 1.0e-3), ("v1.1", 1080, 1.0087e-3)], 1):
         for metric, value in (("cycles", cycles), ("energy_mj", energy)):
-            points.append(Point(run_id, label, "", "t.py::test_a[u55-256]", "test_a[u55-256]", "u55-256",
-                                metric, float(value)))
-    regressions.append((points[2], Change("test_a[u55-256]", "u55-256", "cycles", 1000.0, 1080.0, "regressed",
-                                          "exact")))
+            points.append(Point(run_id, label, "", "t.py::test_a[u55-256]", "u55-256", metric, float(value)))
+    regressions.append((points[2], Change("t.py::test_a[u55-256]", "u55-256", "cycles", 1000.0, 1080.0,
+                                          "regressed", "exact")))
     return points, regressions
 
 
 def test_history_page_marks_only_flagged_steps_and_scales_gently():
     pytest.importorskip("plotly")
     points, regressions = _points()
-    page = html.render_history(points, {("test_a[u55-256]", "u55-256"): [{"layer": "conv", "cycles": 1080}]},
+    page = html.render_history(points, {("t.py::test_a[u55-256]", "u55-256"): [{"layer": "conv", "cycles": 1080}]},
                                regressions, source="h.sqlite")
     assert page.count("Plotly.newPlot(") == 2 and page.count("<script>") == 1 + 2   # plotly.js once
     assert not re.search(r"<(script|link|img)\b[^>]*\b(src|href)=", page)

@@ -24,11 +24,19 @@ def edge():
 
 
 def retarget(target, **changes):
-    """A copy of ``target`` with fields changed; lane counts go into the nested MacArray."""
+    """A copy of ``target`` with fields changed; lane counts go into the nested MacArray. New lane
+    counts time the array by the lane formula: a block-model target's micro-block is its lanes."""
     lanes = {k: changes.pop(k) for k in ("ofm_lanes", "ifm_lanes", "pixel_lanes") if k in changes}
     if lanes:
         changes["mac"] = dataclasses.replace(target.mac, **lanes)
+        changes.setdefault("blocks", None)
     return dataclasses.replace(target, **changes)
+
+
+@pytest.fixture(scope="session")
+def lanes_u55(u55):
+    """u55-256 timed by the lane formula (no [blocks] table)."""
+    return dataclasses.replace(u55, blocks=None, overhead_cycles=32)
 
 
 @pytest.fixture(scope="session")

@@ -13,20 +13,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import ai_edge_litert.interpreter as _interpreter
+import ai_edge_litert.schema_py_generated as S
+import flatbuffers
 import numpy as np
-import pytest
 
 from pytest_npu.ir.graph import Graph, Node, QuantParams, Tensor
-
-flatbuffers = pytest.importorskip("flatbuffers")
-S = pytest.importorskip("ai_edge_litert.schema_py_generated")
-_interpreter = pytest.importorskip("ai_edge_litert.interpreter")
 
 OP = S.BuiltinOperator
 OPTIONS = S.BuiltinOptions
 ACT = {"none": S.ActivationFunctionType.NONE, "relu": S.ActivationFunctionType.RELU,
        "relu6": S.ActivationFunctionType.RELU6}
 _TYPES = {"int8": S.TensorType.INT8, "int16": S.TensorType.INT16, "int32": S.TensorType.INT32,
+          "float32": S.TensorType.FLOAT32,
           "int64": S.TensorType.INT64}
 
 
@@ -53,7 +52,10 @@ class Case:
 
 
 def tflite_model(op: int, inputs: list[T | None], outputs: list[T], options_type: int = 0, options=None) -> bytes:
-    """A one-operator model; ``None`` in ``inputs`` is an omitted optional input (-1)."""
+    """A one-operator model; ``None`` in ``inputs`` is an omitted optional input (-1).
+
+    Activations are written with batch 1, as converters write them (the importer takes axis 0 of
+    size 1 as the batch); :func:`run_reference` resizes the inputs to the batch it is given."""
     buffers = [S.BufferT()]
     tensors, operator_inputs = [], []
     for t in [*inputs, *outputs]:
@@ -61,7 +63,8 @@ def tflite_model(op: int, inputs: list[T | None], outputs: list[T], options_type
             operator_inputs.append(-1)
             continue
         tt = S.TensorT()
-        tt.shape, tt.type, tt.name = list(t.shape), _TYPES[t.dtype], f"t{len(tensors)}"
+        shape = list(t.shape) if t.data is not None or not t.shape else [1, *t.shape[1:]]
+        tt.shape, tt.type, tt.name = shape, _TYPES[t.dtype], f"t{len(tensors)}"
         if t.scale is not None:
             q = S.QuantizationParametersT()
             q.scale = [float(s) for s in np.atleast_1d(t.scale)]
@@ -99,6 +102,9 @@ def run_reference(model: bytes, *arrays: np.ndarray) -> np.ndarray:
     """LiteRT's reference kernels (BUILTIN_REF) on ``arrays`` (the model's own shapes)."""
     it = _interpreter.Interpreter(model_content=model,
                                   experimental_op_resolver_type=_interpreter.OpResolverType.BUILTIN_REF)
+    for detail, array in zip(it.get_input_details(), arrays):
+        if tuple(detail["shape"]) != array.shape:
+            it.resize_tensor_input(detail["index"], list(array.shape))
     it.allocate_tensors()
     for detail, array in zip(it.get_input_details(), arrays):
         it.set_tensor(detail["index"], array)

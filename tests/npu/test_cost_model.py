@@ -27,8 +27,9 @@ def _sram(shape, dtype="int8", offset=0):
 
 # ---------------------------------------------------------------------------------------------
 # the formulas, on numbers worked out by hand
-def test_conv_cycles_follow_the_lane_formula(u55):
+def test_conv_cycles_follow_the_lane_formula(lanes_u55):
     """Cout=20, Cin=10, 3x3 over a 5x5 ifm (valid) -> 3x3x20 on 8x8x4 lanes."""
+    u55 = lanes_u55
     ins = Conv2D(_sram((5, 5, 10)), _sram((3, 3, 10, 20)), _sram((20,), "int32"), _sram((3, 3, 20)), requant=RQ)
     cost = instruction_cost(u55, ins)
     array = math.ceil(20 / 8) * math.ceil(10 / 8) * math.ceil(9 / 4) * 9            # 3 * 2 * 3 * 9 = 162
@@ -38,7 +39,8 @@ def test_conv_cycles_follow_the_lane_formula(u55):
     assert cost.macs == 3 * 3 * 20 * 9 * 10 and cost.sram_read == 2310 - 180 and cost.sram_write == 180
 
 
-def test_depthwise_leaves_ifm_lanes_idle_and_int16_halves_the_rate(u55, make_target):
+def test_depthwise_leaves_ifm_lanes_idle_and_int16_halves_the_rate(lanes_u55, make_target):
+    u55 = lanes_u55
     fast_sram = make_target(u55, sram_bytes_per_cycle=1e6, overhead_cycles=0, elementwise_width=1 << 20)
     dw8 = DepthwiseConv2D(_sram((10, 10, 16)), _sram((3, 3, 16)), _sram((16,), "int32"), _sram((8, 8, 16)), requant=RQ)
     dw16 = DepthwiseConv2D(_sram((10, 10, 16), "int16"), _sram((3, 3, 16)), _sram((16,), "int32"),
@@ -50,7 +52,8 @@ def test_depthwise_leaves_ifm_lanes_idle_and_int16_halves_the_rate(u55, make_tar
     assert e16["mac"] / e8["mac"] == pytest.approx(u55.energy.mac_int16_pj / u55.energy.mac_int8_pj)
 
 
-def test_fully_connected_uses_rows_as_pixels(u55, make_target):
+def test_fully_connected_uses_rows_as_pixels(lanes_u55, make_target):
+    u55 = lanes_u55
     fast_sram = make_target(u55, sram_bytes_per_cycle=1e6, overhead_cycles=0)
     fc = FullyConnected(_sram((3, 100)), _sram((100, 10)), _sram((10,), "int32"), _sram((3, 10)), requant=RQ)
     assert instruction_cost(fast_sram, fc).cycles == math.ceil(10 / 8) * math.ceil(100 / 8) * math.ceil(3 / 4)
@@ -188,3 +191,17 @@ def test_two_dma_channels_overlap_yet_share_the_dram_bus(make_target, rows, late
     (a0, a1), (b0, b1) = t2.bus_windows
     assert a1 <= b0 or b1 <= a0                             # the bus serves one channel at a time
     assert t2.summary.utilisation["dram_bus"] == pytest.approx(2 * data / t2.summary.cycles)
+
+
+@PROPERTY
+@given(TARGET, st.lists(LAYER, min_size=1, max_size=4))
+def test_every_cycle_is_charged_to_exactly_one_instruction(make_target, conv_program, spec, layers):
+    """Per-instruction charges add up to the makespan; an instruction is never charged more than
+    from its start (or its predecessor's end) to its end, and compute that runs is never hidden."""
+    target = _target(make_target, spec)
+    program, _ = conv_program(target, layers)
+    timing = _timing(target, program)
+    assert sum(r.charged for r in timing.trace) == timing.summary.cycles
+    assert all(0 <= r.charged <= r.end for r in timing.trace)
+    first_compute = min((r for r in timing.trace if not r.engine.startswith("dma")), key=lambda r: r.start)
+    assert first_compute.charged > 0

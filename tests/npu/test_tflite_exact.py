@@ -3,9 +3,10 @@ LiteRT's reference kernels (``BUILTIN_REF``) bit for bit, on random quantisation
 inputs (Hypothesis) and on extreme values.
 
 Each case writes a one-operator ``.tflite`` with the drawn parameters (``litert_ops``), runs it on
-LiteRT, builds the same operator as an IR graph, compiles it with ``pytest_npu.compile`` and
-runs the program with ``run_quantized``: the whole path -- legalisation (the parameters TFLite's
-Prepare computes), code generation, the instruction semantics -- is compared for equality.
+LiteRT, and compiles the operator twice with ``pytest_npu.compile``: as a hand-built IR graph (the
+compiler's contract) and as the ``.tflite`` itself (``ir.from_tflite``); each program runs with
+``run_quantized``: the whole path -- import, legalisation (the parameters TFLite's Prepare
+computes), code generation, the instruction semantics -- is compared for equality.
 """
 
 from __future__ import annotations
@@ -60,18 +61,20 @@ def _tensor(name, shape, dtype, q=None, data=None) -> Tensor:
 
 
 def check(case: Case, target: str = TARGET, on_npu: bool = True) -> None:
-    """Compile the case's graph, run its inputs, and compare with LiteRT for equality."""
+    """Compile the operator twice -- the hand-built IR graph, and the ``.tflite`` itself through
+    the importer -- run its inputs, and compare both with LiteRT for equality."""
     expected = run_reference(case.model, *case.inputs)
-    cm = pytest_npu.compile(case.graph, target)
-    if on_npu:
-        assert cm.unsupported() == [], cm.unsupported()
-    feed = {name: x.reshape(len(x), *cm.program.tensors[name].shape)
-            for name, x in zip(cm.program.inputs, case.inputs)}
-    (out,) = cm.program.outputs
-    got = cm.run_quantized(feed).outputs[out].reshape(expected.shape)
-    diff = np.abs(got.astype(np.int64) - expected.astype(np.int64))
-    assert diff.max() == 0, (f"{case.name}: {int((diff > 0).sum())} of {diff.size} outputs differ from "
-                             f"LiteRT BUILTIN_REF, max {int(diff.max())} LSB")
+    for source, model in (("IR graph", case.graph), ("imported .tflite", case.model)):
+        cm = pytest_npu.compile(model, target)
+        if on_npu:
+            assert cm.unsupported() == [], (source, cm.unsupported())
+        feed = {name: x.reshape(len(x), *cm.program.tensors[name].shape)
+                for name, x in zip(cm.program.inputs, case.inputs)}
+        (out,) = cm.program.outputs
+        got = cm.run_quantized(feed).outputs[out].reshape(expected.shape)
+        diff = np.abs(got.astype(np.int64) - expected.astype(np.int64))
+        assert diff.max() == 0, (f"{case.name} ({source}): {int((diff > 0).sum())} of {diff.size} outputs differ "
+                                 f"from LiteRT BUILTIN_REF, max {int(diff.max())} LSB")
 
 
 # ---------------------------------------------------------------------------------------- MAC ops
@@ -319,6 +322,23 @@ def softmax_case(seed: int, extreme: str = "") -> Case:
     return Case(f"softmax seed {seed}", model, graph, [x])
 
 
+def softmax16_case(seed: int) -> Case:
+    """int16x8's softmax: symmetric int16 input, Q0.15 output (TFLite's SoftmaxInt16, on the NPU)."""
+    rng = np.random.default_rng(seed)
+    c = int(rng.integers(1, 40))
+    s_in = _scale(rng, -4.5, -2.5)
+    beta = float(rng.choice([1.0, 0.5, 2.0]))
+    x = _ints(rng, (BATCH, c), "int16")
+    opts = S.SoftmaxOptionsT()
+    opts.beta = beta
+    model = tflite_model(OP.SOFTMAX, [T(x.shape, "int16", s_in, 0)], [T(x.shape, "int16", 1 / 32768, 0)],
+                         OPTIONS.SoftmaxOptions, opts)
+    tensors = {"x": _tensor("x", (1, c), "int16", qp(s_in, 0, "int16")),
+               "y": _tensor("y", (1, c), "int16", qp(1 / 32768, 0, "int16"))}
+    graph = single_node_graph("softmax", "softmax", tensors, ["x"], ["y"], {"axis": 1, "beta": beta})
+    return Case(f"softmax int16 seed {seed}", model, graph, [x])
+
+
 @pytest.mark.parametrize("op", ["logistic", "tanh", "hardswish", "relu", "relu6"])
 def test_activations_on_every_int8_input(op):
     """The LUT (or rescale) of each activation on all 256 input values, for several scales."""
@@ -418,6 +438,7 @@ RANDOM_CASES = {
     "mean int16": lambda seed: mean_case(seed, "int16"),
     **{op: (lambda seed, op=op: unary_case(seed, op)) for op in ("logistic", "tanh", "hardswish", "relu", "relu6")},
     "softmax": softmax_case,
+    "softmax int16": softmax16_case,
     "resize_nearest": lambda seed: resize_case(seed, False),
     "resize_bilinear": lambda seed: resize_case(seed, True),
     "quantize int8->int8": lambda seed: requantize_case(seed, "int8"),

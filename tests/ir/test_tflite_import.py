@@ -1,0 +1,157 @@
+"""``ir.from_tflite`` on bad input: every malformed or unsupported ``.tflite`` is a ModelError that
+names the file, the operator and its tensor and says what to do -- never a foreign exception, never
+a guessed scale. And every entry point that takes a model takes a ``.tflite``: ``compile`` by
+content (bytes) or path, ``pytest-npu inspect``/``asm``, and the ``npu`` fixture."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pytest_npu
+from pytest_npu import cli
+from pytest_npu.errors import ModelError
+from pytest_npu.ir import from_tflite, model_format
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "npu"))
+from litert_ops import ACT, OP, OPTIONS, S, T, flatbuffers, tflite_model  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tflite"
+
+
+def conv_model(dtype: str = "int8", quantised: bool = True, channels: int = 2, multiplier: int = 1,
+               depthwise: bool = False) -> bytes:
+    q = (lambda s, z=0: dict(scale=s, zero_point=z)) if quantised else (lambda s, z=0: {})
+    w_dtype = "int8" if quantised else dtype
+    if depthwise:
+        w = np.ones((1, 3, 3, channels * multiplier), w_dtype)
+        opts = S.DepthwiseConv2DOptionsT()
+        opts.depthMultiplier = multiplier
+        op, otype, cout = OP.DEPTHWISE_CONV_2D, OPTIONS.DepthwiseConv2DOptions, channels * multiplier
+    else:
+        w = np.ones((4, 3, 3, channels), w_dtype)
+        opts = S.Conv2DOptionsT()
+        op, otype, cout = OP.CONV_2D, OPTIONS.Conv2DOptions, 4
+    opts.padding, opts.strideW, opts.strideH = S.Padding.SAME, 1, 1
+    opts.fusedActivationFunction = ACT["none"]
+    b_dtype = "int32" if quantised else dtype
+    return tflite_model(op, [T((1, 5, 5, channels), dtype, **q(0.05, 3)), T(w.shape, w_dtype, **q(0.01), data=w),
+                             T((cout,), b_dtype, **q(0.0005), data=np.zeros(cout, b_dtype))],
+                        [T((1, 5, 5, cout), dtype, **q(0.1, -2))], otype, opts)
+
+
+def mutate(model: bytes, change) -> bytes:
+    """Unpack with the schema's object API, let ``change`` edit it, pack again."""
+    obj = S.ModelT.InitFromPackedBuf(model, 0)
+    change(obj)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(obj.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _custom(m):
+    m.operatorCodes[0].builtinCode = S.BuiltinOperator.CUSTOM
+    m.operatorCodes[0].deprecatedBuiltinCode = S.BuiltinOperator.CUSTOM
+    m.operatorCodes[0].customCode = "MyFancyOp"
+
+
+def _unsupported(m):
+    m.operatorCodes[0].builtinCode = m.operatorCodes[0].deprecatedBuiltinCode = S.BuiltinOperator.ABS
+
+
+def _two_subgraphs(m):
+    m.subgraphs.append(m.subgraphs[0])
+
+
+def _no_scale(m):
+    m.subgraphs[0].tensors[0].quantization = None
+
+
+def _dynamic(m):
+    m.subgraphs[0].tensors[0].shapeSignature = [1, -1, 5, 2]
+
+
+def _bad_tensor_index(m):
+    m.subgraphs[0].operators[0].outputs = [99]
+
+
+def _bad_opcode(m):
+    m.subgraphs[0].operators[0].opcodeIndex = 7
+
+
+def _zero_scale(m):
+    m.subgraphs[0].tensors[3].quantization.scale = [0.0]
+
+
+BAD = {
+    "not a flatbuffer": (b"\x00" * 4 + b"XXXX" + b"hello", r"not a TFLite flatbuffer \(no 'TFL3'"),
+    "empty": (b"", r"the file is empty"),
+    "truncated": (conv_model()[:200], r"truncated|corrupt"),
+    "custom operator": (mutate(conv_model(), _custom), r"operator 0 is the custom operator 'MyFancyOp' -> 't3'"),
+    "unsupported builtin": (mutate(conv_model(), _unsupported), r"operator 0 \(ABS\) -> 't3' is not supported"),
+    "two subgraphs": (mutate(conv_model(), _two_subgraphs), r"2 subgraphs"),
+    "float convolution": (conv_model("float32", quantised=False), r"operator 0 \(CONV_2D\) -> 't3' uses the float32 tensor 't0'"),
+    "activation without a scale": (mutate(conv_model(), _no_scale), r"uses 't0' \(int8\) without a scale"),
+    "dynamic shape": (mutate(conv_model(), _dynamic), r"tensor 't0' has dynamic dimensions \[1, -1, 5, 2\]"),
+    "depth multiplier over channels": (conv_model(channels=2, multiplier=2, depthwise=True),
+                                       r"operator 0 \(DEPTHWISE_CONV_2D\) -> 't3' has depth multiplier 2 on 2"),
+    "tensor index out of range": (mutate(conv_model(), _bad_tensor_index), r"refers to tensor 99"),
+    "opcode out of range": (mutate(conv_model(), _bad_opcode), r"opcode 7"),
+    "zero scale": (mutate(conv_model(), _zero_scale), r"tensor 't3' has a scale that is not a positive"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_model_is_a_model_error_naming_the_culprit(name, tmp_path):
+    data, message = BAD[name]
+    with pytest.raises(ModelError, match=message):
+        from_tflite(data)
+    path = tmp_path / "bad.tflite"              # through compile(), by path: the file is named
+    path.write_bytes(data)
+    with pytest.raises(ModelError, match=r"bad\.tflite"):
+        pytest_npu.compile(path, "u55-256")
+
+
+def test_a_depthwise_multiplier_on_one_input_channel_is_a_convolution():
+    graph = from_tflite(conv_model(channels=1, multiplier=3, depthwise=True))
+    (node,) = graph.nodes
+    assert node.op == "conv2d" and graph.tensors[node.inputs[1]].shape == (3, 3, 1, 3)
+
+
+def test_format_is_told_by_content_then_suffix(tmp_path):
+    model = conv_model()
+    odd_name = tmp_path / "model.bin"
+    odd_name.write_bytes(model)
+    assert model_format(model) == model_format(odd_name) == "tflite"
+    assert model_format(tmp_path / "missing.tflite") == "tflite"
+    assert model_format(b"\x08\x07") == "onnx"
+    assert pytest_npu.compile(odd_name, "u55-256").unsupported() == []
+
+
+def test_inspect_and_asm_take_a_tflite_model(capsys):
+    path = FIXTURES / "ds_cnn.tflite"
+    assert cli.main(["inspect", str(path), "--target", "u55-256"]) == 0
+    out = capsys.readouterr().out
+    assert "depthwise_conv_2d_1" in out and "run on the host: (none)" in out
+    assert cli.main(["asm", str(path), "--target", "u55-256"]) == 0
+    assert "CONV2D" in capsys.readouterr().out
+
+
+def test_the_npu_fixture_runs_a_tflite_model_with_a_budget(pytester):
+    model = FIXTURES / "resnet8.tflite"
+    pytester.makepyfile(f"""
+        import numpy as np
+        import pytest
+
+        @pytest.mark.npu_budget(latency_ms=5, cycles=10**7)
+        def test_port(npu):
+            x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+            result = npu.run({str(model)!r}, x, target="u55-256")
+            (out,) = result.outputs.values()
+            assert out.shape == (2, 10) and out.dtype == np.float32
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--npu-no-baseline", "--npu-host-runs", "0")
+    result.assert_outcomes(passed=1)
