@@ -1,13 +1,15 @@
-"""How many outputs of each operator equal LiteRT's reference kernels, on many more drawn cases
-than the test suite runs: the soak behind ``tests/npu/test_tflite_exact.py`` and the per-operator
-table of the TFLite-semantics work.
+"""How many outputs equal LiteRT's reference kernels, on many more cases than the test suite
+runs: per operator (the soak behind ``tests/npu/test_tflite_exact.py``) and per shipped model
+(``fixtures/tflite/``, the soak behind ``tests/ir/test_tflite_models.py``).
 
-    python benchmarks/tflite_exactness.py [--cases 300] [--target u55-256 ...]
+    python benchmarks/tflite_exactness.py [--cases 300] [--samples 100] [--target u55-256 ...]
+                                          [--only operators|models]
 
-Each case is one operator with drawn shapes, quantisation parameters, fused activation and
-inputs (the test suite's case builders, seeds 1000.. so they differ from the suite's examples),
-written as a one-operator ``.tflite``, run by LiteRT's ``BUILTIN_REF`` kernels and by the compiled
-program; the table counts differing outputs and the largest difference. Needs ``ai-edge-litert``.
+Each operator case has drawn shapes, quantisation parameters, fused activation and inputs (the
+test suite's case builders, seeds 1000.. so they differ from the suite's examples), written as a
+one-operator ``.tflite``. Every ``.tflite`` goes through ``pytest_npu.compile`` (the importer) and
+LiteRT's ``BUILTIN_REF`` kernels; the tables count differing outputs (per model: samples whose
+output differs anywhere) and the largest difference. Needs ``ai-edge-litert``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def measure(maker, target: str, cases: int) -> tuple[int, int, int, int]:
     for seed in range(1000, 1000 + cases):
         case = maker(seed)
         expected = run_reference(case.model, *case.inputs)
-        cm = pytest_npu.compile(case.graph, target)
+        cm = pytest_npu.compile(case.model, target)
         feed = {name: x.reshape(len(x), *cm.program.tensors[name].shape)
                 for name, x in zip(cm.program.inputs, case.inputs)}
         got = cm.run_quantized(feed).outputs[cm.program.outputs[0]].reshape(expected.shape)
@@ -44,11 +46,52 @@ def measure(maker, target: str, cases: int) -> tuple[int, int, int, int]:
     return samples, outputs, differing, worst
 
 
+def measure_model(path: Path, target: str, samples: int) -> tuple[int, int, int]:
+    """(samples, samples not bit-exact, max |difference| in LSB) of a shipped model on real inputs."""
+    sys.path.insert(0, str(path.parent))
+    from samples import samples as real_inputs
+
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    x = real_inputs(path.stem.removesuffix("_int16"), samples, offset=0)
+    it = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    it.allocate_tensors()
+    (inp,), (out,) = it.get_input_details(), it.get_output_details()
+    scale, zero_point = inp["quantization"]
+    info = np.iinfo(inp["dtype"])
+    q = np.clip(np.rint(x / scale) + zero_point, info.min, info.max).astype(inp["dtype"])
+    expected = []
+    for row in q:
+        it.set_tensor(inp["index"], row[None])
+        it.invoke()
+        expected.append(it.get_tensor(out["index"]))
+    want = np.concatenate(expected)
+    (got,) = pytest_npu.compile(path, target).run_quantized(q).outputs.values()
+    diff = np.abs(got.astype(np.int64).reshape(want.shape) - want.astype(np.int64)).reshape(len(want), -1)
+    return len(want), int((diff.max(axis=1) > 0).sum()), int(diff.max())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=300)
+    parser.add_argument("--samples", type=int, default=100, help="real inputs per shipped model")
     parser.add_argument("--target", nargs="+", default=["u55-128", "u55-256", "u65-512", "edge-3core"])
+    parser.add_argument("--only", choices=["operators", "models"])
     args = parser.parse_args(argv)
+    if args.only != "operators":
+        models = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "tflite").glob("*.tflite"))
+        print("| model | " + " | ".join(f"{t}: samples not bit-exact / samples (max LSB)" for t in args.target)
+              + " |")
+        print("|---|" + "---|" * len(args.target))
+        for path in models:
+            cells = []
+            for target in args.target:
+                n, differing, worst = measure_model(path, target, args.samples)
+                cells.append(f"{differing} / {n} ({worst})")
+            print(f"| {path.stem} | " + " | ".join(cells) + " |", flush=True)
+        print()
+    if args.only == "models":
+        return 0
     print("| operator | " + " | ".join(f"{t}: differing / outputs (max LSB)" for t in args.target) + " |")
     print("|---|" + "---|" * len(args.target))
     for name, maker in sorted(RANDOM_CASES.items()):
