@@ -504,7 +504,8 @@ class Legalizer:
                                                                is None else int(v)) for v in clamp]
         attrs["in_quant"] = [quant_dict(self.tensor(n).quant) for n in operands]
         attrs["out_quant"] = [quant_dict(self.tensor(n).quant) for n in node.outputs]
-        if node.op == "softmax" and self.tflite:
+        if node.op == "softmax" and (self.tflite or self.graph.metadata.get("format") == "tflite"):
+            # the host of a TFLite model runs TFLite's kernel, whatever the NPU's rounding
             attrs.update(self._tflite_int16_softmax(node))
         params: dict[str, Any] = {"attrs": attrs}
         if node.op in ("add", "sub", "mul", "min", "max", "concat"):
@@ -1112,7 +1113,8 @@ def _float_function(node: Node, x: np.ndarray) -> np.ndarray:
     """The float activation a LUT tabulates (float32, like onnxruntime evaluates it)."""
     op = node.op
     if op == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-x))
+        with np.errstate(over="ignore"):       # exp(-x) overflows to inf for x < -88: sigmoid 0
+            return 1.0 / (1.0 + np.exp(-x))
     if op == "tanh":
         return np.tanh(x)
     if op == "hardswish":

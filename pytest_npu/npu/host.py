@@ -179,8 +179,9 @@ def _unary(op: str, x: np.ndarray, attrs: dict) -> np.ndarray:
         return x * np.clip(x + 3, 0, 6) / 6
     if op == "gelu":          # exact (erf) form, as ONNX Gelu's default and torch.nn.GELU()
         return (0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))).astype(np.float32)
-    if op == "softmax":
+    if op == "softmax":     # TFLite's beta scales the logits (ONNX has none: 1)
         axis = _axis(attrs.get("axis", -1))
+        x = x * np.float32(attrs.get("beta", 1.0))
         e = np.exp(x - x.max(axis=axis, keepdims=True))
         return e / e.sum(axis=axis, keepdims=True)
     if op == "rescale":

@@ -468,3 +468,38 @@ def test_a_scale_too_large_to_represent_is_an_error_naming_the_layer():
     with pytest.raises(pytest_npu.errors.CompileError,
                        match=r"requantisation scale .* for channel 0 of layer 'conv' \(conv2d\) needs shift"):
         pytest_npu.compile(case.graph, TARGET)
+
+
+def _run_imported(case: Case, target) -> tuple[np.ndarray, np.ndarray, list]:
+    expected = run_reference(case.model, *case.inputs)
+    cm = pytest_npu.compile(case.model, target)
+    feed = {name: x.reshape(len(x), *cm.program.tensors[name].shape)
+            for name, x in zip(cm.program.inputs, case.inputs)}
+    got = cm.run_quantized(feed).outputs[cm.program.outputs[0]].reshape(expected.shape)
+    return got.astype(np.int64), expected.astype(np.int64), cm.unsupported()
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1))
+def test_an_int16_softmax_off_the_npu_runs_tflites_kernel_on_the_host(seed):
+    """edge-3core's NPU has no TFLite int16 softmax; the host runs TFLite's SoftmaxInt16 for a
+    TFLite model all the same (a float softmax is up to ~70 LSB from its lookup tables)."""
+    got, expected, host = _run_imported(softmax16_case(seed), "edge-3core")
+    assert [op for _, op, _ in host] == ["softmax"]
+    assert np.array_equal(got, expected)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1))
+def test_a_softmax_on_the_host_applies_beta(seed):
+    """Without the NPU's table operations the softmax runs on the host in float, beta included:
+    within 1 LSB of TFLite's fixed-point one."""
+    import dataclasses
+
+    from pytest_npu import targets
+
+    base = targets.load(TARGET)
+    no_lut = dataclasses.replace(base, operations=frozenset(base.operations - {"lut"}))
+    got, expected, host = _run_imported(softmax_case(seed), no_lut)
+    assert [op for _, op, _ in host] == ["softmax"]
+    assert np.abs(got - expected).max() <= 1
