@@ -46,26 +46,12 @@ def measure(maker, target: str, cases: int) -> tuple[int, int, int, int]:
     return samples, outputs, differing, worst
 
 
-def measure_model(path: Path, target: str, samples: int) -> tuple[int, int, int]:
+def measure_model(path: Path, target: str, samples_n: int) -> tuple[int, int, int]:
     """(samples, samples not bit-exact, max |difference| in LSB) of a shipped model on real inputs."""
     sys.path.insert(0, str(path.parent))
-    from samples import samples as real_inputs
+    from samples import litert_reference, samples
 
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    x = real_inputs(path.stem.removesuffix("_int16"), samples, offset=0)
-    it = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    it.allocate_tensors()
-    (inp,), (out,) = it.get_input_details(), it.get_output_details()
-    scale, zero_point = inp["quantization"]
-    info = np.iinfo(inp["dtype"])
-    q = np.clip(np.rint(x / scale) + zero_point, info.min, info.max).astype(inp["dtype"])
-    expected = []
-    for row in q:
-        it.set_tensor(inp["index"], row[None])
-        it.invoke()
-        expected.append(it.get_tensor(out["index"]))
-    want = np.concatenate(expected)
+    q, want, _, _ = litert_reference(path, samples(path.stem.removesuffix("_int16"), samples_n, offset=0))
     (got,) = pytest_npu.compile(path, target).run_quantized(q).outputs.values()
     diff = np.abs(got.astype(np.int64).reshape(want.shape) - want.astype(np.int64)).reshape(len(want), -1)
     return len(want), int((diff.max(axis=1) > 0).sum()), int(diff.max())

@@ -293,7 +293,7 @@ class CodeGen:
         pads = step.params["pads"]
         strides = dst.byte_strides()
         inner = [(lo, lo + n) for (lo, _), n in zip(pads, src.shape)]
-        for axis, (lo, hi) in enumerate(pads):
+        for axis, (lo, _) in enumerate(pads):
             for start, stop in ((0, lo), (inner[axis][1], dst.shape[axis])):
                 if stop <= start:
                     continue

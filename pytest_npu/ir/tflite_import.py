@@ -362,11 +362,19 @@ class _Importer:
         handler(op)
 
     # -- MAC layers
-    def _op_conv_2d(self, op: _Op) -> None:
-        opts = self._options(op, "Conv2DOptions")
+    def _mac_io(self, op: _Op, options: str):
+        """(options, input, weights, output name, output) of a convolution; weights rank 4."""
+        opts = self._options(op, options)
         x = self._activation(op.inputs[0], op)
         w = self._constant(op, 1, "weight tensor")
+        if len(w.shape) != 4 or opts is None:
+            raise ModelError(f"{self.source}: {op.where(self.ts)} has rank-{len(w.shape)} weights "
+                             f"{list(w.shape)}{'' if opts else ' and no options'}; TFLite's kernel takes 4-D ones")
         y, out = self._output(op)
+        return opts, x, w, y, out
+
+    def _op_conv_2d(self, op: _Op) -> None:
+        opts, x, w, y, out = self._mac_io(op, "Conv2DOptions")
         cout, kh, kw, cin = w.shape
         in_c = self.ts[op.inputs[0]].shape[-1]
         if in_c != cin:
@@ -377,10 +385,7 @@ class _Importer:
         self._conv(op, "conv2d", x, data, wq, y, out, opts, (kh, kw), cout)
 
     def _op_depthwise_conv_2d(self, op: _Op) -> None:
-        opts = self._options(op, "DepthwiseConv2DOptions")
-        x = self._activation(op.inputs[0], op)
-        w = self._constant(op, 1, "weight tensor")
-        y, out = self._output(op)
+        opts, x, w, y, out = self._mac_io(op, "DepthwiseConv2DOptions")
         _, kh, kw, cout = w.shape
         in_c = self.ts[op.inputs[0]].shape[-1]
         multiplier = cout // in_c if in_c else 0

@@ -268,7 +268,7 @@ def block_op(ins: Compute, linear: Linear = _never_linear) -> block_model.BlockO
             "depthwise", _hwc(ins.ifm.shape), _hwc(ins.ofm.shape), kernel=_pair(ins.kernel), stride=(1, 1),
             ifm_bits=8 * ins.ifm.itemsize, relu=_clamped(ins.requant, ins.ofm.dtype), bias=True,
             ifm_linear=linear(ins.ifm), **common)
-    if _vela_bilinear(ins):
+    if isinstance(ins, isa.Resize) and _vela_bilinear(ins):
         # one of the four 2 x 2 depthwise convolutions Vela writes a 2x half-pixel bilinear resize
         # as: each runs over the (2H - 1) x (2W - 1) grid of the upscaled, edge-padded input and
         # fills one phase of the output through doubled strides (Vela 5.2's per-layer figures)

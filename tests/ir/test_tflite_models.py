@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 import pytest_npu
 from pytest_npu import targets
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tflite"
 sys.path.insert(0, str(FIXTURES))
+from samples import litert_reference as litert  # noqa: E402
 from samples import samples  # noqa: E402
 
 MODELS = sorted(FIXTURES.glob("*.tflite"))
@@ -28,23 +28,6 @@ SAMPLES = 6
 
 def _inputs(path: Path, n: int = SAMPLES) -> np.ndarray:
     return samples(path.stem.removesuffix("_int16"), n, offset=1200)
-
-
-def litert(path: Path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict, dict]:
-    """LiteRT BUILTIN_REF on float inputs quantised with the input's parameters, one sample at a
-    time: (int inputs, int outputs, input details, output details)."""
-    it = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    it.allocate_tensors()
-    (inp,), (out,) = it.get_input_details(), it.get_output_details()
-    scale, zero_point = inp["quantization"]
-    info = np.iinfo(inp["dtype"])
-    q = np.clip(np.rint(x / scale) + zero_point, info.min, info.max).astype(inp["dtype"])
-    ys = []
-    for row in q:
-        it.set_tensor(inp["index"], row[None])
-        it.invoke()
-        ys.append(it.get_tensor(out["index"]))
-    return q, np.concatenate(ys), inp, out
 
 
 @pytest.mark.parametrize("target", TFLITE_TARGETS)
