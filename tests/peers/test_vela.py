@@ -133,3 +133,24 @@ def test_estimate_reports_what_vela_printed(tmp_path):
         assert estimate.cycles == round(float(next(csv.DictReader(handle))["cycles_total"]))
     assert estimate.cycles == sum(v.cycles for v in estimate.layers)
     assert {v.original_op for v in estimate.layers} == {"Conv2D", "MaxPool", "FullyConnected"}
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "fixtures" / "tflite").glob("*.tflite"))
+
+
+@needs_vela
+@pytest.mark.parametrize("target", ["u55-256", "u55-128"])
+@pytest.mark.parametrize("model", SHIPPED, ids=[m.stem for m in SHIPPED])
+def test_shipped_models_agree_with_vela(model, target):
+    """The calibration's promise on every shipped TFLite model: whole-network cycles within 15 % of
+    Vela 5.2.0, no convolution Vela runs as one operation off by more than 1.5x either way, and on
+    the model with more than half its weights zero, the weight bytes read off chip within 10 %."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import vela_bench
+
+    row = vela_bench.compare(model, target)
+    assert 0.85 <= row["cycles_ratio"] <= 1.15, (row["cycles"], row["vela_cycles"])
+    worst = row["worst_conv_ratio"]
+    assert worst != worst or 1 / 1.5 <= worst <= 1.5, (row["worst_conv_layer"], worst)   # nan: none
+    if row["zero_weight_fraction"] > 0.5:
+        assert 0.9 <= row["weight_ratio"] <= 1.1, (row["weight_bytes"], row["vela_weight_bytes"])
