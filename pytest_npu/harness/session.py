@@ -336,8 +336,9 @@ class NpuRunner:
         """Compile (cached), run ``inputs`` on the emulated NPU, compare with ``reference``, record.
 
         reference: ``"float"`` (onnxruntime on the float model: pass a (quantized, float) pair),
-        a float model (path / ModelProto / bytes), expected outputs (array, or dict by output name),
-        or None (cost metrics only). ``inputs`` may be an ``(x, labels)`` tuple.
+        a float model (path / ModelProto / bytes), a ``.tflite`` (LiteRT's reference kernels on it,
+        outputs dequantised), expected outputs (array, or dict by output name), or None (cost
+        metrics only). ``inputs`` may be an ``(x, labels)`` tuple.
         """
         quantized, float_model = _split_model(model)
         qmodel = _Model.load(quantized, "npu.run")
@@ -548,7 +549,8 @@ class NpuRunner:
                 raise ModelError(
                     f"npu.run(reference='float'): {qmodel.label} is an integer TFLite model and carries no "
                     f"float model. Pass the pair npu.run((model.tflite, float_model.onnx), ...) with a float "
-                    f"ONNX model taking the same input layout, or reference=<expected output arrays>.")
+                    f"ONNX model taking the same input layout, reference=<the .tflite itself> to compare "
+                    f"with LiteRT's reference kernels, or reference=<expected output arrays>.")
             if not qmodel.is_quantized:
                 return qmodel
             from ..errors import ModelError
@@ -573,6 +575,8 @@ class NpuRunner:
 
         if reference is None:
             return None
+        if float_ref is not None and float_ref.is_tflite:
+            return _match_outputs(_litert_outputs(float_ref, feeds), outputs, float_ref.label)
         if float_ref is not None:
             session = self._session(float_ref)
             names = [out.name for out in session.get_outputs()]
@@ -648,19 +652,54 @@ class NpuRunner:
                 "host_model": "float" if not model.is_quantized else "quantized"}
 
 
-def _litert_invoker(model: _Model, feeds: dict):
-    """One inference of a .tflite model on LiteRT's default (optimised) kernels, for host timing:
-    the first sample of each input, quantised with the input's own parameters."""
-    import numpy as np
-
+def _litert_interpreter(model: _Model, **options):
     from ..errors import ModelError
 
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        raise ModelError(f"{model.label}: host timing of a .tflite model runs LiteRT; pip install "
-                         "ai-edge-litert, or pass --npu-host-runs 0") from None
-    interpreter = Interpreter(model_content=model.blob, num_threads=1)
+        raise ModelError(f"{model.label}: running a .tflite model outside the emulator needs LiteRT; "
+                         "pip install ai-edge-litert (or pass --npu-host-runs 0 and no .tflite reference)") from None
+    return Interpreter(model_content=model.blob, **options)
+
+
+def _litert_outputs(model: _Model, feeds: dict) -> dict:
+    """A .tflite reference: LiteRT's reference kernels (BUILTIN_REF, the runtime TFLite Micro and
+    Ethos-U follow) on the same inputs, one sample at a time, outputs dequantised like run()'s."""
+    import numpy as np
+    from ai_edge_litert.interpreter import OpResolverType
+
+    it = _litert_interpreter(model, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    it.allocate_tensors()
+    graph = model.tflite_graph
+    ins = dict(zip(graph.inputs, it.get_input_details()))
+    outs = dict(zip(graph.outputs, it.get_output_details()))
+    batch = len(next(iter(feeds.values())))
+    results: dict[str, list] = {name: [] for name in outs}
+    for k in range(batch):
+        for name, detail in ins.items():
+            x = np.asarray(feeds[name][k:k + 1])
+            boundary = graph.boundary(name)
+            if x.dtype.kind == "f" and boundary.quant is not None:
+                x = boundary.quant.quantize(x)
+            it.set_tensor(detail["index"], x.astype(detail["dtype"]).reshape(detail["shape"]))
+        it.invoke()
+        for name, detail in outs.items():
+            results[name].append(it.get_tensor(detail["index"]))
+    expected = {}
+    for name, values in results.items():
+        y = np.concatenate(values)
+        quant = graph.boundary(name).quant
+        expected[name] = quant.dequantize(y) if quant is not None else y.astype(np.float32)
+    return expected
+
+
+def _litert_invoker(model: _Model, feeds: dict):
+    """One inference of a .tflite model on LiteRT's default (optimised) kernels, for host timing:
+    the first sample of each input, quantised with the input's own parameters."""
+    import numpy as np
+
+    interpreter = _litert_interpreter(model, num_threads=1)
     interpreter.allocate_tensors()
     details = interpreter.get_input_details()
     graph = model.tflite_graph

@@ -12,6 +12,11 @@ import numpy as np
 import pytest
 
 import pytest_npu
+import pytest_npu.compiler.api  # noqa: F401  (pytester's in-process runs drop modules first imported
+import pytest_npu.harness.session  # noqa: F401  inside them: a re-imported loader's Target would not
+import pytest_npu.metrics  # noqa: F401  be a Target to the compiler; import the stages once here)
+import pytest_npu.npu.emulator  # noqa: F401
+import pytest_npu.targets  # noqa: F401
 from pytest_npu import cli
 from pytest_npu.errors import ModelError
 from pytest_npu.ir import from_tflite, model_format
@@ -152,6 +157,24 @@ def test_the_npu_fixture_runs_a_tflite_model_with_a_budget(pytester):
             result = npu.run({str(model)!r}, x, target="u55-256")
             (out,) = result.outputs.values()
             assert out.shape == (2, 10) and out.dtype == np.float32
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--npu-no-baseline", "--npu-host-runs", "0")
+    result.assert_outcomes(passed=1)
+
+
+def test_the_npu_fixture_compares_a_tflite_model_with_litert(pytester):
+    """reference=<the .tflite>: LiteRT's reference kernels on the same inputs are the oracle, so
+    on a TFLite-rounding target the error is exactly zero, and a budget can say so."""
+    model = FIXTURES / "ds_cnn.tflite"
+    pytester.makepyfile(f"""
+        import numpy as np
+        import pytest
+
+        @pytest.mark.npu_budget(mse=0.0, max_abs_err=0.0)
+        def test_port(npu):
+            x = np.random.default_rng(1).random((4, 49, 10, 1), dtype=np.float32)
+            result = npu.run({str(model)!r}, x, reference={str(model)!r}, target="u55-256")
+            assert result.metrics["mse"] == 0.0
     """)
     result = pytester.runpytest("-p", "no:cacheprovider", "--npu-no-baseline", "--npu-host-runs", "0")
     result.assert_outcomes(passed=1)
