@@ -607,9 +607,14 @@ class _Importer:
         opts = self._options(op, "ConcatenationOptions")
         xs = [self._activation(i, op) for i in op.inputs]
         y, out = self._output(op)
-        axis = int(opts.Axis()) % len(out.shape)
-        attrs = {"axis": axis, **self._clamp(op, opts.FusedActivationFunction(), out)}
-        self._add(op, "concat", xs, [y], attrs)
+        if opts is not None and int(opts.FusedActivationFunction()) != 0:
+            # TFLite's kernel refuses it too (concatenation.cc: activation must be NONE); the IR's
+            # concat carries no clamp, so importing it would silently drop the activation
+            raise ModelError(f"{self.source}: {op.where(self.ts)} fuses activation "
+                             f"{_enum_name(self.tfl.ActivationFunctionType, opts.FusedActivationFunction())}, "
+                             "which TFLite's CONCATENATION kernel refuses; write the activation as its own operator")
+        axis = (int(opts.Axis()) if opts is not None else 0) % len(out.shape)   # the schema's default: 0
+        self._add(op, "concat", xs, [y], {"axis": axis})
 
     def _op_pad(self, op: _Op) -> None:
         pads_t = self._constant(op, 1, "paddings tensor")

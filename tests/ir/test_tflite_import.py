@@ -91,6 +91,13 @@ def _zero_scale(m):
     m.subgraphs[0].tensors[3].quantization.scale = [0.0]
 
 
+def concat_relu_model() -> bytes:
+    opts = S.ConcatenationOptionsT()
+    opts.axis, opts.fusedActivationFunction = 3, ACT["relu"]
+    return tflite_model(OP.CONCATENATION, [T((1, 2, 2, 2), "int8", 0.1, 5), T((1, 2, 2, 3), "int8", 0.1, 5)],
+                        [T((1, 2, 2, 5), "int8", 0.1, 5)], OPTIONS.ConcatenationOptions, opts)
+
+
 BAD = {
     "not a flatbuffer": (b"\x00" * 4 + b"XXXX" + b"hello", r"not a TFLite flatbuffer \(no 'TFL3'"),
     "empty": (b"", r"the file is empty"),
@@ -106,6 +113,9 @@ BAD = {
     "tensor index out of range": (mutate(conv_model(), _bad_tensor_index), r"refers to tensor 99"),
     "opcode out of range": (mutate(conv_model(), _bad_opcode), r"opcode 7"),
     "zero scale": (mutate(conv_model(), _zero_scale), r"tensor 't3' has a scale that is not a positive"),
+    # LiteRT refuses it in Prepare; the IR's concat has no clamp, so it must not be dropped silently
+    "concatenation with a fused activation": (concat_relu_model(),
+                                              r"operator 0 \(CONCATENATION\) -> 't2' fuses activation RELU"),
 }
 
 
