@@ -14,6 +14,7 @@ channels -- is refused with a ModelError naming the file, the operator and its o
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,6 +272,9 @@ class _Importer:
         if quant.per_channel:
             raise ModelError(f"{self.source}: graph tensor '{t.name}' is quantised per channel; graph inputs "
                              "and outputs need one scale")
+        if t.dtype == "float32" and index in self.graph_inputs:
+            # the folded QUANTIZE: run() rounds as TFLite's kernel does (std::round, half away from zero)
+            quant = dataclasses.replace(quant, rounding="half_away")
         return Boundary(shape, "float32", None, quant, len(shape) >= 1 and shape[0] == 1)
 
     def _declare_activation(self, name: str) -> None:

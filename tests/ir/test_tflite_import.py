@@ -22,7 +22,7 @@ from pytest_npu.errors import ModelError
 from pytest_npu.ir import from_tflite, model_format
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "npu"))
-from litert_ops import ACT, OP, OPTIONS, S, T, flatbuffers, tflite_model  # noqa: E402
+from litert_ops import ACT, OP, OPTIONS, Op, S, T, flatbuffers, run_reference, tflite_graph, tflite_model  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tflite"
 
@@ -188,3 +188,52 @@ def test_the_npu_fixture_compares_a_tflite_model_with_litert(pytester):
     """)
     result = pytester.runpytest("-p", "no:cacheprovider", "--npu-no-baseline", "--npu-host-runs", "0")
     result.assert_outcomes(passed=1)
+
+
+def float_edge_model(seed: int) -> tuple[bytes, float]:
+    """float32 -> QUANTIZE -> CONV_2D (RELU6, SAME) -> AVERAGE_POOL_2D -> RESHAPE ->
+    FULLY_CONNECTED -> SOFTMAX -> DEQUANTIZE -> float32, as a converter writes a model whose
+    inference_input/output_type stay float; and the input scale."""
+    rng = np.random.default_rng(seed)
+    s_in, z_in = 0.5, int(rng.integers(-20, 20))
+    s_w = rng.uniform(0.005, 0.02, 4).astype(np.float32)
+    w = rng.integers(-127, 128, (4, 3, 3, 2)).astype(np.int8)
+    fw = rng.integers(-127, 128, (3, 16)).astype(np.int8)
+    s_c, z_c = float(np.float32(0.05)), -128
+    tensors = [T((1, 4, 4, 2), "float32"), T((1, 4, 4, 2), "int8", s_in, z_in),
+               T(w.shape, "int8", s_w, 0, w), T((4,), "int32", np.float32(s_in) * s_w, 0,
+                                                rng.integers(-500, 500, 4).astype(np.int32)),
+               T((1, 4, 4, 4), "int8", s_c, z_c), T((1, 2, 2, 4), "int8", s_c, z_c),
+               T((1, 16), "int8", s_c, z_c), T(fw.shape, "int8", 0.01, 0, fw),
+               T((3,), "int32", np.float32(s_c) * np.float32(0.01), 0, np.array([7, -9, 300], np.int32)),
+               T((1, 3), "int8", 0.3, 4), T((1, 3), "int8", 1 / 256, -128), T((1, 3), "float32"),
+               T((2,), "int32", data=np.array([1, 16], np.int32))]
+    conv, pool, fc, softmax = S.Conv2DOptionsT(), S.Pool2DOptionsT(), S.FullyConnectedOptionsT(), S.SoftmaxOptionsT()
+    softmax.beta = 1.0                  # the schema's default is 0 (LiteRT aborts on it)
+    conv.padding, conv.strideH, conv.strideW, conv.fusedActivationFunction = S.Padding.SAME, 1, 1, ACT["relu6"]
+    pool.padding, pool.strideH, pool.strideW, pool.filterHeight, pool.filterWidth = S.Padding.VALID, 2, 2, 2, 2
+    fc.fusedActivationFunction = ACT["none"]
+    ops = [Op(OP.QUANTIZE, [0], [1]), Op(OP.CONV_2D, [1, 2, 3], [4], OPTIONS.Conv2DOptions, conv),
+           Op(OP.AVERAGE_POOL_2D, [4], [5], OPTIONS.Pool2DOptions, pool), Op(OP.RESHAPE, [5, 12], [6]),
+           Op(OP.FULLY_CONNECTED, [6, 7, 8], [9], OPTIONS.FullyConnectedOptions, fc),
+           Op(OP.SOFTMAX, [9], [10], OPTIONS.SoftmaxOptions, softmax), Op(OP.DEQUANTIZE, [10], [11])]
+    return tflite_graph(tensors, ops, [0], [11]), s_in
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_float_edged_graph_runs_floats_as_litert_does_ties_included(seed):
+    """The float input's QUANTIZE and the float output's DEQUANTIZE fold into the boundaries:
+    run() takes and returns floats and equals LiteRT on the same floats -- including inputs
+    exactly half a step apart, which TFLite's QUANTIZE rounds away from zero (ONNX's to even)."""
+    model, s_in = float_edge_model(seed)
+    rng = np.random.default_rng(seed)
+    x = ((rng.integers(-60, 60, (8, 1, 4, 4, 2)) + 0.5) * s_in).astype(np.float32)   # every value a tie
+    expected = np.stack([run_reference(model, sample) for sample in x])
+    compiled = pytest_npu.compile(model, "u55-256")
+    assert compiled.unsupported() == []
+    assert compiled.graph.io["t0"].shape == (1, 4, 4, 2) and compiled.graph.io["t11"].dtype == "float32"
+    (got,) = compiled.run(x).outputs.values()
+    np.testing.assert_array_equal(got, expected)
+    q = np.stack([compiled.graph.io["t0"].quant.quantize(sample) for sample in x])
+    (ints,) = compiled.run_quantized(q).outputs.values()
+    np.testing.assert_array_equal(((ints.astype(np.int64) + 128) / np.float32(256)).astype(np.float32), expected)
