@@ -8,8 +8,7 @@ and a fused activation becomes the ``clamp`` TFLite's ``CalculateActivationRange
 computes. Graph inputs and outputs keep TFLite's shape and dtype; ``run()`` quantises floats with
 the input's own parameters (a float32 input followed by QUANTIZE, or a DEQUANTIZE before a float
 output, folds into that boundary). Whatever would need a guess -- an operator outside the list,
-a float tensor mid-graph, a missing scale, a dynamic shape, a depthwise multiplier over several
-channels -- is refused with a ModelError naming the file, the operator and its output tensor.
+a float tensor mid-graph, a missing scale, a dynamic shape -- is refused with a ModelError naming the file, the operator and its output tensor.
 """
 
 from __future__ import annotations
@@ -397,18 +396,22 @@ class _Importer:
             raise ModelError(f"{self.source}: {op.where(self.ts)} has {cout} weight channels for {in_c} input "
                              "channels; the model is inconsistent")
         wq = self._weight_quant(op, w, cout, axis_from=3, ir_axis=None)
+        taps = self._data(op, 1, "weight tensor")[0]                                    # (KH, KW, Cout)
+        groups = {}
         if multiplier == 1:
-            data = np.ascontiguousarray(self._data(op, 1, "weight tensor")[0])           # (KH, KW, C)
-            ir_op = "depthwise_conv2d"
-        elif in_c == 1:
-            data = np.ascontiguousarray(self._data(op, 1, "weight tensor")[0].reshape(kh, kw, 1, cout))  # a conv
-            ir_op = "conv2d"
+            data, ir_op = np.ascontiguousarray(taps), "depthwise_conv2d"               # (KH, KW, C)
         else:
-            raise ModelError(f"{self.source}: {op.where(self.ts)} has depth multiplier {multiplier} on {in_c} "
-                             "channels; only multiplier 1 (or a single input channel) is supported")
+            # output channel c * M + m reads input channel c alone: a convolution with a block-diagonal
+            # weight of one input channel per group (exact: the zero weights add nothing), which the
+            # compiler compacts back to one small convolution per group
+            ir_op = "conv2d"
+            data = np.zeros((kh, kw, in_c, cout), taps.dtype)
+            data[:, :, np.arange(cout) // multiplier, np.arange(cout)] = taps
+            if in_c > 1:
+                groups = {"groups_expanded": in_c}
         if wq.axis is not None:
             wq.axis = data.ndim - 1
-        self._conv(op, ir_op, x, data, wq, y, out, opts, (kh, kw), cout)
+        self._conv(op, ir_op, x, data, wq, y, out, opts, (kh, kw), cout, groups)
 
     def _weight_quant(self, op: _Op, w: _T, channels: int, axis_from: int, ir_axis: int | None) -> QuantParams:
         q = w.quant
@@ -444,7 +447,7 @@ class _Importer:
         self.tensors[name] = Tensor(name, (channels,), str(data.dtype), quant, data)
         return name
 
-    def _conv(self, op, ir_op, x, data, wq, y, out, opts, kernel, cout) -> None:
+    def _conv(self, op, ir_op, x, data, wq, y, out, opts, kernel, cout, extra: dict | None = None) -> None:
         stride = (int(opts.StrideH()), int(opts.StrideW()))
         dilation = (int(opts.DilationHFactor()), int(opts.DilationWFactor()))
         in_shape = self.ts[op.inputs[0]].shape
@@ -459,7 +462,7 @@ class _Importer:
         self.tensors[w_name] = Tensor(w_name, data.shape, str(data.dtype), wq, data)
         b_name = self._bias(op, 2, x, wq, cout)
         attrs = {"stride": stride, "dilation": dilation, "padding": padding,
-                 **self._clamp(op, opts.FusedActivationFunction(), out)}
+                 **self._clamp(op, opts.FusedActivationFunction(), out), **(extra or {})}
         self._add(op, ir_op, [x, w_name, b_name], [y], attrs)
 
     def _op_fully_connected(self, op: _Op) -> None:

@@ -108,8 +108,6 @@ BAD = {
     "float convolution": (conv_model("float32", quantised=False), r"operator 0 \(CONV_2D\) -> 't3' uses the float32 tensor 't0'"),
     "activation without a scale": (mutate(conv_model(), _no_scale), r"uses 't0' \(int8\) without a scale"),
     "dynamic shape": (mutate(conv_model(), _dynamic), r"tensor 't0' has dynamic dimensions \[1, -1, 5, 2\]"),
-    "depth multiplier over channels": (conv_model(channels=2, multiplier=2, depthwise=True),
-                                       r"operator 0 \(DEPTHWISE_CONV_2D\) -> 't3' has depth multiplier 2 on 2"),
     "tensor index out of range": (mutate(conv_model(), _bad_tensor_index), r"refers to tensor 99"),
     "opcode out of range": (mutate(conv_model(), _bad_opcode), r"opcode 7"),
     "zero scale": (mutate(conv_model(), _zero_scale), r"tensor 't3' has a scale that is not a positive"),
@@ -237,3 +235,31 @@ def test_a_float_edged_graph_runs_floats_as_litert_does_ties_included(seed):
     q = np.stack([compiled.graph.io["t0"].quant.quantize(sample) for sample in x])
     (ints,) = compiled.run_quantized(q).outputs.values()
     np.testing.assert_array_equal(((ints.astype(np.int64) + 128) / np.float32(256)).astype(np.float32), expected)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16"])
+@pytest.mark.parametrize("seed", range(4))
+def test_a_depth_multiplier_over_several_channels_equals_litert(seed, dtype):
+    """DEPTHWISE_CONV_2D with depth_multiplier M on C > 1 channels (output c * M + m reads input c):
+    imported as a grouped convolution (C groups of one input channel), on the NPU, bit-exact."""
+    rng = np.random.default_rng(seed)
+    c, m, k = int(rng.integers(2, 5)), int(rng.integers(2, 4)), int(rng.choice([1, 3]))
+    cout = c * m
+    w = rng.integers(-127, 128, (1, k, k, cout)).astype(np.int8)
+    s_in, s_w = 0.05, rng.uniform(0.005, 0.02, cout).astype(np.float32)
+    b_dtype = "int32" if dtype == "int8" else "int64"
+    opts = S.DepthwiseConv2DOptionsT()
+    opts.padding, opts.strideW, opts.strideH, opts.depthMultiplier = S.Padding.SAME, 1, 1, m
+    opts.fusedActivationFunction = ACT[str(rng.choice(["none", "relu6"]))]
+    z = 3 if dtype == "int8" else 0
+    model = tflite_model(OP.DEPTHWISE_CONV_2D,
+                         [T((1, 5, 6, c), dtype, s_in, z), T(w.shape, "int8", s_w, 0, w, 3),
+                          T((cout,), b_dtype, np.float32(s_in) * s_w, 0, rng.integers(-900, 900, cout).astype(b_dtype))],
+                         [T((1, 5, 6, cout), dtype, 0.2 if dtype == "int8" else 0.002, -z)],
+                         OPTIONS.DepthwiseConv2DOptions, opts)
+    info = np.iinfo(dtype)
+    x = rng.integers(info.min, int(info.max) + 1, (4, 5, 6, c)).astype(dtype)
+    compiled = pytest_npu.compile(model, "u55-256")
+    assert compiled.unsupported() == []
+    (got,) = compiled.run_quantized(x).outputs.values()
+    np.testing.assert_array_equal(got, run_reference(model, x))
