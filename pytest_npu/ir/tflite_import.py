@@ -294,7 +294,7 @@ class _Importer:
             raise ModelError(f"{self.source}: {op.where(self.ts)} reads the constant '{t.name}' where it takes "
                              "an activation; pytest-npu does not run operators on constant inputs here")
         self._require_quantised(t, op)
-        self.tensors[name] = Tensor(name, _ir_shape(t.shape), t.dtype, t.quant)
+        self.tensors[name] = Tensor(name, self._activation_shape(t, op), t.dtype, t.quant)
         return name
 
     def _output(self, op: _Op, k: int = 0) -> tuple[str, _T]:
@@ -304,8 +304,18 @@ class _Importer:
             raise ModelError(f"{self.source}: {op.where(self.ts)} writes '{t.name}' quantised per channel; "
                              "activations need one scale")
         name = self._ir_name(t.name)
-        self.tensors[name] = Tensor(name, _ir_shape(t.shape), t.dtype, t.quant)
+        self.tensors[name] = Tensor(name, self._activation_shape(t, op), t.dtype, t.quant)
         return name, t
+
+    def _activation_shape(self, t: _T, op: _Op) -> tuple[int, ...]:
+        """An image activation is ``(1, H, W, C)``: the IR's images have batch 1 and ``run()`` stacks
+        inferences. A fixed batch N > 1 would reach the image operators as data they do not read."""
+        if len(t.shape) == 4 and t.shape[0] != 1:
+            raise ModelError(f"{self.source}: {op.where(self.ts)} uses '{t.name}' of shape {list(t.shape)}, a "
+                             f"batch of {t.shape[0]} images; pytest-npu imports batch-1 models and stacks "
+                             "inferences itself (run() takes (N, ...)) -- convert with batch size 1 (a "
+                             "Keras model with a None batch converts so)")
+        return _ir_shape(t.shape)
 
     def _require_quantised(self, t: _T, op: _Op) -> None:
         if t.dtype not in ("int8", "uint8", "int16", "int32"):
@@ -621,6 +631,11 @@ class _Importer:
                              f"{_enum_name(self.tfl.ActivationFunctionType, opts.FusedActivationFunction())}, "
                              "which TFLite's CONCATENATION kernel refuses; write the activation as its own operator")
         axis = (int(opts.Axis()) if opts is not None else 0) % len(out.shape)   # the schema's default: 0
+        shapes = [self.ts[i].shape for i in op.inputs]
+        if any(len(sh) != len(out.shape) or any(a != b for k, (a, b) in enumerate(zip(sh, out.shape)) if k != axis)
+               for sh in shapes) or sum(sh[axis] for sh in shapes) != out.shape[axis]:
+            raise ModelError(f"{self.source}: {op.where(self.ts)} joins shapes {[list(sh) for sh in shapes]} along "
+                             f"axis {axis} into {list(out.shape)}; the model is inconsistent")
         self._add(op, "concat", xs, [y], {"axis": axis})
 
     def _op_pad(self, op: _Op) -> None:

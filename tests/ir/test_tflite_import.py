@@ -87,6 +87,11 @@ def _bad_opcode(m):
     m.subgraphs[0].operators[0].opcodeIndex = 7
 
 
+def _batch_of_four(m):
+    m.subgraphs[0].tensors[0].shape = [4, 5, 5, 2]
+    m.subgraphs[0].tensors[3].shape = [4, 5, 5, 4]
+
+
 def _zero_scale(m):
     m.subgraphs[0].tensors[3].quantization.scale = [0.0]
 
@@ -111,6 +116,10 @@ BAD = {
     "tensor index out of range": (mutate(conv_model(), _bad_tensor_index), r"refers to tensor 99"),
     "opcode out of range": (mutate(conv_model(), _bad_opcode), r"opcode 7"),
     "zero scale": (mutate(conv_model(), _zero_scale), r"tensor 't3' has a scale that is not a positive"),
+    # the IR's images have batch 1: a fixed batch of 4 used to reach the image operators as data
+    # (an AVERAGE_POOL_2D then computed wrong numbers silently)
+    "fixed batch of 4": (mutate(conv_model(), _batch_of_four),
+                         r"operator 0 \(CONV_2D\) -> 't3' uses 't0' of shape \[4, 5, 5, 2\], a batch of 4"),
     # LiteRT refuses it in Prepare; the IR's concat has no clamp, so it must not be dropped silently
     "concatenation with a fused activation": (concat_relu_model(),
                                               r"operator 0 \(CONCATENATION\) -> 't2' fuses activation RELU"),
