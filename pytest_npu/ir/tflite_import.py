@@ -631,6 +631,10 @@ class _Importer:
                              f"{_enum_name(self.tfl.ActivationFunctionType, opts.FusedActivationFunction())}, "
                              "which TFLite's CONCATENATION kernel refuses; write the activation as its own operator")
         axis = (int(opts.Axis()) if opts is not None else 0) % len(out.shape)   # the schema's default: 0
+        if out.dtype in ("int8", "int16"):
+            # TFLite's int8 kernel refuses operands quantised unlike the output, its int16 kernel copies
+            # their integers as they are: either way a rescale would not be the model's result
+            self._same_quant(op, op.inputs, out)
         shapes = [self.ts[i].shape for i in op.inputs]
         if any(len(sh) != len(out.shape) or any(a != b for k, (a, b) in enumerate(zip(sh, out.shape)) if k != axis)
                for sh in shapes) or sum(sh[axis] for sh in shapes) != out.shape[axis]:

@@ -103,6 +103,13 @@ def concat_relu_model() -> bytes:
                         [T((1, 2, 2, 5), "int8", 0.1, 5)], OPTIONS.ConcatenationOptions, opts)
 
 
+def concat_rescaling_model() -> bytes:
+    opts = S.ConcatenationOptionsT()
+    opts.axis = 3
+    return tflite_model(OP.CONCATENATION, [T((1, 2, 2, 2), "int16", 0.001), T((1, 2, 2, 3), "int16", 0.002)],
+                        [T((1, 2, 2, 5), "int16", 0.002)], OPTIONS.ConcatenationOptions, opts)
+
+
 BAD = {
     "not a flatbuffer": (b"\x00" * 4 + b"XXXX" + b"hello", r"not a TFLite flatbuffer \(no 'TFL3'"),
     "empty": (b"", r"the file is empty"),
@@ -120,6 +127,9 @@ BAD = {
     # (an AVERAGE_POOL_2D then computed wrong numbers silently)
     "fixed batch of 4": (mutate(conv_model(), _batch_of_four),
                          r"operator 0 \(CONV_2D\) -> 't3' uses 't0' of shape \[4, 5, 5, 2\], a batch of 4"),
+    # LiteRT's int16 kernel copies the integers (its int8 one refuses): rescaling was 16,295 LSB off
+    "concatenation of differently quantised operands": (
+        concat_rescaling_model(), r"operator 0 \(CONCATENATION\) -> 't2' moves 't0' into 't2' with different quantisation"),
     # LiteRT refuses it in Prepare; the IR's concat has no clamp, so it must not be dropped silently
     "concatenation with a fused activation": (concat_relu_model(),
                                               r"operator 0 \(CONCATENATION\) -> 't2' fuses activation RELU"),
