@@ -441,5 +441,5 @@ def _quant_along(q, x: np.ndarray, how: str) -> np.ndarray:
         shape = [1] * x.ndim
         shape[q.axis + 1] = -1
         q = QuantParams(np.asarray(q.scale).reshape(shape), np.asarray(q.zero_point).reshape(shape),
-                        q.dtype, None)
+                        q.dtype, None, q.rounding)
     return getattr(q, how)(x)

@@ -75,16 +75,24 @@ class QuantParams:
     zero_point: np.ndarray     # int64, same shape as scale
     dtype: str                 # "int8" | "uint8" | "int16" | "int32"
     axis: int | None = None    # per-channel axis in IR layout
+    # how quantize() rounds x / scale: "half_even" (ONNX QuantizeLinear) or "half_away" (TFLite's
+    # QUANTIZE, std::round), so a boundary folded from either quantises exactly as its model does
+    rounding: str = "half_even"
 
     @property
     def per_channel(self) -> bool:
         return self.scale.ndim == 1 and self.scale.size > 1
 
     def quantize(self, real: np.ndarray) -> np.ndarray:
-        """Round-half-even and saturate, as ONNX QuantizeLinear."""
+        """``x / scale`` in float32, rounded (see ``rounding``), plus the zero point, saturated."""
         info = np.iinfo(np.dtype(self.dtype))
-        q = np.rint(np.asarray(real, np.float32) / self.scale) + self.zero_point
-        return np.clip(q, info.min, info.max).astype(self.dtype)
+        r = np.asarray(real, np.float32) / self.scale
+        if self.rounding == "half_away":          # in float64, where r + 0.5 is exact for a float32 r
+            r = r.astype(np.float64)
+            rounded = np.trunc(r + np.copysign(0.5, r))
+        else:
+            rounded = np.rint(r)
+        return np.clip(rounded + self.zero_point, info.min, info.max).astype(self.dtype)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         return ((np.asarray(q, np.int64) - self.zero_point) * self.scale).astype(np.float32)

@@ -8,12 +8,12 @@ and a fused activation becomes the ``clamp`` TFLite's ``CalculateActivationRange
 computes. Graph inputs and outputs keep TFLite's shape and dtype; ``run()`` quantises floats with
 the input's own parameters (a float32 input followed by QUANTIZE, or a DEQUANTIZE before a float
 output, folds into that boundary). Whatever would need a guess -- an operator outside the list,
-a float tensor mid-graph, a missing scale, a dynamic shape, a depthwise multiplier over several
-channels -- is refused with a ModelError naming the file, the operator and its output tensor.
+a float tensor mid-graph, a missing scale, a dynamic shape -- is refused with a ModelError naming the file, the operator and its output tensor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,6 +271,9 @@ class _Importer:
         if quant.per_channel:
             raise ModelError(f"{self.source}: graph tensor '{t.name}' is quantised per channel; graph inputs "
                              "and outputs need one scale")
+        if t.dtype == "float32" and index in self.graph_inputs:
+            # the folded QUANTIZE: run() rounds as TFLite's kernel does (std::round, half away from zero)
+            quant = dataclasses.replace(quant, rounding="half_away")
         return Boundary(shape, "float32", None, quant, len(shape) >= 1 and shape[0] == 1)
 
     def _declare_activation(self, name: str) -> None:
@@ -291,7 +294,7 @@ class _Importer:
             raise ModelError(f"{self.source}: {op.where(self.ts)} reads the constant '{t.name}' where it takes "
                              "an activation; pytest-npu does not run operators on constant inputs here")
         self._require_quantised(t, op)
-        self.tensors[name] = Tensor(name, _ir_shape(t.shape), t.dtype, t.quant)
+        self.tensors[name] = Tensor(name, self._activation_shape(t, op), t.dtype, t.quant)
         return name
 
     def _output(self, op: _Op, k: int = 0) -> tuple[str, _T]:
@@ -301,8 +304,18 @@ class _Importer:
             raise ModelError(f"{self.source}: {op.where(self.ts)} writes '{t.name}' quantised per channel; "
                              "activations need one scale")
         name = self._ir_name(t.name)
-        self.tensors[name] = Tensor(name, _ir_shape(t.shape), t.dtype, t.quant)
+        self.tensors[name] = Tensor(name, self._activation_shape(t, op), t.dtype, t.quant)
         return name, t
+
+    def _activation_shape(self, t: _T, op: _Op) -> tuple[int, ...]:
+        """An image activation is ``(1, H, W, C)``: the IR's images have batch 1 and ``run()`` stacks
+        inferences. A fixed batch N > 1 would reach the image operators as data they do not read."""
+        if len(t.shape) == 4 and t.shape[0] != 1:
+            raise ModelError(f"{self.source}: {op.where(self.ts)} uses '{t.name}' of shape {list(t.shape)}, a "
+                             f"batch of {t.shape[0]} images; pytest-npu imports batch-1 models and stacks "
+                             "inferences itself (run() takes (N, ...)) -- convert with batch size 1 (a "
+                             "Keras model with a None batch converts so)")
+        return _ir_shape(t.shape)
 
     def _require_quantised(self, t: _T, op: _Op) -> None:
         if t.dtype not in ("int8", "uint8", "int16", "int32"):
@@ -393,18 +406,22 @@ class _Importer:
             raise ModelError(f"{self.source}: {op.where(self.ts)} has {cout} weight channels for {in_c} input "
                              "channels; the model is inconsistent")
         wq = self._weight_quant(op, w, cout, axis_from=3, ir_axis=None)
+        taps = self._data(op, 1, "weight tensor")[0]                                    # (KH, KW, Cout)
+        groups = {}
         if multiplier == 1:
-            data = np.ascontiguousarray(self._data(op, 1, "weight tensor")[0])           # (KH, KW, C)
-            ir_op = "depthwise_conv2d"
-        elif in_c == 1:
-            data = np.ascontiguousarray(self._data(op, 1, "weight tensor")[0].reshape(kh, kw, 1, cout))  # a conv
-            ir_op = "conv2d"
+            data, ir_op = np.ascontiguousarray(taps), "depthwise_conv2d"               # (KH, KW, C)
         else:
-            raise ModelError(f"{self.source}: {op.where(self.ts)} has depth multiplier {multiplier} on {in_c} "
-                             "channels; only multiplier 1 (or a single input channel) is supported")
+            # output channel c * M + m reads input channel c alone: a convolution with a block-diagonal
+            # weight of one input channel per group (exact: the zero weights add nothing), which the
+            # compiler compacts back to one small convolution per group
+            ir_op = "conv2d"
+            data = np.zeros((kh, kw, in_c, cout), taps.dtype)
+            data[:, :, np.arange(cout) // multiplier, np.arange(cout)] = taps
+            if in_c > 1:
+                groups = {"groups_expanded": in_c}
         if wq.axis is not None:
             wq.axis = data.ndim - 1
-        self._conv(op, ir_op, x, data, wq, y, out, opts, (kh, kw), cout)
+        self._conv(op, ir_op, x, data, wq, y, out, opts, (kh, kw), cout, groups)
 
     def _weight_quant(self, op: _Op, w: _T, channels: int, axis_from: int, ir_axis: int | None) -> QuantParams:
         q = w.quant
@@ -440,7 +457,7 @@ class _Importer:
         self.tensors[name] = Tensor(name, (channels,), str(data.dtype), quant, data)
         return name
 
-    def _conv(self, op, ir_op, x, data, wq, y, out, opts, kernel, cout) -> None:
+    def _conv(self, op, ir_op, x, data, wq, y, out, opts, kernel, cout, extra: dict | None = None) -> None:
         stride = (int(opts.StrideH()), int(opts.StrideW()))
         dilation = (int(opts.DilationHFactor()), int(opts.DilationWFactor()))
         in_shape = self.ts[op.inputs[0]].shape
@@ -455,7 +472,7 @@ class _Importer:
         self.tensors[w_name] = Tensor(w_name, data.shape, str(data.dtype), wq, data)
         b_name = self._bias(op, 2, x, wq, cout)
         attrs = {"stride": stride, "dilation": dilation, "padding": padding,
-                 **self._clamp(op, opts.FusedActivationFunction(), out)}
+                 **self._clamp(op, opts.FusedActivationFunction(), out), **(extra or {})}
         self._add(op, ir_op, [x, w_name, b_name], [y], attrs)
 
     def _op_fully_connected(self, op: _Op) -> None:
@@ -607,9 +624,23 @@ class _Importer:
         opts = self._options(op, "ConcatenationOptions")
         xs = [self._activation(i, op) for i in op.inputs]
         y, out = self._output(op)
-        axis = int(opts.Axis()) % len(out.shape)
-        attrs = {"axis": axis, **self._clamp(op, opts.FusedActivationFunction(), out)}
-        self._add(op, "concat", xs, [y], attrs)
+        if opts is not None and int(opts.FusedActivationFunction()) != 0:
+            # TFLite's kernel refuses it too (concatenation.cc: activation must be NONE); the IR's
+            # concat carries no clamp, so importing it would silently drop the activation
+            raise ModelError(f"{self.source}: {op.where(self.ts)} fuses activation "
+                             f"{_enum_name(self.tfl.ActivationFunctionType, opts.FusedActivationFunction())}, "
+                             "which TFLite's CONCATENATION kernel refuses; write the activation as its own operator")
+        axis = (int(opts.Axis()) if opts is not None else 0) % len(out.shape)   # the schema's default: 0
+        if out.dtype in ("int8", "int16"):
+            # TFLite's int8 kernel refuses operands quantised unlike the output, its int16 kernel copies
+            # their integers as they are: either way a rescale would not be the model's result
+            self._same_quant(op, op.inputs, out)
+        shapes = [self.ts[i].shape for i in op.inputs]
+        if any(len(sh) != len(out.shape) or any(a != b for k, (a, b) in enumerate(zip(sh, out.shape)) if k != axis)
+               for sh in shapes) or sum(sh[axis] for sh in shapes) != out.shape[axis]:
+            raise ModelError(f"{self.source}: {op.where(self.ts)} joins shapes {[list(sh) for sh in shapes]} along "
+                             f"axis {axis} into {list(out.shape)}; the model is inconsistent")
+        self._add(op, "concat", xs, [y], {"axis": axis})
 
     def _op_pad(self, op: _Op) -> None:
         pads_t = self._constant(op, 1, "paddings tensor")

@@ -51,20 +51,29 @@ class Case:
     inputs: list[np.ndarray] = field(default_factory=list)
 
 
-def tflite_model(op: int, inputs: list[T | None], outputs: list[T], options_type: int = 0, options=None) -> bytes:
-    """A one-operator model; ``None`` in ``inputs`` is an omitted optional input (-1).
+@dataclass
+class Op:
+    """One operator of a multi-operator model: tensor indices into ``tflite_graph``'s list (-1: an
+    omitted optional input)."""
+
+    code: int
+    inputs: list[int]
+    outputs: list[int]
+    options_type: int = 0
+    options: object = None
+
+
+def tflite_graph(tensors: list[T], operators: list[Op], inputs: list[int], outputs: list[int]) -> bytes:
+    """A model of several operators over ``tensors``, in the order given (topological).
 
     Activations are written with batch 1, as converters write them (the importer takes axis 0 of
     size 1 as the batch); :func:`run_reference` resizes the inputs to the batch it is given."""
     buffers = [S.BufferT()]
-    tensors, operator_inputs = [], []
-    for t in [*inputs, *outputs]:
-        if t is None:
-            operator_inputs.append(-1)
-            continue
+    written = []
+    for t in tensors:
         tt = S.TensorT()
         shape = list(t.shape) if t.data is not None or not t.shape else [1, *t.shape[1:]]
-        tt.shape, tt.type, tt.name = shape, _TYPES[t.dtype], f"t{len(tensors)}"
+        tt.shape, tt.type, tt.name = shape, _TYPES[t.dtype], f"t{len(written)}"
         if t.scale is not None:
             q = S.QuantizationParametersT()
             q.scale = [float(s) for s in np.atleast_1d(t.scale)]
@@ -77,25 +86,39 @@ def tflite_model(op: int, inputs: list[T | None], outputs: list[T], options_type
             b.data = np.frombuffer(np.ascontiguousarray(t.data).tobytes(), np.uint8)
             buffers.append(b)
             tt.buffer = len(buffers) - 1
-        if len(operator_inputs) < len(inputs):
-            operator_inputs.append(len(tensors))
-        tensors.append(tt)
-    n_out = len(outputs)
+        written.append(tt)
+    codes: list[int] = []
     sg = S.SubGraphT()
-    sg.tensors = tensors
-    sg.inputs = [i for i, t in zip(operator_inputs, inputs) if t is not None and t.data is None]
-    sg.outputs = list(range(len(tensors) - n_out, len(tensors)))
-    operator = S.OperatorT()
-    operator.opcodeIndex, operator.inputs, operator.outputs = 0, operator_inputs, sg.outputs
-    operator.builtinOptionsType, operator.builtinOptions = options_type, options
-    sg.operators = [operator]
-    code = S.OperatorCodeT()
-    code.builtinCode, code.deprecatedBuiltinCode, code.version = op, min(op, 127), 1
+    sg.tensors, sg.inputs, sg.outputs, sg.operators = written, list(inputs), list(outputs), []
+    for op in operators:
+        if op.code not in codes:
+            codes.append(op.code)
+        operator = S.OperatorT()
+        operator.opcodeIndex, operator.inputs, operator.outputs = codes.index(op.code), list(op.inputs), list(op.outputs)
+        operator.builtinOptionsType, operator.builtinOptions = op.options_type, op.options
+        sg.operators.append(operator)
     model = S.ModelT()
-    model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, [code], [sg], buffers
+    model.operatorCodes = []
+    for c in codes:
+        code = S.OperatorCodeT()
+        code.builtinCode, code.deprecatedBuiltinCode, code.version = c, min(c, 127), 1
+        model.operatorCodes.append(code)
+    model.version, model.subgraphs, model.buffers = 3, [sg], buffers
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def tflite_model(op: int, inputs: list[T | None], outputs: list[T], options_type: int = 0, options=None) -> bytes:
+    """A one-operator model; ``None`` in ``inputs`` is an omitted optional input (-1)."""
+    tensors = [t for t in [*inputs, *outputs] if t is not None]
+    index, operator_inputs = 0, []
+    for t in inputs:
+        operator_inputs.append(-1 if t is None else index)
+        index += t is not None
+    outs = list(range(len(tensors) - len(outputs), len(tensors)))
+    graph_inputs = [i for i, t in zip(operator_inputs, inputs) if t is not None and t.data is None]
+    return tflite_graph(tensors, [Op(op, operator_inputs, outs, options_type, options)], graph_inputs, outs)
 
 
 def run_reference(model: bytes, *arrays: np.ndarray) -> np.ndarray:

@@ -503,3 +503,31 @@ def test_a_softmax_on_the_host_applies_beta(seed):
     got, expected, host = _run_imported(softmax_case(seed), no_lut)
     assert [op for _, op, _ in host] == ["softmax"]
     assert np.abs(got - expected).max() <= 1
+
+
+def _int16_table_activation(op: str, s_in: float) -> Case:
+    every = np.arange(-32768, 32768, 5, dtype=np.int16).reshape(1, 1, 1, -1)
+    model = tflite_model({"logistic": OP.LOGISTIC, "tanh": OP.TANH}[op], [T(every.shape, "int16", s_in, 0)],
+                         [T(every.shape, "int16", 1 / 32768, 0)])
+    return Case(f"{op} int16 scale {s_in:.3g}", model, None, [every])  # type: ignore[arg-type]
+
+
+INT16_TABLE_CASES = [(op, s) for op in ("logistic", "tanh") for s in (1 / 4096, 0.0011, 9.16e-5)]
+
+
+@pytest.mark.parametrize("op,s_in", INT16_TABLE_CASES)
+def test_int16_logistic_and_tanh_are_within_a_few_lsb_of_litert(op, s_in):
+    """int16x8 LOGISTIC/TANH run on the host in float: near TFLite's table kernel, not equal
+    (measured on all 65,536 inputs at 14 scales 2e-5..0.02: logistic 1 LSB, tanh 3 LSB)."""
+    got, expected, host = _run_imported(_int16_table_activation(op, s_in), TARGET)
+    assert [o for _, o, _ in host] == [{"logistic": "sigmoid", "tanh": "tanh"}[op]]
+    assert np.abs(got - expected).max() <= {"logistic": 1, "tanh": 3}[op]
+
+
+@pytest.mark.xfail(strict=True, reason="TFLite's int16 LOGISTIC/TANH interpolate its 256-entry "
+                   "sigmoid_table_uint16, which is not round(65536 * sigmoid(i / 24)) (17 of its first 32 "
+                   "entries differ by 1) and is not shipped here: the host computes in float instead")
+@pytest.mark.parametrize("op", ["logistic", "tanh"])
+def test_int16_logistic_and_tanh_bit_exact_with_litert(op):
+    got, expected, _ = _run_imported(_int16_table_activation(op, 1 / 4096), TARGET)
+    assert np.array_equal(got, expected)
