@@ -284,15 +284,17 @@ def weight_slice(step: Step, in_shapes, out_shape, dtype_sizes, target: Target |
     op = step_block_op(step, in_shapes, out_shape, dtype_sizes)
     if op is None:
         return None
+    blocks = target.blocks
     channels = op.ofm[2]
-    block_depth = block_model.block_config(target.blocks, target.mac.ofm_lanes, target.mac.ifm_lanes, op).ofm[2]
+    block_depth = block_model.block_config(blocks, target.mac.ofm_lanes, target.mac.ifm_lanes, op).ofm[2]
     load_per_channel = (step.consts["weights"].nbytes / channels + block_model.BIAS_BYTES_PER_CHANNEL) \
         / target.dram_bytes_per_cycle
+
     def slice_cycles(depth: int) -> tuple[float, float]:
         """(compute, load) of one slice of ``depth`` output channels."""
         sliced = dataclasses.replace(op, ofm=(*op.ofm[:2], depth))
         compute = block_model.op_cycles(
-            target.blocks, target.mac.ofm_lanes, target.mac.ifm_lanes, sliced,
+            blocks, target.mac.ofm_lanes, target.mac.ifm_lanes, sliced,
             sram_latency=target.sram_latency_cycles, sram_bytes_per_cycle=target.sram_bytes_per_cycle,
             sram_burst=target.sram_burst_bytes, weight_latency=target.dram_latency_cycles)
         per_slice = max(compute.continuing(), math.ceil(block_model.sram_bytes(
