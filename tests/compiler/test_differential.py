@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -181,5 +183,9 @@ def chains(draw):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(b=chains(), target=st.sampled_from(TARGETS), seed=st.integers(0, 1000))
 def test_random_chains_match_onnxruntime(b, target, seed):
+    """Each target's lowering, tiling and scheduling, with onnxruntime's requantisation rule: under
+    double or TFLite rounding a 1-LSB near-tie in one layer (every layer's own rounding is held to
+    1 LSB of onnxruntime in tests/compiler/test_reference_models.py) is multiplied by a steep
+    sigmoid's table or a later gain > 1, which says nothing about the compiler."""
     q = quantize(b.model(), b.input_shape, seed=seed)
-    _compare(q, b.input_shape, target, n=2, seed=seed)
+    _compare(q, b.input_shape, dataclasses.replace(targets.load(target), rounding="single"), n=2, seed=seed)
