@@ -113,11 +113,8 @@ class HistorySession:
 
     def _where(self) -> str:
         assert self.location is not None
-        if self.location.backend == history.SQLITE:
-            try:
-                return str(self.location.path.relative_to(self.rootdir))
-            except ValueError:
-                pass
+        if self.location.backend == history.SQLITE and self.location.path.is_relative_to(self.rootdir):
+            return str(self.location.path.relative_to(self.rootdir))     # short inside the project
         return str(self.location)
 
 

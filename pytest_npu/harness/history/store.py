@@ -9,6 +9,7 @@ how driver errors read. Every value travels as a query parameter, never formatte
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -159,10 +160,8 @@ class Store:
         return HistoryError(f"history database {self.location}: {text}")
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(*self._errors):      # a connection the server already dropped is closed
             self.connection.close()
-        except self._errors:
-            pass
 
 
 def _is_lock_timeout(exc: BaseException) -> bool:
@@ -210,9 +209,9 @@ def create_sqlite(path: Path, initialise: Any) -> None:
         finally:
             store.close()
         try:
-            os.link(temporary, path)
+            os.link(temporary, path)     # atomic and never overwrites: another shard may have won the race
         except FileExistsError:
-            pass
+            return                       # it did; its database is the one to use (the finally removes ours)
         except OSError:                  # a filesystem without hard links: a plain rename if still absent
             if not path.exists():
                 os.replace(temporary, path)
